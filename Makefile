@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# xen-netrs: Rust Xen PV network drivers (xen-netfront-rs, xen-netback-rs).
+#
+#   make run      install what is missing, build kernel + modules + VM images, boot Xen in QEMU
+#                 with dom0 (backend) and a PV domU (frontend), show traffic flowing
+#   make check    every test (what .ci/run runs)
+#   make bench    driver pairs compared, interleaved, medians and ratios
+#
+# Variables: KSRC=<linux 7.3 tree> (default: Debian's linux-source-7.3 under build/),
+# FRONT=c|rs BACK=c|rs (drivers for make run), RUNS=N (make bench), CPU=<qemu -cpu model>.
+# Kbuild (not this file) describes the modules to the kernel build system.
+
+TOP     := $(CURDIR)
+BUILD   := $(TOP)/build
+KTREE   := $(BUILD)/src/linux
+KOUT    := $(BUILD)/kernel
+MODOUT  := $(BUILD)/modules
+export KSRC
+KMAKE    = $(MAKE) -C $(KTREE) O=$(KOUT) CC="ccache gcc" LIBCLANG_PATH=/usr/lib/llvm-19/lib \
+	   CCACHE_DIR=$${CCACHE_DIR:-$$HOME/.cache/xen-netrs-ccache}
+
+.PHONY: all deps kernel kernel-bench modules images run check bench rustdoc clean distclean help
+
+all: modules
+
+help:
+	@sed -n '3,13p' Makefile
+
+deps:
+	@bash scripts/deps.sh
+
+kernel: deps
+	@bash scripts/kernel.sh test
+
+kernel-bench: deps
+	@bash scripts/kernel.sh bench
+
+modules: kernel
+	@mkdir -p $(MODOUT)
+	+@$(KMAKE) -s M=$(TOP) MO=$(MODOUT) modules
+	@ls $(MODOUT)/xen-netfront-rs/xen-netfront-rs.ko $(MODOUT)/xen-netback-rs/xen-netback-rs.ko >/dev/null
+
+images: modules
+	@bash selftests/rig/images.sh
+
+run: images
+	@python3 selftests/rig/run.py run $(if $(FRONT),--front $(FRONT)) $(if $(BACK),--back $(BACK))
+
+check: modules
+	@bash selftests/check.sh
+
+bench: images
+	@python3 selftests/rig/bench.py $(if $(RUNS),--runs $(RUNS))
+
+rustdoc: kernel
+	+@$(KMAKE) -s rustdoc
+
+clean:
+	rm -rf $(MODOUT) $(BUILD)/runs $(BUILD)/results
+
+distclean:
+	rm -rf $(BUILD)

@@ -1,0 +1,58 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Every test of the project (make check; .ci/run calls exactly `make check`).
+#
+# 1. virtme-ng, no Xen: the KUnit suites (kernel crate doctests and the project's suites) and
+#    loading/unloading both Rust modules outside Xen.
+# 2. The Xen-in-QEMU rig: the scenarios, each driver pairing that carries traffic today.
+# Every step writes build/results/<step>.json; the summary below counts their checks.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+results=build/results
+mkdir -p "$results"
+start=$(date +%s)
+steps=()
+step() { # name cmd...
+	local name=$1; shift
+	echo "=== $name: $*"
+	local t0=$(date +%s)
+	"$@"
+	local rc=$?
+	echo "=== $name: rc=$rc ($(( $(date +%s) - t0 )) s)"
+	steps+=("$name:$rc")
+}
+
+rm -f "$results"/*.json "$results"/*.txt
+step kunit python3 selftests/vng/kunit.py
+step images bash selftests/rig/images.sh
+# Driver pairings in make check. The Rust drivers join as soon as they carry traffic.
+for pair in ${CHECK_PAIRS:-c/c}; do
+	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
+done
+
+echo
+echo "=== summary ($(( $(date +%s) - start )) s)"
+python3 - "$results" "${steps[@]}" <<'PY'
+import json, os, sys
+res, steps = sys.argv[1], sys.argv[2:]
+npass = nfail = 0
+for f in sorted(os.listdir(res)):
+    if not f.endswith(".json") or f.startswith("bench"):
+        continue
+    d = json.load(open(os.path.join(res, f)))
+    for c in d.get("checks", []):
+        if c["passed"]:
+            npass += 1
+        else:
+            nfail += 1
+            print(f"FAILED: {d['name']}: {c['name']}: {c['detail']}")
+for s in steps:
+    name, rc = s.rsplit(":", 1)
+    if rc != "0":
+        # A step that failed without writing a failed check still fails the run.
+        nfail += 1
+        print(f"FAILED: step {name} exited {rc}")
+print(f"{npass} passed, {nfail} failed")
+sys.exit(1 if nfail or not npass else 0)
+PY

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Boot the project kernel without Xen (virtme-ng, TCG), run the KUnit suites and the module
+load/unload checks, and assert the results.
+
+Writes build/results/kunit.json (one check per KUnit suite, plus totals) and
+build/results/vng-modules.json (both Rust modules load and unload, no harm outside Xen).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from results import BUILD, TOP, Result  # noqa: E402
+from logscan import crashes  # noqa: E402
+
+KOUT = os.path.join(BUILD, "kernel")
+KTREE = os.path.join(BUILD, "src", "linux")
+MODS = {
+    "xen_netfront_rs": os.path.join(BUILD, "modules", "xen-netfront-rs", "xen-netfront-rs.ko"),
+    "xen_netback_rs": os.path.join(BUILD, "modules", "xen-netback-rs", "xen-netback-rs.ko"),
+}
+
+GUEST_SCRIPT = r"""
+out=$1
+exec >"$out/guest.log" 2>&1
+uname -r
+echo VNG-START
+for m in {mods}; do
+    name=${{m%%=*}}; ko=${{m#*=}}
+    if insmod "$ko"; then echo "VNG-LOAD $name ok"; else echo "VNG-LOAD $name fail"; fi
+    if grep -q "^$name " /proc/modules; then echo "VNG-LISTED $name ok"; else echo "VNG-LISTED $name fail"; fi
+    if rmmod "$name"; then echo "VNG-UNLOAD $name ok"; else echo "VNG-UNLOAD $name fail"; fi
+    if grep -q "^$name " /proc/modules; then echo "VNG-GONE $name fail"; else echo "VNG-GONE $name ok"; fi
+done
+dmesg >"$out/dmesg.txt"
+echo VNG-DONE
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--filter", default="", help="kunit.filter_glob")
+    args = ap.parse_args()
+
+    run = os.path.join(BUILD, "runs", "vng-" + time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(run)
+    script = os.path.join(run, "guest.sh")
+    with open(script, "w") as f:
+        f.write(GUEST_SCRIPT.format(mods=" ".join(f"{k}={v}" for k, v in MODS.items())))
+    venv = os.path.join(BUILD, "vng-venv", "bin")
+    env = dict(os.environ, PATH=venv + ":" + os.environ["PATH"])
+    append = "kunit.autorun=1 panic=-1" + (f" kunit.filter_glob={args.filter}" if args.filter else "")
+    cmd = [os.path.join(venv, "vng"), "--verbose", "--disable-kvm", "--memory", "2G", "--cpus", "2",
+           "--rwdir", run, "--append", append, "--run", KOUT, "--", f"sh {script} {run}"]
+    print("vng:", " ".join(cmd), flush=True)
+    t0 = time.time()
+    with open(os.path.join(run, "console.log"), "w") as log:
+        try:
+            # vng exits 255 on hosts without udev whatever the guest command returned: the
+            # result is read from the files the guest wrote, not from the exit code.
+            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=KOUT,
+                           stdin=subprocess.DEVNULL, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    boot_s = time.time() - t0
+    console = open(os.path.join(run, "console.log"), errors="replace").read()
+    dmesg_path = os.path.join(run, "dmesg.txt")
+    dmesg = open(dmesg_path, errors="replace").read() if os.path.exists(dmesg_path) else ""
+    guest_path = os.path.join(run, "guest.log")
+    guest = open(guest_path, errors="replace").read() if os.path.exists(guest_path) else ""
+
+    # --- KUnit -----------------------------------------------------------------
+    ku = Result("kunit", log=run)
+    ku.metric("boot_and_run", round(boot_s, 1), "s")
+    ku.check("guest ran to the end", "VNG-DONE" in guest, "" if "VNG-DONE" in guest else f"see {run}")
+    parsed = {}
+    if dmesg:
+        jpath = os.path.join(run, "kunit.json")
+        subprocess.run([sys.executable, os.path.join(KTREE, "tools/testing/kunit/kunit.py"), "parse",
+                        "--json", jpath, dmesg_path], stdout=open(os.path.join(run, "kunit-parse.txt"), "w"),
+                       stderr=subprocess.STDOUT)
+        if os.path.exists(jpath):
+            parsed = json.load(open(jpath))
+    suites = (parsed.get("test_cases") or []) if parsed else []
+    totals = {"PASS": 0, "FAILURE": 0, "SKIPPED": 0}
+    for s in parsed.get("sub_groups", []) if parsed else []:
+        cases = s.get("test_cases", [])
+        n = {"PASS": 0, "FAILURE": 0, "SKIPPED": 0, "TEST_CRASHED": 0, "NO_TESTS": 0}
+        for c in cases:
+            n[c.get("status", "FAILURE")] = n.get(c.get("status", "FAILURE"), 0) + 1
+        for k in totals:
+            totals[k] += n.get(k, 0)
+        ok = s.get("status") in ("PASS", "SKIPPED") and not n["FAILURE"] and not n["TEST_CRASHED"]
+        ku.check(f"suite {s['name']}", ok, f"{n['PASS']} pass, {n['FAILURE'] + n['TEST_CRASHED']} fail, {n['SKIPPED']} skip")
+    ku.check("kunit suites found", bool(parsed.get("sub_groups") if parsed else False),
+             f"{len(parsed.get('sub_groups', [])) if parsed else 0} suites")
+    for k, v in totals.items():
+        ku.metric(f"cases_{k.lower()}", v)
+    del suites
+
+    # --- modules outside Xen ---------------------------------------------------------
+    mo = Result("vng-modules", log=run)
+    for name in MODS:
+        for step in ("LOAD", "LISTED", "UNLOAD", "GONE"):
+            ok = f"VNG-{step} {name} ok" in guest
+            mo.check(f"{name} {step.lower()}", ok)
+    bad = crashes(dmesg) + crashes(console if not dmesg else "")
+    mo.check("no oops/BUG/WARN in the guest kernel log", not bad, "; ".join(bad[:3]))
+
+    rc = 0
+    for r in (ku, mo):
+        r.save()
+        print(r.table())
+        rc |= 0 if r.passed else 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
