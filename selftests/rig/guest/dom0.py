@@ -1,0 +1,498 @@
+#!/usr/bin/python3
+"""Rig scenario driver, runs in dom0 (child of the PID-1 reaper, output on the serial console).
+
+Reads /rig/rig.json (written by selftests/rig/run.py on the host), brings up the Xen toolstack,
+the bridge and the chosen backend, starts the PV domU, drives it through the console agent and
+reports on the console:
+  RIG-MARK <what> <uptime>        progress markers (the host waits for them)
+  RIG-CHECK {"name","pass","detail"}
+  RIG-METRIC {"name","value","unit"}
+  RIG-CRASH <what>                a process died by a signal (the host fails no-crash)
+Every wait has a timeout; a failed step fails its check and the scenario goes on where it can.
+"""
+import base64, json, os, re, select, subprocess, sys, termios, time, tty, zlib
+
+CONF = json.load(open("/rig/rig.json"))
+FRONT, BACK, SCEN = CONF["front"], CONF["back"], CONF["scenario"]
+MAC = "00:16:3e:00:00:02"
+DOM0_IP, DOMU_IP = "10.0.0.1", "10.0.0.2"
+XENBIN = "/usr/lib/xen-%s/bin" % CONF.get("xenver", "4.20")
+OUT = "/out" if os.path.ismount("/out") else "/tmp"
+cmdlog = open(os.path.join(OUT, "dom0-commands.log"), "a")
+T0 = time.time()
+results = {"checks": [], "metrics": []}
+
+
+def up():
+    return float(open("/proc/uptime").read().split()[0])
+
+
+def say(s):
+    sys.stdout.write(s + "\n")
+    sys.stdout.flush()
+
+
+def mark(what):
+    say("RIG-MARK %s %.1f" % (what, up()))
+
+
+def check(name, ok, detail=""):
+    ok = bool(ok)
+    d = {"name": name, "pass": ok, "detail": str(detail)[:1500]}
+    results["checks"].append(d)
+    say("RIG-CHECK " + json.dumps(d))
+    return ok
+
+
+def metric(name, value, unit):
+    d = {"name": name, "value": value, "unit": unit}
+    results["metrics"].append(d)
+    say("RIG-METRIC " + json.dumps(d))
+
+
+def logcmd(where, cmd, rc, out, dt):
+    cmdlog.write("### [%s] %.1f $ %s\n### rc=%s (%.2fs)\n%s\n" % (where, up(), cmd, rc, dt, out))
+    cmdlog.flush()
+    if rc is not None and rc >= 128 and rc != 255 and rc - 128 in (4, 6, 7, 8, 11):
+        say("RIG-CRASH %s command died by signal %d: %s" % (where, rc - 128, cmd[:200]))
+
+
+def sh(cmd, timeout=60, quiet=False):
+    """Run a shell command in dom0; returns (rc, output). rc 124 = timeout, 128+N = signal N."""
+    t = time.time()
+    try:
+        p = subprocess.run(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=timeout)
+        rc, out = p.returncode, p.stdout.decode("utf-8", "replace")
+        if rc < 0:
+            rc = 128 - rc
+    except subprocess.TimeoutExpired as e:
+        rc, out = 124, (e.stdout or b"").decode("utf-8", "replace") + "\n[timeout after %ss]" % timeout
+    logcmd("dom0", cmd, rc, out, time.time() - t)
+    if not quiet:
+        say("[dom0] $ %s -> rc=%d" % (cmd, rc))
+    return rc, out
+
+
+def wait_for(fn, timeout, interval=0.5):
+    """Poll fn() until it returns a true value or timeout seconds pass; returns the last value."""
+    end = time.time() + timeout
+    while True:
+        v = fn()
+        if v or time.time() > end:
+            return v
+        time.sleep(interval)
+
+
+# --- the domU console agent -----------------------------------------------------------------
+class Agent:
+    def __init__(self, domid):
+        self.domid = domid
+        self.fd = None
+        self.n = 0
+        self.buf = b""
+
+    def connect(self, timeout=60):
+        def tty_path():
+            rc, out = sh("xenstore-read /local/domain/%d/console/tty" % self.domid, 10, True)
+            return out.strip() if rc == 0 and out.strip().startswith("/dev/") else ""
+        path = wait_for(tty_path, timeout)
+        if not path:
+            return False
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(self.fd)
+        a = termios.tcgetattr(self.fd)
+        a[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON)
+        termios.tcsetattr(self.fd, termios.TCSANOW, a)
+        return True
+
+    def _lines(self, deadline):
+        while time.time() < deadline:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                yield line.decode("ascii", "replace").strip()
+            r, _, _ = select.select([self.fd], [], [], max(0.0, min(1.0, deadline - time.time())))
+            if r:
+                try:
+                    self.buf += os.read(self.fd, 65536).replace(b"\r", b"\n")
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    time.sleep(0.2)
+        return
+
+    def _send(self, s):
+        data = (s + "\n").encode()
+        while data:
+            try:
+                n = os.write(self.fd, data)
+                data = data[n:]
+            except BlockingIOError:
+                time.sleep(0.05)
+
+    def ping(self, timeout):
+        """Wait until the agent answers (the domU has booted to its agent)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            self.n += 1
+            rid = "p%d" % self.n
+            self._send("@@PING " + rid)
+            for line in self._lines(min(end, time.time() + 3)):
+                if line.endswith("@@PONG " + rid):
+                    return True
+        return False
+
+    def run(self, cmd, timeout=60, quiet=False):
+        """Run cmd with /bin/sh -c in the domU; returns (rc, output). rc None: no answer."""
+        self.n += 1
+        rid = "r%d" % self.n
+        t = time.time()
+        rc, out = None, "[agent: no answer]"
+        req = "@@REQ %s %s %s" % (rid, timeout, base64.b64encode(cmd.encode()).decode())
+        self._send(req)
+        end = time.time() + timeout + 30
+        for attempt in range(4):
+            chunks = {}
+            got = None
+            for line in self._lines(end):
+                m = re.search(r"@@OUT %s (\d+) (\S*)$" % rid, line)
+                if m:
+                    try:
+                        chunks[int(m.group(1))] = base64.b64decode(m.group(2))
+                    except Exception:
+                        pass
+                    continue
+                m = re.search(r"@@END %s (\d+) (\d+) ([0-9a-f]{8})$" % rid, line)
+                if m:
+                    got = (int(m.group(1)), int(m.group(2)), m.group(3))
+                    break
+            if got is None:
+                break
+            data = b"".join(chunks[k] for k in sorted(chunks))
+            if len(data) == got[1] and "%08x" % (zlib.crc32(data) & 0xffffffff) == got[2]:
+                rc, out = got[0], data.decode("utf-8", "replace")
+                break
+            out = "[agent: garbled answer, attempt %d]" % attempt
+            self._send("@@RESEND " + rid)
+            end = time.time() + 30
+        logcmd("domU", cmd, rc, out, time.time() - t)
+        if not quiet:
+            say("[domU] $ %s -> rc=%s" % (cmd, rc))
+        return rc, out
+
+
+# --- drivers ------------------------------------------------------------------------------
+MOD = {("front", "c"): "xen_netfront", ("front", "rs"): "xen_netfront_rs",
+       ("back", "c"): "xen_netback", ("back", "rs"): "xen_netback_rs"}
+
+
+def modname(side):
+    return MOD[(side, FRONT if side == "front" else BACK)]
+
+
+def load_cmd(side):
+    # rs modules are installed under /lib/modules/<krel>/extra by the host (depmod'ed): modprobe
+    # resolves their dependencies. Refuse to run if the other driver of the pair is loaded.
+    other = [m for (s, v), m in MOD.items() if s == side and m != modname(side)][0]
+    return "if grep -q '^%s ' /proc/modules; then echo 'other driver %s loaded'; exit 3; fi; modprobe %s && grep -q '^%s ' /proc/modules" % (
+        other, other, modname(side), modname(side))
+
+
+def loaded_in(runner, side):
+    rc, out = runner("grep -q '^%s ' /proc/modules" % modname(side), 20, True)
+    return rc == 0
+
+
+# --- dom0 bring-up --------------------------------------------------------------------------
+def toolstack():
+    sh("modprobe -a xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd 2>/dev/null; true", 30, True)
+    if not os.path.exists("/proc/xen/capabilities"):
+        sh("mount -t xenfs xenfs /proc/xen", 30)
+    rc, _ = sh("XENSTORED_ROOTDIR=/run/xenstored %s/xenstored --pid-file /run/xen/xenstored.pid" % XENBIN, 30)
+    ok = wait_for(lambda: sh("xenstore-read -s /", 5, True)[0] == 0 or None, 60)
+    if not check("xenstored", ok, "xenstored rc=%d" % rc):
+        return False
+    rc1, o1 = sh("%s/xen-init-dom0" % XENBIN, 60)
+    rc2, o2 = sh("%s/xenconsoled --log=guest --log-dir=/var/log/xen/console" % XENBIN, 30)
+    rc3, o3 = sh("ip link add xenbr0 type bridge stp_state 0 forward_delay 0 && ip addr add %s/24 dev xenbr0 && "
+                 "ip link set xenbr0 up && ip link set lo up" % DOM0_IP, 30)
+    return check("toolstack", rc1 == 0 and rc2 == 0 and rc3 == 0,
+                 "xen-init-dom0 rc=%d, xenconsoled rc=%d, bridge rc=%d %s%s%s" % (rc1, rc2, rc3, o1[-300:], o2[-300:], o3[-300:]))
+
+
+def start_domu():
+    cfg = """name = "domu"
+type = "pv"
+kernel = "/rig/bzImage"
+cmdline = "root=/dev/xvda rw console=hvc0 init=/sbin/rig-init rig.role=domu rig.disk=/dev/xvdb loglevel=4 kunit.autorun=0 %s"
+memory = %d
+vcpus = %d
+disk = [ 'phy:/dev/vdc,xvda,w', 'phy:/dev/vdb,xvdb,r' ]
+vif = [ 'bridge=xenbr0,mac=%s' ]
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "preserve"
+""" % (CONF.get("domu_cmdline", ""), CONF.get("domu_mem", 512), CONF.get("domu_vcpus", 1), MAC)
+    open("/run/domu.cfg", "w").write(cfg)
+    sh("modprobe xen-blkback", 30)
+    # the domU console, without the agent's protocol lines, onto dom0's console
+    subprocess.Popen("tail -n +1 -F /var/log/xen/console/guest-domu.log 2>/dev/null | "
+                     "grep --line-buffered -av '@@' | sed -u 's/\\r$//; s/^/[domU] /'", shell=True)
+    rc, out = sh("xl -v create /run/domu.cfg", 120)
+    if not check("domu-create", rc == 0, out[-800:]):
+        return None
+    rc, out = sh("xl domid domu", 20)
+    return int(out.strip()) if rc == 0 and out.strip().isdigit() else None
+
+
+# --- network helpers ------------------------------------------------------------------------
+def vifs():
+    return sorted(n for n in os.listdir("/sys/class/net") if n.startswith("vif"))
+
+
+def domu_ifname(ag):
+    rc, out = ag.run("for d in /sys/class/net/*; do [ \"$(cat $d/address 2>/dev/null)\" = %s ] && basename $d; done; true" % MAC, 20, True)
+    return out.strip().split("\n")[0] if rc == 0 and out.strip() else None
+
+
+def domu_net_up(ag, timeout=90):
+    """Wait for the netfront netdev in the domU, give it its address; returns its name or None."""
+    ifn = wait_for(lambda: domu_ifname(ag), timeout, 1)
+    if not ifn:
+        return None
+    ag.run("ip addr flush dev %s; ip addr add %s/24 dev %s && ip link set %s up" % (ifn, DOMU_IP, ifn, ifn), 30)
+    return ifn
+
+
+def vif_up(timeout=60):
+    """Wait until a vif is on the bridge and up (carrier); returns its name or None."""
+    def f():
+        for v in vifs():
+            try:
+                if (os.path.exists("/sys/class/net/%s/brport" % v) and
+                        open("/sys/class/net/%s/operstate" % v).read().strip() in ("up", "unknown")):
+                    return v
+            except OSError:
+                pass
+        return None
+    return wait_for(f, timeout, 0.5)
+
+
+def xs_states(domid):
+    """(backend state, frontend state) of vif devid(s) of the domU, as text."""
+    _, out = sh("for d in $(xenstore-list /local/domain/0/backend/vif/%d 2>/dev/null); do "
+                "echo \"dev $d back $(xenstore-read /local/domain/0/backend/vif/%d/$d/state) "
+                "front $(xenstore-read /local/domain/%d/device/vif/$d/state 2>/dev/null)\"; done" % (domid, domid, domid), 20, True)
+    return out.strip()
+
+
+def parse_ping(out):
+    loss = re.search(r"([\d.]+)% packet loss", out)
+    rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)", out)
+    return (float(loss.group(1)) if loss else None), (float(rtt.group(2)) if rtt else None)
+
+
+def ping_check(name, runner, dst, count=10):
+    rc, out = runner("ping -c %d -i 0.2 -W 2 %s" % (count, dst), 60)
+    loss, rtt = parse_ping(out)
+    ok = rc == 0 and loss == 0.0
+    check(name, ok, "rc=%s loss=%s%% avg_rtt=%s ms" % (rc, loss, rtt) + ("" if ok else " | " + out[-400:]))
+    if rtt is not None:
+        metric(name + "-rtt", rtt, "ms")
+    return ok
+
+
+def iperf(ag, name, reverse, secs):
+    cmd = ("iperf3 -c %s -t %d %s --json >/tmp/ip.json 2>/tmp/ip.err; rc=$?; "
+           "python3 /rig/iperfsum.py /tmp/ip.json; cat /tmp/ip.err; exit $rc") % (DOM0_IP, secs, "-R" if reverse else "")
+    rc, out = ag.run(cmd, secs + 60)
+    m = re.search(r"IPERFSUM (\{.*\})", out)
+    s = json.loads(m.group(1)) if m else {}
+    nbytes, bps = s.get("recv_bytes", 0), s.get("recv_bps", 0)
+    ok = rc == 0 and nbytes > 0
+    check(name, ok, "rc=%s receiver %d bytes, %.1f Mbit/s%s" % (rc, nbytes, bps / 1e6, "" if ok else " | " + out[-500:]))
+    if ok:
+        metric(name + "-mbps", round(bps / 1e6, 2), "Mbit/s")
+        if s.get("retransmits") is not None:
+            metric(name + "-retransmits", s["retransmits"], "count")
+    return ok
+
+
+def ethtool_k(runner, ifn):
+    for _ in range(5):   # just after the vif appears ethtool may fail once: retry
+        rc, out = runner("ethtool -k %s" % ifn, 20)
+        if rc == 0:
+            break
+        time.sleep(1)
+    feats = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\w-]+): (on|off)( \[.*\])?", line)
+        if m:
+            feats[m.group(1)] = m.group(2)
+    return rc, feats
+
+
+EXPECT_ON = ["scatter-gather", "tcp-segmentation-offload", "tx-checksumming", "rx-checksumming"]
+
+
+def offloads(ag, ifn, vif):
+    res = {}
+    for side, runner, dev in (("domu", ag.run, ifn), ("dom0", sh, vif)):
+        rc, feats = ethtool_k(runner, dev)
+        res[side] = feats
+        on = {k: feats.get(k) for k in EXPECT_ON}
+        check("offloads-%s" % side, rc == 0 and all(v == "on" for v in on.values()),
+              "%s: %s" % (dev, ", ".join("%s=%s" % kv for kv in on.items())))
+        for k in EXPECT_ON + ["generic-segmentation-offload", "generic-receive-offload"]:
+            if k in feats:
+                metric("offload-%s-%s" % (side, k), 1 if feats[k] == "on" else 0, "bool")
+    json.dump(res, open(os.path.join(OUT, "ethtool-k.json"), "w"), indent=1)
+    return res
+
+
+# --- module reload --------------------------------------------------------------------------
+def reload_front(ag, domid, ifn):
+    mark("FRONT-RELOAD")
+    ag.run("ip link set %s down" % ifn, 20)
+    rc, out = ag.run("modprobe -r %s" % modname("front"), 60)
+    gone = wait_for(lambda: domu_ifname(ag) is None, 30, 1)
+    check("front-unload", rc == 0 and gone and not loaded_in(ag.run, "front"),
+          "modprobe -r rc=%s, netdev gone=%s, xenstore: %s %s" % (rc, gone, xs_states(domid), out[-300:]))
+    rc, out = ag.run(load_cmd("front"), 60)
+    check("front-reload", rc == 0, "rc=%s %s" % (rc, out[-300:]))
+    ifn = domu_net_up(ag)
+    vif = vif_up(60)
+    check("front-reconnect", ifn is not None and vif is not None,
+          "domU netdev=%s, dom0 vif=%s, xenstore: %s" % (ifn, vif, xs_states(domid)))
+    if ifn and vif:
+        wait_for(lambda: ag.run("ping -c 1 -W 1 %s" % DOM0_IP, 10, True)[0] == 0, 30, 1)
+        ping_check("ping-after-front-reload", sh, DOMU_IP, 5)
+    return ifn, vif
+
+
+def reload_back(ag, domid, ifn, vif):
+    mark("BACK-RELOAD")
+    # 1. With a vif connected: does the backend module refuse to unload?
+    rc, out = sh("rmmod %s" % modname("back"), 30)
+    busy_refused = rc != 0 and loaded_in(sh, "back")
+    metric("back-rmmod-with-vif-refused", 1 if busy_refused else 0, "bool")
+    if BACK == "c":
+        # Measured: xen-netback holds a module reference per vif, rmmod says "in use".
+        check("back-rmmod-busy-refused", busy_refused, "rmmod rc=%d: %s" % (rc, out.strip()[-300:]))
+    else:
+        check("back-rmmod-busy-safe", busy_refused or not vifs(), "rmmod rc=%d: %s; vifs now %s" % (rc, out.strip()[-300:], vifs()))
+    # 2. detach the vif, unload, load, attach again
+    if loaded_in(sh, "back"):
+        rc, out = sh("xl network-detach domu %s" % MAC, 60)
+        gone = wait_for(lambda: not vifs() and domu_ifname(ag) is None, 60, 1)
+        check("back-detach", rc == 0 and gone, "rc=%d vifs=%s domU netdev gone=%s %s" % (rc, vifs(), gone, out[-300:]))
+        rc, out = sh("rmmod %s" % modname("back"), 30)
+        check("back-unload", rc == 0 and not loaded_in(sh, "back"), "rc=%d %s" % (rc, out[-300:]))
+    rc, out = sh(load_cmd("back"), 60)
+    check("back-reload", rc == 0, "rc=%d %s" % (rc, out[-300:]))
+    rc, out = sh("xl network-attach domu bridge=xenbr0,mac=%s" % MAC, 60)
+    vif = vif_up(60)
+    ifn = domu_net_up(ag) if rc == 0 else None
+    check("back-reattach", rc == 0 and vif is not None and ifn is not None,
+          "rc=%d vif=%s domU netdev=%s xenstore: %s %s" % (rc, vif, ifn, xs_states(domid), out[-300:]))
+    if ifn and vif:
+        wait_for(lambda: ag.run("ping -c 1 -W 1 %s" % DOM0_IP, 10, True)[0] == 0, 30, 1)
+        ping_check("ping-after-back-reload", sh, DOMU_IP, 5)
+    return ifn, vif
+
+
+# --- scenarios ------------------------------------------------------------------------------
+def scenario():
+    mark("SCENARIO-START %s front=%s back=%s" % (SCEN, FRONT, BACK))
+    sh("uname -a; cat /proc/cmdline; xl info 2>/dev/null | head -40", 30, True)
+    if not toolstack():
+        return
+    rc, out = sh(load_cmd("back"), 60)
+    check("backend-load", rc == 0, "%s: rc=%d %s" % (modname("back"), rc, out[-300:]))
+    mark("DOM0-READY")
+    if SCEN == "fpstress":
+        rc, out = sh("/rig/fpstress -p 4 -t %d -m avx" % CONF.get("secs", 30), CONF.get("secs", 30) + 120)
+        check("fpstress-dom0", rc == 0, out[-600:])
+    domid = start_domu()
+    if domid is None:
+        return
+    metric("domu-domid", domid, "id")
+    ag = Agent(domid)
+    if not check("agent-connect", ag.connect(60), "console pty of domain %d" % domid):
+        return
+    if not check("domu-boot", ag.ping(CONF.get("boot_timeout", 240)), "agent answered"):
+        return
+    mark("DOMU-READY")
+    metric("domu-ready", round(up(), 1), "s dom0 uptime")
+    rc, out = ag.run("uname -r; cat /proc/cmdline; nproc; grep MemTotal /proc/meminfo", 30)
+    check("domu-agent", rc == 0 and CONF["krel"] in out, out.strip()[:300])
+    global AG
+    AG = ag
+    if SCEN == "boot":
+        return
+    if SCEN == "fpstress":
+        secs = CONF.get("secs", 30)
+        p = subprocess.Popen("/rig/fpstress -p 2 -t %d -m avx > /tmp/fp0.log 2>&1" % secs, shell=True)
+        rc, out = ag.run("/rig/fpstress -p 2 -t %d -m avx" % secs, secs + 120)
+        p.wait(secs + 120)
+        check("fpstress-domu", rc == 0, out[-600:])
+        check("fpstress-dom0-concurrent", p.returncode == 0, open("/tmp/fp0.log").read()[-600:])
+        return
+    rc, out = ag.run(load_cmd("front"), 60)
+    check("frontend-load", rc == 0, "%s: rc=%s %s" % (modname("front"), rc, out[-300:]))
+    ifn = domu_net_up(ag)
+    vif = vif_up(60)
+    check("link-up", ifn is not None and vif is not None,
+          "domU netdev=%s, dom0 vif=%s, xenstore: %s" % (ifn, vif, xs_states(domid)))
+    mark("NET-READY")
+    if ifn and vif:
+        # first packets may wait for ARP / bridge learning: allow a warm-up
+        wait_for(lambda: sh("ping -c 1 -W 1 %s" % DOMU_IP, 10, True)[0] == 0, 30, 1)
+        ping_check("ping-dom0-to-domu", sh, DOMU_IP)
+        ping_check("ping-domu-to-dom0", ag.run, DOM0_IP)
+        srv = subprocess.Popen(["iperf3", "-s", "-B", DOM0_IP], stdout=open(os.path.join(OUT, "iperf3-server.log"), "w"),
+                               stderr=subprocess.STDOUT)
+        time.sleep(1)
+        secs = CONF.get("secs", 10)
+        mark("IPERF-TX")
+        iperf(ag, "iperf-tx", False, secs)
+        mark("IPERF-RX")
+        iperf(ag, "iperf-rx", True, secs)
+        srv.terminate()
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+        if srv.returncode is not None and srv.returncode < 0 and -srv.returncode not in (15, 9):
+            say("RIG-CRASH dom0 iperf3 server died by signal %d" % -srv.returncode)
+        offloads(ag, ifn, vif)
+        if SCEN == "basic":
+            ifn, vif = reload_front(ag, domid, ifn)
+            ifn, vif = reload_back(ag, domid, ifn, vif)
+            mark("FINAL-PING")
+            if ifn and vif:
+                ping_check("final-ping-dom0-to-domu", sh, DOMU_IP)
+                ping_check("final-ping-domu-to-dom0", ag.run, DOM0_IP)
+            else:
+                check("final-ping-dom0-to-domu", False, "no link after reloads")
+
+
+AG = None
+
+
+def main():
+    try:
+        scenario()
+    except Exception as e:
+        import traceback
+        check("scenario-exception", False, traceback.format_exc()[-1200:])
+    if AG:
+        rc, out = AG.run("dmesg", 30, True)
+        open(os.path.join(OUT, "domu-dmesg.txt"), "w").write(out)
+    mark("SCENARIO-END")
+    sh("xl list; xl destroy domu", 60)
+    sh("cp /var/log/xen/console/guest-domu.log %s/domu-console.log" % OUT, 30, True)
+    json.dump(results, open(os.path.join(OUT, "dom0-results.json"), "w"), indent=1)
+
+
+main()

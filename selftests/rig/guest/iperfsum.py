@@ -1,0 +1,12 @@
+#!/usr/bin/python3
+"""Print one IPERFSUM line with the receiver totals of an iperf3 --json result."""
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+    e = j.get("end", {})
+    r, s = e.get("sum_received", {}), e.get("sum_sent", {})
+    print("IPERFSUM " + json.dumps({"recv_bytes": r.get("bytes", 0), "recv_bps": r.get("bits_per_second", 0),
+                                    "sent_bytes": s.get("bytes", 0), "retransmits": s.get("retransmits"),
+                                    "seconds": r.get("seconds"), "error": j.get("error")}))
+except Exception as ex:
+    print("IPERFSUM-ERROR %r" % (ex,))
