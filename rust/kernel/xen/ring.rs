@@ -1,0 +1,1166 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Xen shared I/O rings.
+//!
+//! A shared ring is memory (usually one page) shared by two domains. The *frontend* produces
+//! requests and consumes responses; the *backend* consumes requests and produces responses. Both
+//! kinds of message use the same array of slots: the response to a request takes a slot that
+//! held an already consumed request. Each side publishes how far it has produced in the ring
+//! header (`req_prod`, `rsp_prod`) and says from which index on it wants to be notified
+//! (`req_event`, `rsp_event`).
+//!
+//! This is the protocol of `ring.h` written in Rust (not a wrapper of its macros), hardened
+//! against a peer that may write anything into the shared memory at any time:
+//!
+//! - A slot is copied out of the shared memory exactly once, into a private value. The ring
+//!   never hands out references into shared memory, and taking a message moves the consumer index
+//!   past its slot, so the slot cannot be read again (no double fetch, XSA-155).
+//! - A producer index written by the peer is read once per use (like `READ_ONCE()`) and checked
+//!   before any slot is read: an index behind the consumer index, or further ahead of it than the
+//!   peer may produce, is a [`ProtocolError`] the caller can act on (mark the device broken,
+//!   disable the interface). Nothing in this module panics on what the peer writes.
+//! - This end's own indices are kept privately and never read back from shared memory.
+//! - The barriers are the `virt_*()` ones, which stay real barriers on `!CONFIG_SMP` kernels.
+//! - Index arithmetic wraps around at 2^32, as the protocol defines.
+//!
+//! The memory of a ring is anything that implements [`RingMemory`]: a page granted to the
+//! other domain, a page mapped from it, or (in tests) an ordinary allocation.
+//!
+//! C header: [`include/xen/interface/io/ring.h`](srctree/include/xen/interface/io/ring.h)
+//!
+//! # Examples
+//!
+//! Both ends of a ring on one page of ordinary memory:
+//!
+//! ```
+//! use core::ptr::NonNull;
+//! use kernel::{
+//!     types::Opaque,
+//!     xen::ring::{
+//!         BackRing,
+//!         FrontRing,
+//!         RingMemory, //
+//!     },
+//! };
+//!
+//! #[repr(C, align(4096))]
+//! #[derive(Zeroable)]
+//! struct Page(Opaque<[u8; 4096]>);
+//!
+//! // SAFETY: The pointer is that of the page, valid for 4096 bytes for as long as the reference
+//! // is, and its contents are only accessed through the rings.
+//! unsafe impl RingMemory for &Page {
+//!     fn as_ptr(&self) -> NonNull<u8> {
+//!         NonNull::from(&self.0).cast()
+//!     }
+//!
+//!     fn size(&self) -> usize {
+//!         4096
+//!     }
+//! }
+//!
+//! let page = KBox::<Page>::zeroed(GFP_KERNEL)?;
+//! let mut front = FrontRing::<u64, u32, _>::new(&*page)?;
+//! let mut back = BackRing::<u64, u32, _>::attach(&*page)?;
+//!
+//! front.push_request(0x1234_5678_9abc_def0)?;
+//! let notify = front.push_requests_and_check_notify();
+//! assert!(notify);
+//!
+//! let mut answers = KVec::new();
+//! for request in back.requests()? {
+//!     answers.push(request as u32, GFP_KERNEL)?;
+//! }
+//! for answer in answers {
+//!     back.push_response(answer)?;
+//! }
+//! back.push_responses_and_check_notify();
+//!
+//! assert_eq!(front.responses()?.next(), Some(0x9abc_def0));
+//! assert!(!front.final_check_for_responses()?);
+//! # Ok::<(), Error>(())
+//! ```
+
+use crate::{
+    prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+    xen::{
+        virt_mb,
+        virt_rmb,
+        virt_wmb, //
+    },
+};
+use core::{
+    iter::FusedIterator,
+    marker::PhantomData,
+    ptr::NonNull, //
+};
+
+/// A ring index (`RING_IDX`).
+///
+/// Indices run freely and wrap around at 2^32; index `i` uses slot `i % size` of a ring with
+/// `size` slots.
+pub type RingIdx = u32;
+
+/// Size of the header of a shared ring; the slots start at this offset.
+pub const HEADER_SIZE: usize = 64;
+
+/// The header of a shared ring (`struct *_sring` without its slots).
+///
+/// All fields are atomics: the other domain may write them at any time.
+#[repr(C)]
+struct Header {
+    req_prod: Atomic<RingIdx>,
+    req_event: Atomic<RingIdx>,
+    rsp_prod: Atomic<RingIdx>,
+    rsp_event: Atomic<RingIdx>,
+    pad: [Atomic<u32>; 12],
+}
+
+static_assert!(size_of::<Header>() == HEADER_SIZE);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Returns the alignment a ring with requests `Req` and responses `Rsp` needs.
+const fn ring_align<Req, Rsp>() -> usize {
+    max(align_of::<Header>(), max(align_of::<Req>(), align_of::<Rsp>()))
+}
+
+/// Returns the size of one slot of a ring with requests `Req` and responses `Rsp`.
+///
+/// A slot holds either a request or a response, like the C `union *_sring_entry`: its size is
+/// that of the larger one, rounded up to the alignment of both.
+pub const fn slot_size<Req, Rsp>() -> usize {
+    max(size_of::<Req>(), size_of::<Rsp>()).next_multiple_of(max(align_of::<Req>(), align_of::<Rsp>()))
+}
+
+/// Returns the number of slots of a ring with requests `Req` and responses `Rsp` in `bytes` bytes
+/// of memory (`__CONST_RING_SIZE()`).
+///
+/// This is the largest power of two of slots that fits after the header, or 0 if not even one
+/// slot fits.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::ring::ring_size;
+///
+/// // (4096 - 64) / 8 = 504 slots fit, rounded down to a power of two.
+/// assert_eq!(ring_size::<u64, u32>(4096), 256);
+/// assert_eq!(ring_size::<u64, u32>(64 + 8), 1);
+/// assert_eq!(ring_size::<u64, u32>(64), 0);
+/// ```
+pub const fn ring_size<Req, Rsp>(bytes: usize) -> u32 {
+    let slot = slot_size::<Req, Rsp>();
+    if slot == 0 || bytes < HEADER_SIZE {
+        return 0;
+    }
+    let slots = (bytes - HEADER_SIZE) / slot;
+    if slots == 0 {
+        return 0;
+    }
+    // Index arithmetic needs the ring to be at most half the index space.
+    let log2 = usize::BITS - 1 - slots.leading_zeros();
+    if log2 > 31 {
+        1 << 31
+    } else {
+        1 << log2
+    }
+}
+
+/// Returns whether a producer that moved its index from `old` to `new` must notify the consumer,
+/// which asked to be notified once the index passes `event` (`RING_PUSH_*_AND_CHECK_NOTIFY()`).
+///
+/// This is the case if `event` lies in `old + 1 ..= new`, modulo 2^32.
+const fn need_notify(old: RingIdx, new: RingIdx, event: RingIdx) -> bool {
+    new.wrapping_sub(event) < new.wrapping_sub(old)
+}
+
+/// The other domain broke the ring protocol.
+///
+/// It published a producer index that is behind this end's consumer index, or further ahead of
+/// it than it may produce (more messages than the ring holds, or responses to requests that were
+/// never published). The ring cannot be used any more: stop using it and report the device as
+/// broken. Converts to [`EIO`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// The producer index the other domain published.
+    pub prod: RingIdx,
+    /// The consumer index of this end.
+    pub cons: RingIdx,
+}
+
+impl From<ProtocolError> for Error {
+    fn from(_: ProtocolError) -> Self {
+        EIO
+    }
+}
+
+/// Memory that holds a shared ring, such as a page granted to or mapped from another domain.
+///
+/// # Safety
+///
+/// For as long as a value of the implementing type exists:
+///
+/// - [`RingMemory::as_ptr`] always returns the same pointer and [`RingMemory::size`] always the
+///   same size, and the memory is valid for reads and writes of that many bytes;
+/// - in this kernel, the memory is accessed only through the ring types of this module (never
+///   through Rust references); the other domain may read and write it at any time.
+pub unsafe trait RingMemory {
+    /// Returns the address of the memory.
+    fn as_ptr(&self) -> NonNull<u8>;
+
+    /// Returns the size of the memory in bytes.
+    fn size(&self) -> usize;
+}
+
+/// A shared ring in memory `M`, with requests `Req` and responses `Rsp`.
+///
+/// # Invariants
+///
+/// - `size` is a power of two and not zero.
+/// - `mem` holds the header and `size` slots of `slot_size::<Req, Rsp>()` bytes, and is aligned
+///   to `ring_align::<Req, Rsp>()`.
+struct Shared<Req, Rsp, M> {
+    mem: M,
+    size: u32,
+    _messages: PhantomData<fn(Req) -> Rsp>,
+}
+
+impl<Req, Rsp, M> Shared<Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+    fn new(mem: M) -> Result<Self> {
+        // The slots start at `HEADER_SIZE`, which must keep them aligned.
+        const_assert!(HEADER_SIZE % ring_align::<Req, Rsp>() == 0);
+
+        let size = ring_size::<Req, Rsp>(mem.size());
+        if size == 0 || mem.as_ptr().addr().get() % ring_align::<Req, Rsp>() != 0 {
+            return Err(EINVAL);
+        }
+
+        // INVARIANT: `ring_size()` returns a power of two of slots that fit after the header, and
+        // the alignment was just checked.
+        Ok(Self {
+            mem,
+            size,
+            _messages: PhantomData,
+        })
+    }
+
+    fn header(&self) -> &Header {
+        // CAST: By the type invariants, `mem` holds a `Header` at its start and is aligned for it.
+        let header = self.mem.as_ptr().as_ptr().cast::<Header>();
+        // SAFETY: The header is valid for as long as `self.mem` is (`RingMemory`). All its fields
+        // are atomics, so a shared reference to it allows the accesses of the other domain, and all
+        // accesses from this kernel go through atomics too.
+        unsafe { &*header }
+    }
+
+    /// Returns a pointer to the slot of index `idx`, valid for one `T`.
+    fn slot<T>(&self, idx: RingIdx) -> *mut T {
+        const_assert!(size_of::<T>() <= slot_size::<Req, Rsp>());
+        const_assert!(align_of::<T>() <= ring_align::<Req, Rsp>());
+
+        let slot = (idx & (self.size - 1)) as usize;
+        // By the type invariants, the slot lies within `self.mem` and is aligned for `T` (checked
+        // above), so the pointer is valid for one `T`.
+        self.mem
+            .as_ptr()
+            .as_ptr()
+            .wrapping_add(HEADER_SIZE + slot * slot_size::<Req, Rsp>())
+            .cast::<T>()
+    }
+
+    /// Copies the message out of the slot of index `idx`.
+    fn read<T: FromBytes>(&self, idx: RingIdx) -> T {
+        // SAFETY:
+        // - `slot()` returns a pointer that is valid for reading one `T`.
+        // - The other domain may write the slot at the same time: `read_volatile()` makes this one
+        //   copy of whatever the memory holds, as `RING_COPY_*()` does in C. A race with another
+        //   CPU is not sound per Rust rules, but allowed per LKMM (as in `kernel::io::SysMem`).
+        // - `T: FromBytes`, so whatever the copy holds is a valid `T`.
+        unsafe { self.slot::<T>(idx).read_volatile() }
+    }
+
+    /// Copies `value` into the slot of index `idx`.
+    fn write<T: IntoBytes>(&self, idx: RingIdx, value: T) {
+        // SAFETY:
+        // - `slot()` returns a pointer that is valid for writing one `T`.
+        // - The other domain may access the slot at the same time: `write_volatile()` is allowed
+        //   per LKMM (as in `kernel::io::SysMem`). `T: IntoBytes`, so no uninitialised padding is
+        //   written to the other domain.
+        unsafe { self.slot::<T>(idx).write_volatile(value) };
+    }
+}
+
+/// The frontend end of a shared ring: it produces requests `Req` and consumes responses `Rsp`.
+///
+/// Requests are written with [`FrontRing::push_request`] and published with
+/// [`FrontRing::push_requests_and_check_notify`]; responses are taken with
+/// [`FrontRing::responses`].
+///
+/// # Invariants
+///
+/// - `req_prod_pvt - rsp_cons <= shared.size` (modulo 2^32): at most a ring's worth of requests
+///   is in flight.
+/// - `req_prod - rsp_cons <= req_prod_pvt - rsp_cons` (modulo 2^32): the published request
+///   producer index lies between the response consumer index and the private one.
+pub struct FrontRing<Req, Rsp, M> {
+    shared: Shared<Req, Rsp, M>,
+    req_prod_pvt: RingIdx,
+    req_prod: RingIdx,
+    rsp_cons: RingIdx,
+}
+
+impl<Req, Rsp, M> FrontRing<Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+    /// Initialises a shared ring in `mem` and attaches the frontend to it
+    /// (`XEN_FRONT_RING_INIT()`).
+    ///
+    /// Fails with [`EINVAL`] if `mem` is too small for one slot or not aligned for the messages.
+    pub fn new(mem: M) -> Result<Self> {
+        Self::new_at(mem, 0)
+    }
+
+    /// Like [`FrontRing::new`], with all indices starting at `start` instead of 0.
+    fn new_at(mem: M, start: RingIdx) -> Result<Self> {
+        let shared = Shared::new(mem)?;
+        let header = shared.header();
+        header.req_prod.store(start, Relaxed);
+        header.rsp_prod.store(start, Relaxed);
+        header.req_event.store(start.wrapping_add(1), Relaxed);
+        header.rsp_event.store(start.wrapping_add(1), Relaxed);
+        for pad in &header.pad {
+            pad.store(0, Relaxed);
+        }
+
+        // INVARIANT: Nothing is in flight.
+        Ok(Self {
+            shared,
+            req_prod_pvt: start,
+            req_prod: start,
+            rsp_cons: start,
+        })
+    }
+
+    /// Returns the number of slots of the ring (`RING_SIZE()`).
+    pub fn size(&self) -> u32 {
+        self.shared.size
+    }
+
+    /// Returns the memory of the ring.
+    pub fn memory(&self) -> &M {
+        &self.shared.mem
+    }
+
+    /// Returns the index the next request will be written to.
+    pub fn req_prod_pvt(&self) -> RingIdx {
+        self.req_prod_pvt
+    }
+
+    /// Returns the index of the next response to consume.
+    pub fn rsp_cons(&self) -> RingIdx {
+        self.rsp_cons
+    }
+
+    /// Returns the number of requests that can be written before the ring is full
+    /// (`RING_FREE_REQUESTS()`).
+    pub fn free_requests(&self) -> u32 {
+        // By the type invariants, this does not underflow.
+        self.size() - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+    }
+
+    /// Returns whether every slot is taken by a request in flight (`RING_FULL()`).
+    pub fn is_full(&self) -> bool {
+        self.free_requests() == 0
+    }
+
+    /// Writes `req` to the next free slot.
+    ///
+    /// The request is not visible to the backend until it is published with
+    /// [`FrontRing::push_requests_and_check_notify`] or [`FrontRing::push_requests`].
+    ///
+    /// Fails with [`ENOSPC`] if the ring is full.
+    pub fn push_request(&mut self, req: Req) -> Result {
+        if self.is_full() {
+            return Err(ENOSPC);
+        }
+        self.shared.write(self.req_prod_pvt, req);
+        // INVARIANT: The ring was not full, so at most a ring's worth of requests is in flight.
+        self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Publishes the requests written so far (`RING_PUSH_REQUESTS()`).
+    pub fn push_requests(&mut self) {
+        // The backend must see the requests before the producer index that covers them.
+        virt_wmb();
+        self.shared
+            .header()
+            .req_prod
+            .store(self.req_prod_pvt, Relaxed);
+        // INVARIANT: `req_prod` moves up to `req_prod_pvt`.
+        self.req_prod = self.req_prod_pvt;
+    }
+
+    /// Publishes the requests written so far and returns whether the backend must be notified
+    /// (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY()`).
+    ///
+    /// The backend must be notified if it asked for it (with `req_event`) at an index among the
+    /// newly published requests.
+    pub fn push_requests_and_check_notify(&mut self) -> bool {
+        let old = self.req_prod;
+        let new = self.req_prod_pvt;
+        self.push_requests();
+        // The backend must see the new requests before we look at `req_event`.
+        virt_mb();
+        need_notify(old, new, self.shared.header().req_event.load(Relaxed))
+    }
+
+    /// Reads and checks the response producer index.
+    fn rsp_prod(&self) -> Result<RingIdx, ProtocolError> {
+        let prod = self.shared.header().rsp_prod.load(Relaxed);
+        // Responses may only answer published requests; this also catches a producer index that
+        // went backwards (`RING_RESPONSE_PROD_OVERFLOW()`, and more).
+        if prod.wrapping_sub(self.rsp_cons) > self.req_prod.wrapping_sub(self.rsp_cons) {
+            return Err(ProtocolError {
+                prod,
+                cons: self.rsp_cons,
+            });
+        }
+        Ok(prod)
+    }
+
+    /// Returns the number of responses published and not consumed yet
+    /// (`XEN_RING_NR_UNCONSUMED_RESPONSES()`).
+    pub fn unconsumed_responses(&self) -> Result<u32, ProtocolError> {
+        Ok(self.rsp_prod()?.wrapping_sub(self.rsp_cons))
+    }
+
+    /// Returns the responses published so far, to be taken one at a time.
+    ///
+    /// The response producer index is read once, here. Each response is copied out of the ring
+    /// as it is taken, and the consumer index moves past it.
+    pub fn responses(&mut self) -> Result<Responses<'_, Req, Rsp, M>, ProtocolError> {
+        let prod = self.rsp_prod()?;
+        // Read the responses only after the producer index that covers them.
+        virt_rmb();
+        // INVARIANT: `rsp_prod()` checked `prod`.
+        Ok(Responses { ring: self, prod })
+    }
+
+    /// Returns whether there are unconsumed responses; if not, asks the backend for a
+    /// notification when the next one is published (`RING_FINAL_CHECK_FOR_RESPONSES()`).
+    ///
+    /// Call this after taking all responses, before waiting for the next notification.
+    pub fn final_check_for_responses(&mut self) -> Result<bool, ProtocolError> {
+        if self.unconsumed_responses()? != 0 {
+            return Ok(true);
+        }
+        let header = self.shared.header();
+        header.rsp_event.store(self.rsp_cons.wrapping_add(1), Relaxed);
+        // The backend must see `rsp_event` before we look at its producer index again.
+        virt_mb();
+        Ok(self.unconsumed_responses()? != 0)
+    }
+}
+
+/// The responses published by the backend of a [`FrontRing`], taken one at a time.
+///
+/// Returned by [`FrontRing::responses`]. Each response is copied out of the shared ring once,
+/// when it is taken, and the ring's consumer index moves past it.
+///
+/// # Invariants
+///
+/// `prod - ring.rsp_cons <= ring.req_prod - ring.rsp_cons` (modulo 2^32): the responses up to
+/// `prod` answer published requests.
+pub struct Responses<'a, Req, Rsp, M> {
+    ring: &'a mut FrontRing<Req, Rsp, M>,
+    prod: RingIdx,
+}
+
+impl<Req, Rsp, M> Iterator for Responses<'_, Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+    type Item = Rsp;
+
+    fn next(&mut self) -> Option<Rsp> {
+        let ring = &mut *self.ring;
+        if ring.rsp_cons == self.prod {
+            return None;
+        }
+        let rsp = ring.shared.read(ring.rsp_cons);
+        // INVARIANT: `rsp_cons` moves towards `prod`, which does not pass `req_prod`.
+        ring.rsp_cons = ring.rsp_cons.wrapping_add(1);
+        Some(rsp)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.prod.wrapping_sub(self.ring.rsp_cons) as usize;
+        (len, Some(len))
+    }
+}
+
+impl<Req, Rsp, M> ExactSizeIterator for Responses<'_, Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+}
+
+impl<Req, Rsp, M> FusedIterator for Responses<'_, Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+}
+
+/// The backend end of a shared ring: it consumes requests `Req` and produces responses `Rsp`.
+///
+/// Requests are taken with [`BackRing::requests`]; responses are written with
+/// [`BackRing::push_response`] and published with [`BackRing::push_responses_and_check_notify`].
+///
+/// # Invariants
+///
+/// - `req_cons - rsp_prod_pvt <= shared.size` (modulo 2^32): at most a ring's worth of requests
+///   has been taken and not answered yet.
+/// - `rsp_prod` is the response producer index published last.
+pub struct BackRing<Req, Rsp, M> {
+    shared: Shared<Req, Rsp, M>,
+    rsp_prod_pvt: RingIdx,
+    rsp_prod: RingIdx,
+    req_cons: RingIdx,
+}
+
+impl<Req, Rsp, M> BackRing<Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+    /// Attaches the backend to the shared ring the frontend initialised in `mem`
+    /// (`BACK_RING_ATTACH()` at the published response producer index).
+    ///
+    /// Fails with [`EINVAL`] if `mem` is too small for one slot or not aligned for the messages,
+    /// and with [`EIO`] if the frontend published more requests than the ring holds.
+    pub fn attach(mem: M) -> Result<Self> {
+        let shared = Shared::new(mem)?;
+        let header = shared.header();
+        let rsp_prod = header.rsp_prod.load(Relaxed);
+        let req_prod = header.req_prod.load(Relaxed);
+        if req_prod.wrapping_sub(rsp_prod) > shared.size {
+            return Err(EIO);
+        }
+
+        // INVARIANT: Nothing has been taken.
+        Ok(Self {
+            shared,
+            rsp_prod_pvt: rsp_prod,
+            rsp_prod,
+            req_cons: rsp_prod,
+        })
+    }
+
+    /// Returns the number of slots of the ring (`RING_SIZE()`).
+    pub fn size(&self) -> u32 {
+        self.shared.size
+    }
+
+    /// Returns the memory of the ring.
+    pub fn memory(&self) -> &M {
+        &self.shared.mem
+    }
+
+    /// Returns the index of the next request to consume.
+    pub fn req_cons(&self) -> RingIdx {
+        self.req_cons
+    }
+
+    /// Returns the index the next response will be written to.
+    pub fn rsp_prod_pvt(&self) -> RingIdx {
+        self.rsp_prod_pvt
+    }
+
+    /// Reads and checks the request producer index.
+    fn req_prod(&self) -> Result<RingIdx, ProtocolError> {
+        let prod = self.shared.header().req_prod.load(Relaxed);
+        // The frontend cannot have more requests in flight than the ring has slots
+        // (`RING_REQUEST_PROD_OVERFLOW()`), nor move its producer index behind ours.
+        let in_flight = prod.wrapping_sub(self.rsp_prod_pvt);
+        if in_flight > self.size() || prod.wrapping_sub(self.req_cons) > in_flight {
+            return Err(ProtocolError {
+                prod,
+                cons: self.req_cons,
+            });
+        }
+        Ok(prod)
+    }
+
+    /// Returns the number of requests published and not consumed yet
+    /// (`XEN_RING_NR_UNCONSUMED_REQUESTS()`).
+    pub fn unconsumed_requests(&self) -> Result<u32, ProtocolError> {
+        Ok(self.req_prod()?.wrapping_sub(self.req_cons))
+    }
+
+    /// Returns the requests published so far, to be taken one at a time.
+    ///
+    /// The request producer index is read once, here. Each request is copied out of the ring as
+    /// it is taken, and the consumer index moves past it.
+    pub fn requests(&mut self) -> Result<Requests<'_, Req, Rsp, M>, ProtocolError> {
+        let prod = self.req_prod()?;
+        // Read the requests only after the producer index that covers them.
+        virt_rmb();
+        // INVARIANT: `req_prod()` checked `prod`.
+        Ok(Requests { ring: self, prod })
+    }
+
+    /// Writes `rsp` to the next response slot.
+    ///
+    /// The response is not visible to the frontend until it is published with
+    /// [`BackRing::push_responses_and_check_notify`] or [`BackRing::push_responses`].
+    ///
+    /// Fails with [`ENOSPC`] if every request taken has been answered already: a response slot
+    /// is only free once its request was taken.
+    pub fn push_response(&mut self, rsp: Rsp) -> Result {
+        if self.rsp_prod_pvt == self.req_cons {
+            return Err(ENOSPC);
+        }
+        self.shared.write(self.rsp_prod_pvt, rsp);
+        // INVARIANT: `rsp_prod_pvt` moves towards `req_cons`, which it does not pass.
+        self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Publishes the responses written so far (`RING_PUSH_RESPONSES()`).
+    pub fn push_responses(&mut self) {
+        // The frontend must see the responses before the producer index that covers them.
+        virt_wmb();
+        self.shared
+            .header()
+            .rsp_prod
+            .store(self.rsp_prod_pvt, Relaxed);
+        self.rsp_prod = self.rsp_prod_pvt;
+    }
+
+    /// Publishes the responses written so far and returns whether the frontend must be notified
+    /// (`RING_PUSH_RESPONSES_AND_CHECK_NOTIFY()`).
+    ///
+    /// The frontend must be notified if it asked for it (with `rsp_event`) at an index among the
+    /// newly published responses.
+    pub fn push_responses_and_check_notify(&mut self) -> bool {
+        let old = self.rsp_prod;
+        let new = self.rsp_prod_pvt;
+        self.push_responses();
+        // The frontend must see the new responses before we look at `rsp_event`.
+        virt_mb();
+        need_notify(old, new, self.shared.header().rsp_event.load(Relaxed))
+    }
+
+    /// Returns whether there are unconsumed requests; if not, asks the frontend for a
+    /// notification when the next one is published (`RING_FINAL_CHECK_FOR_REQUESTS()`).
+    ///
+    /// Call this after taking all requests, before waiting for the next notification.
+    pub fn final_check_for_requests(&mut self) -> Result<bool, ProtocolError> {
+        if self.unconsumed_requests()? != 0 {
+            return Ok(true);
+        }
+        let header = self.shared.header();
+        header.req_event.store(self.req_cons.wrapping_add(1), Relaxed);
+        // The frontend must see `req_event` before we look at its producer index again.
+        virt_mb();
+        Ok(self.unconsumed_requests()? != 0)
+    }
+}
+
+/// The requests published by the frontend of a [`BackRing`], taken one at a time.
+///
+/// Returned by [`BackRing::requests`]. Each request is copied out of the shared ring once, when
+/// it is taken, and the ring's consumer index moves past it.
+///
+/// # Invariants
+///
+/// `prod - ring.rsp_prod_pvt <= ring.size()` and `prod` is at or after `ring.req_cons` (modulo
+/// 2^32): taking the requests up to `prod` keeps at most a ring's worth unanswered.
+pub struct Requests<'a, Req, Rsp, M> {
+    ring: &'a mut BackRing<Req, Rsp, M>,
+    prod: RingIdx,
+}
+
+impl<Req, Rsp, M> Iterator for Requests<'_, Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+    type Item = Req;
+
+    fn next(&mut self) -> Option<Req> {
+        let ring = &mut *self.ring;
+        if ring.req_cons == self.prod {
+            return None;
+        }
+        let req = ring.shared.read(ring.req_cons);
+        // INVARIANT: `req_cons` moves towards `prod`, which is at most a ring's worth ahead of
+        // `rsp_prod_pvt`.
+        ring.req_cons = ring.req_cons.wrapping_add(1);
+        Some(req)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.prod.wrapping_sub(self.ring.req_cons) as usize;
+        (len, Some(len))
+    }
+}
+
+impl<Req, Rsp, M> ExactSizeIterator for Requests<'_, Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+}
+
+impl<Req, Rsp, M> FusedIterator for Requests<'_, Req, Rsp, M>
+where
+    Req: FromBytes + IntoBytes,
+    Rsp: FromBytes + IntoBytes,
+    M: RingMemory,
+{
+}
+
+#[cfg(CONFIG_RUST_XEN_KUNIT_TEST)]
+#[macros::kunit_tests(rust_xen_ring)]
+mod tests {
+    use super::*;
+    use crate::types::Opaque;
+
+    #[repr(C, align(4096))]
+    #[derive(Zeroable)]
+    struct Page(Opaque<[u8; 4096]>);
+
+    /// Ring memory in part of a page of ordinary memory.
+    ///
+    /// The tests play the other domain through [`Mem::poke`] and [`Mem::write_slot`].
+    #[derive(Clone, Copy)]
+    struct Mem<'a> {
+        page: &'a Page,
+        offset: usize,
+        size: usize,
+    }
+
+    // SAFETY: `Mem::new()` checks that `offset + size` bytes fit in the page, which is valid for
+    // as long as the reference is. Its contents are only accessed through the rings and through
+    // `Mem::poke()`/`Mem::peek()`/`Mem::write_slot()`, which play the other domain.
+    unsafe impl RingMemory for Mem<'_> {
+        fn as_ptr(&self) -> NonNull<u8> {
+            let page = NonNull::from(&self.page.0).cast::<u8>();
+            // SAFETY: `offset` lies within the page (checked by `Mem::new()`, 0 otherwise).
+            unsafe { page.add(self.offset) }
+        }
+
+        fn size(&self) -> usize {
+            self.size
+        }
+    }
+
+    // Offsets of the header fields.
+    const REQ_PROD: usize = 0;
+    const REQ_EVENT: usize = 4;
+    const RSP_PROD: usize = 8;
+    const RSP_EVENT: usize = 12;
+
+    impl<'a> Mem<'a> {
+        /// Memory for a ring of `slots` slots of 8 bytes, at `offset` in `page`.
+        fn new(page: &'a Page, offset: usize, slots: usize) -> Self {
+            let size = HEADER_SIZE + slots * 8;
+            assert!(offset + size <= 4096);
+            Self { page, offset, size }
+        }
+
+        /// Writes `value` at `offset` in the ring, as the other domain.
+        fn poke(&self, offset: usize, value: u32) {
+            assert!(offset % 4 == 0 && offset + 4 <= self.size);
+            let ptr = self.as_ptr().as_ptr().wrapping_add(offset).cast::<u32>();
+            // SAFETY: `ptr` is in bounds of the ring memory (checked above) and aligned; all other
+            // accesses to the ring header are atomic.
+            unsafe { crate::sync::atomic::atomic_store(ptr, value, Relaxed) };
+        }
+
+        /// Reads the value at `offset` in the ring, as the other domain.
+        fn peek(&self, offset: usize) -> u32 {
+            assert!(offset % 4 == 0 && offset + 4 <= self.size);
+            let ptr = self.as_ptr().as_ptr().wrapping_add(offset).cast::<u32>();
+            // SAFETY: `ptr` is in bounds of the ring memory (checked above) and aligned; all other
+            // accesses to the ring header are atomic.
+            unsafe { crate::sync::atomic::atomic_load(ptr, Relaxed) }
+        }
+
+        /// Writes `value` into the slot of index `idx`, as the other domain.
+        fn write_slot(&self, idx: RingIdx, value: u64) {
+            let slots = (self.size - HEADER_SIZE) / 8;
+            let slot = idx as usize % slots;
+            let ptr = self
+                .as_ptr()
+                .as_ptr()
+                .wrapping_add(HEADER_SIZE + slot * 8)
+                .cast::<u64>();
+            // SAFETY: `ptr` is in bounds of the ring memory and aligned; slots are only accessed
+            // with volatile copies.
+            unsafe { ptr.write_volatile(value) };
+        }
+    }
+
+    type Front<'a> = FrontRing<u64, u32, Mem<'a>>;
+    type Back<'a> = BackRing<u64, u32, Mem<'a>>;
+
+    fn page() -> Result<KBox<Page>> {
+        Ok(KBox::<Page>::zeroed(GFP_KERNEL)?)
+    }
+
+    /// Takes all published requests.
+    fn take_requests(back: &mut Back<'_>) -> Result<KVec<u64>> {
+        let mut taken = KVec::new();
+        for req in back.requests()? {
+            taken.push(req, GFP_KERNEL)?;
+        }
+        Ok(taken)
+    }
+
+    /// Takes all published responses.
+    fn take_responses(front: &mut Front<'_>) -> Result<KVec<u32>> {
+        let mut taken = KVec::new();
+        for rsp in front.responses()? {
+            taken.push(rsp, GFP_KERNEL)?;
+        }
+        Ok(taken)
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(slot_size::<u64, u32>(), 8);
+        assert_eq!(slot_size::<u32, u64>(), 8);
+        assert_eq!(slot_size::<[u16; 3], u32>(), 8);
+        assert_eq!(slot_size::<[u8; 12], u16>(), 12);
+        assert_eq!(ring_size::<u64, u32>(4096), 256);
+        assert_eq!(ring_size::<u64, u32>(2 * 4096), 512);
+        assert_eq!(ring_size::<u64, u32>(HEADER_SIZE + 3 * 8), 2);
+        assert_eq!(ring_size::<u64, u32>(HEADER_SIZE + 7), 0);
+        assert_eq!(ring_size::<u64, u32>(0), 0);
+        assert_eq!(ring_size::<u8, u8>(usize::MAX), 1 << 31);
+    }
+
+    #[test]
+    fn memory_is_checked() -> Result {
+        let page = page()?;
+        // Too small for one slot.
+        let small = Mem {
+            page: &page,
+            offset: 0,
+            size: HEADER_SIZE + 7,
+        };
+        assert_eq!(Front::new(small).err(), Some(EINVAL));
+        assert_eq!(Back::attach(small).err(), Some(EINVAL));
+        // Not aligned for the `u64` requests.
+        let misaligned = Mem::new(&page, 4, 4);
+        assert_eq!(Front::new(misaligned).err(), Some(EINVAL));
+        assert_eq!(Back::attach(misaligned).err(), Some(EINVAL));
+        Ok(())
+    }
+
+    #[test]
+    fn notify_decision() {
+        // The consumer asked to be notified at index 1 (the initial `req_event`).
+        assert!(need_notify(0, 1, 1));
+        assert!(need_notify(0, 5, 3));
+        assert!(need_notify(0, 5, 5));
+        // It asked for an index that was published before, or not published yet.
+        assert!(!need_notify(1, 2, 1));
+        assert!(!need_notify(0, 5, 6));
+        // Nothing new was published.
+        assert!(!need_notify(5, 5, 5));
+        assert!(!need_notify(5, 5, 6));
+        // Across the wrap at 2^32.
+        assert!(need_notify(u32::MAX - 1, 2, u32::MAX));
+        assert!(need_notify(u32::MAX - 1, 2, 0));
+        assert!(need_notify(u32::MAX - 1, 2, 2));
+        assert!(!need_notify(u32::MAX - 1, 2, u32::MAX - 1));
+        assert!(!need_notify(u32::MAX - 1, 2, 3));
+    }
+
+    #[test]
+    fn round_trip() -> Result {
+        let page = page()?;
+        let mem = Mem::new(&page, 0, 4);
+        let mut front = Front::new(mem)?;
+        let mut back = Back::attach(mem)?;
+        assert_eq!(front.size(), 4);
+        assert_eq!(back.size(), 4);
+        assert_eq!(mem.peek(REQ_EVENT), 1);
+        assert_eq!(mem.peek(RSP_EVENT), 1);
+
+        // Written requests are invisible until published.
+        front.push_request(10)?;
+        front.push_request(11)?;
+        assert_eq!(front.free_requests(), 2);
+        assert_eq!(back.unconsumed_requests()?, 0);
+        // The backend asked for a notification at index 1 (`SHARED_RING_INIT()`).
+        assert!(front.push_requests_and_check_notify());
+        assert_eq!(mem.peek(REQ_PROD), 2);
+        // It did not ask again: no notification for the next request.
+        front.push_request(12)?;
+        assert!(!front.push_requests_and_check_notify());
+
+        assert_eq!(back.unconsumed_requests()?, 3);
+        assert_eq!(back.requests()?.len(), 3);
+        assert_eq!(take_requests(&mut back)?, [10, 11, 12]);
+        assert_eq!(back.req_cons(), 3);
+
+        // The final check re-arms the notification for the next request.
+        assert!(!back.final_check_for_requests()?);
+        assert_eq!(mem.peek(REQ_EVENT), 4);
+        front.push_request(13)?;
+        assert!(front.push_requests_and_check_notify());
+        assert!(back.final_check_for_requests()?);
+        assert_eq!(take_requests(&mut back)?, [13]);
+
+        // Responses, the other way round.
+        for rsp in [20, 21, 22] {
+            back.push_response(rsp)?;
+        }
+        assert_eq!(front.unconsumed_responses()?, 0);
+        assert!(back.push_responses_and_check_notify());
+        assert_eq!(take_responses(&mut front)?, [20, 21, 22]);
+        assert!(!front.final_check_for_responses()?);
+        assert_eq!(mem.peek(RSP_EVENT), 4);
+        back.push_response(23)?;
+        // Every request taken has been answered.
+        assert_eq!(back.push_response(24), Err(ENOSPC));
+        assert!(back.push_responses_and_check_notify());
+        assert!(front.final_check_for_responses()?);
+        assert_eq!(take_responses(&mut front)?, [23]);
+        assert_eq!(front.free_requests(), 4);
+        Ok(())
+    }
+
+    #[test]
+    fn full_ring() -> Result {
+        let page = page()?;
+        let mem = Mem::new(&page, 0, 4);
+        let mut front = Front::new(mem)?;
+        let mut back = Back::attach(mem)?;
+
+        for req in 0..4 {
+            front.push_request(req)?;
+        }
+        assert!(front.is_full());
+        assert_eq!(front.push_request(4), Err(ENOSPC));
+        front.push_requests();
+
+        // Taking requests frees no slot; consuming their responses does.
+        assert_eq!(take_requests(&mut back)?, [0, 1, 2, 3]);
+        assert!(front.is_full());
+        back.push_response(0)?;
+        back.push_responses();
+        assert!(front.is_full());
+        assert_eq!(take_responses(&mut front)?, [0]);
+        assert_eq!(front.free_requests(), 1);
+        front.push_request(4)?;
+        assert!(front.is_full());
+        Ok(())
+    }
+
+    #[test]
+    fn wrap_at_2_32() -> Result {
+        let page = page()?;
+        let mem = Mem::new(&page, 0, 4);
+        let start = u32::MAX - 5;
+        let mut front = Front::new_at(mem, start)?;
+        let mut back = Back::attach(mem)?;
+        assert_eq!(back.req_cons(), start);
+
+        let mut next: u64 = 0;
+        for round in 0..40u32 {
+            assert!(!back.final_check_for_requests()?);
+            for _ in 0..3 {
+                front.push_request(next)?;
+                next += 1;
+            }
+            assert!(front.push_requests_and_check_notify());
+            let taken = take_requests(&mut back)?;
+            assert_eq!(taken, [next - 3, next - 2, next - 1]);
+
+            assert!(!front.final_check_for_responses()?);
+            for req in taken {
+                back.push_response(req as u32 * 2)?;
+            }
+            assert!(back.push_responses_and_check_notify());
+            let expected = (next as u32 - 3) * 2;
+            assert_eq!(take_responses(&mut front)?, [expected, expected + 2, expected + 4]);
+
+            let idx = start.wrapping_add(3 * (round + 1));
+            assert_eq!(front.req_prod_pvt(), idx);
+            assert_eq!(front.rsp_cons(), idx);
+            assert_eq!(back.req_cons(), idx);
+            assert_eq!(back.rsp_prod_pvt(), idx);
+            assert_eq!(mem.peek(REQ_PROD), idx);
+            assert_eq!(mem.peek(RSP_PROD), idx);
+        }
+        // The indices went past 2^32.
+        assert!(front.req_prod_pvt() < start);
+        Ok(())
+    }
+
+    #[test]
+    fn hostile_request_producer() -> Result {
+        let page = page()?;
+        let mem = Mem::new(&page, 0, 4);
+        let mut front = Front::new_at(mem, u32::MAX - 1)?;
+        let mut back = Back::attach(mem)?;
+        let cons = back.req_cons();
+
+        // More requests than the ring holds.
+        let prod = cons.wrapping_add(5);
+        mem.poke(REQ_PROD, prod);
+        let err = ProtocolError { prod, cons };
+        assert_eq!(back.requests().err(), Some(err));
+        assert_eq!(back.unconsumed_requests(), Err(err));
+        assert_eq!(back.final_check_for_requests(), Err(err));
+        assert_eq!(Back::attach(mem).err(), Some(EIO));
+        assert_eq!(back.req_cons(), cons);
+
+        // A ring's worth is fine.
+        mem.poke(REQ_PROD, cons.wrapping_add(4));
+        assert_eq!(back.unconsumed_requests()?, 4);
+
+        // The producer index goes backwards, behind the requests taken.
+        for req in 0..2 {
+            front.push_request(req)?;
+        }
+        front.push_requests();
+        assert_eq!(take_requests(&mut back)?, [0, 1]);
+        let cons = back.req_cons();
+        let prod = cons.wrapping_sub(1);
+        mem.poke(REQ_PROD, prod);
+        assert_eq!(back.requests().err(), Some(ProtocolError { prod, cons }));
+
+        // With two requests taken and not answered, three more would be too many.
+        let prod = cons.wrapping_add(3);
+        mem.poke(REQ_PROD, prod);
+        assert_eq!(back.requests().err(), Some(ProtocolError { prod, cons }));
+        mem.poke(REQ_PROD, cons.wrapping_add(2));
+        assert_eq!(back.unconsumed_requests()?, 2);
+
+        // Far away in the index space.
+        let prod = cons.wrapping_add(0x8000_0000);
+        mem.poke(REQ_PROD, prod);
+        assert_eq!(back.requests().err(), Some(ProtocolError { prod, cons }));
+
+        // Nothing was taken by the failed attempts.
+        assert_eq!(back.req_cons(), cons);
+        Ok(())
+    }
+
+    #[test]
+    fn hostile_response_producer() -> Result {
+        let page = page()?;
+        let mem = Mem::new(&page, 0, 4);
+        let mut front = Front::new_at(mem, u32::MAX)?;
+        let cons = front.rsp_cons();
+
+        // Responses without requests.
+        let prod = cons.wrapping_add(1);
+        mem.poke(RSP_PROD, prod);
+        let err = ProtocolError { prod, cons };
+        assert_eq!(front.responses().err(), Some(err));
+        assert_eq!(front.unconsumed_responses(), Err(err));
+        assert_eq!(front.final_check_for_responses(), Err(err));
+
+        // Responses to requests written but not published.
+        front.push_request(0)?;
+        front.push_request(1)?;
+        assert_eq!(front.responses().err(), Some(err));
+        front.push_requests();
+        assert_eq!(front.unconsumed_responses()?, 1);
+
+        // More responses than requests published.
+        let prod = cons.wrapping_add(3);
+        mem.poke(RSP_PROD, prod);
+        assert_eq!(front.responses().err(), Some(ProtocolError { prod, cons }));
+
+        // Backwards.
+        let prod = cons.wrapping_sub(1);
+        mem.poke(RSP_PROD, prod);
+        assert_eq!(front.responses().err(), Some(ProtocolError { prod, cons }));
+
+        // Far away in the index space.
+        let prod = cons.wrapping_add(0x8000_0000);
+        mem.poke(RSP_PROD, prod);
+        assert_eq!(front.responses().err(), Some(ProtocolError { prod, cons }));
+
+        // Nothing was taken by the failed attempts.
+        assert_eq!(front.rsp_cons(), cons);
+        mem.poke(RSP_PROD, cons.wrapping_add(2));
+        assert_eq!(front.unconsumed_responses()?, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn copy_once() -> Result {
+        let page = page()?;
+        let mem = Mem::new(&page, 0, 4);
+        let mut front = Front::new(mem)?;
+        let mut back = Back::attach(mem)?;
+
+        front.push_request(1)?;
+        front.push_request(2)?;
+        front.push_requests();
+
+        let mut requests = back.requests()?;
+        let first = requests.next();
+        // The frontend rewrites the slot after it was read: the copy does not change, and the
+        // slot is not read again.
+        mem.write_slot(0, 0xbad);
+        assert_eq!(first, Some(1));
+        assert_eq!(requests.next(), Some(2));
+        mem.write_slot(1, 0xbad);
+        assert_eq!(requests.next(), None);
+        assert_eq!(back.requests()?.next(), None);
+        assert_eq!(back.req_cons(), 2);
+
+        // The same for responses.
+        back.push_response(10)?;
+        back.push_response(20)?;
+        back.push_responses();
+        let mut responses = front.responses()?;
+        let first = responses.next();
+        mem.write_slot(0, 0xbad);
+        assert_eq!(first, Some(10));
+        assert_eq!(responses.next(), Some(20));
+        assert_eq!(responses.next(), None);
+        assert_eq!(front.responses()?.next(), None);
+        assert_eq!(front.rsp_cons(), 2);
+        Ok(())
+    }
+}
