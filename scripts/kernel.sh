@@ -93,8 +93,9 @@ done < <(cat "${frags[@]}")
 [ $missing = 0 ] || die "the final .config lacks options the fragments ask for (listed above)"
 
 # --- 4. build --------------------------------------------------------------------
-# One heavy job at a time on two cores: kernel builds and rig boots share this lock.
-exec 9>"$BUILD/.heavy.lock"
+# One heavy job at a time on two cores: kernel builds and rig boots (of every work tree on
+# this machine) share this lock.
+exec 9>"${HEAVY_LOCK:-/tmp/xen-netrs-heavy.lock}"
 flock 9
 log "building bzImage and modules in $out"
 "${KMAKE[@]}" -C "$src" O="$out" bzImage modules
