@@ -39,14 +39,19 @@ SCENARIOS = {
 }
 
 # Lines that mean something crashed. Scanned in every log of the run.
+# ("Call Trace" is not listed: every trace follows one of these lines.)
 CRASH_PATTERNS = [
     r"\bOops\b", r"\bBUG:", r"\bWARNING:", r"Kernel panic", r"segfault", r"general protection",
-    r"corrupted", r"double free", r"RIG-CRASH", r"Call Trace", r"Attempted to kill init",
+    r"corrupted", r"double free", r"RIG-CRASH", r"Attempted to kill init",
     r"\btraps: ", r"invalid opcode", r"soft lockup", r"blocked for more than", r"\(XEN\).*(FATAL|Panic)",
     r"Unable to handle", r"stack-protector", r"RIG-MARK FATAL",
 ]
-# Known harmless lines that match a pattern above (each with the reason).
-CRASH_IGNORE = [
+# Known bugs outside this project that match a pattern above: (regex, applies to front/back, reason).
+# They are listed in the result (known_issues) but do not fail no-crash unless --strict.
+KNOWN_ISSUES = [
+    (r"WARNING: include/linux/mm\.h:\d+ at get_page\+.*\[xen_netfront\]", ("c", None),
+     "C xen-netfront (7.3): xennet_release_tx_bufs() calls get_page() on a slab page (kmalloc'ed skb head) "
+     "when torn down with TX still granted (xl network-detach); the rig quiesces the link first"),
 ]
 
 
@@ -87,7 +92,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     shutil.copy(fpstress_bin(), os.path.join(st, "fpstress"))
     shutil.copy(os.path.join(kdir, "arch/x86/boot/bzImage"), os.path.join(st, "bzImage"))
@@ -125,7 +130,7 @@ def qemu_img(*args):
 
 
 def take_lock(timeout):
-    path = os.path.join(BUILD, ".heavy.lock")
+    path = os.environ.get("HEAVY_LOCK", "/tmp/xen-netrs-heavy.lock")  # shared with scripts/kernel.sh
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     end = time.time() + timeout
     said = False
@@ -142,19 +147,23 @@ def take_lock(timeout):
             time.sleep(2)
 
 
-def scan_crashes(files):
-    hits = []
+def scan_crashes(files, front, back):
+    """Returns (crash lines, known-issue lines)."""
+    hits, known = [], []
     pats = [re.compile(p) for p in CRASH_PATTERNS]
-    ign = [re.compile(p) for p, _ in CRASH_IGNORE]
+    kn = [(re.compile(p), fb, why) for p, fb, why in KNOWN_ISSUES
+          if (fb[0] in (None, front)) and (fb[1] in (None, back))]
     for f in files:
         try:
             lines = open(f, errors="replace").read().splitlines()
         except OSError:
             continue
         for i, line in enumerate(lines):
-            if any(p.search(line) for p in pats) and not any(p.search(line) for p in ign):
-                hits.append("%s:%d: %s" % (os.path.relpath(f, BUILD), i + 1, line.strip()[:240]))
-    return hits
+            if any(p.search(line) for p in pats):
+                where = "%s:%d: %s" % (os.path.relpath(f, BUILD), i + 1, line.strip()[:240])
+                k = [why for p, _, why in kn if p.search(line)]
+                (known if k else hits).append(where + (" [known: %s]" % k[0][:80] if k else ""))
+    return hits, known
 
 
 def table(res):
@@ -214,12 +223,14 @@ def main():
     ap.add_argument("--front-ko", default=os.path.join(BUILD, "modules", "xen-netfront-rs.ko"))
     ap.add_argument("--back-ko", default=os.path.join(BUILD, "modules", "xen-netback-rs.ko"))
     ap.add_argument("--secs", type=int, default=10, help="iperf3/fpstress duration (s)")
+    ap.add_argument("--loopback", action="store_true", help="also measure dom0's TCP loopback (benchmark control)")
     ap.add_argument("--xen-append", default="", help="extra Xen command line")
     ap.add_argument("--dom0-append", default="", help="extra dom0 kernel command line")
     ap.add_argument("--domu-append", default="", help="extra domU kernel command line")
     ap.add_argument("--timeout", type=int, default=None, help="overall QEMU timeout (s)")
     ap.add_argument("--silence-timeout", type=int, default=300, help="kill QEMU after this long without console output")
     ap.add_argument("--lock-timeout", type=int, default=3600)
+    ap.add_argument("--strict", action="store_true", help="known issues (KNOWN_ISSUES) fail no-crash too")
     ap.add_argument("--keep", action="store_true", help="keep the run's disk images")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the whole console")
     a = ap.parse_args()
@@ -255,7 +266,7 @@ def main():
     run_dir = os.path.join(BUILD, "runs", "%s-%s" % (name, stamp))
     os.makedirs(run_dir)
     conf = {"scenario": a.scenario, "front": a.front, "back": a.back, "krel": krel, "xenver": XENVER,
-            "secs": a.secs, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1}
+            "secs": a.secs, "loopback": a.loopback, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1}
     rig_img = make_rig_disk(run_dir, conf, kdir, krel, kos)
     dom0_disk = os.path.join(run_dir, "dom0.qcow2")
     domu_disk = os.path.join(run_dir, "domu.qcow2")
@@ -359,10 +370,14 @@ def main():
         missing.append("back-rmmod-busy-refused")
     checks.append({"name": "all-steps-ran", "pass": not missing and "SCENARIO-END" in marks,
                    "detail": "missing: " + ", ".join(missing) if missing else "all %d required checks reported" % len(sc["required"])})
-    hits = scan_crashes([console] + extracted)
-    open(os.path.join(run_dir, "crash-scan.txt"), "w").write("\n".join(hits) + "\n")
+    hits, known = scan_crashes([console] + extracted, a.front, a.back)
+    if a.strict:
+        hits, known = hits + known, []
+    open(os.path.join(run_dir, "crash-scan.txt"), "w").write("\n".join(hits + known) + "\n")
     checks.append({"name": "no-crash", "pass": not hits,
-                   "detail": "%d suspicious lines: %s" % (len(hits), " | ".join(hits[:4])) if hits else "logs scanned: %d files" % (1 + len(extracted))})
+                   "detail": ("%d suspicious lines: %s" % (len(hits), " | ".join(hits[:4])) if hits else
+                              "logs scanned: %d files" % (1 + len(extracted))) +
+                   ("; %d known-issue lines (not counted): %s" % (len(known), known[0]) if known else "")})
     for k, n in (("DOM0-READY", "time-dom0-ready"), ("DOMU-READY", "time-domu-ready"), ("SCENARIO-END", "time-scenario-end")):
         if k in marks:
             metrics.append({"name": n, "value": marks[k], "unit": "s"})
@@ -371,7 +386,7 @@ def main():
     res = {"scenario": a.scenario, "front": a.front, "back": a.back, "tag": a.tag, "pass": all(c["pass"] for c in checks),
            "cpu": cpu, "icount": a.icount, "xen_append": a.xen_append, "krel": krel, "drivers": drivers,
            "started": stamp, "run_dir": os.path.relpath(run_dir, TOP), "end": why,
-           "checks": checks, "metrics": metrics, "marks": marks}
+           "checks": checks, "metrics": metrics, "marks": marks, "known_issues": known}
     rdir = os.path.join(BUILD, "results")
     os.makedirs(rdir, exist_ok=True)
     txt = table(res)
@@ -382,7 +397,7 @@ def main():
         open(os.path.join(d, name + ".txt" if d == rdir else "result.txt"), "w").write(txt + "\n")
     with open(os.path.join(rdir, "history.jsonl"), "a") as h:
         h.write(json.dumps({k: res[k] for k in ("started", "scenario", "front", "back", "tag", "cpu", "icount", "xen_append", "pass", "run_dir")}
-                           | {"failed": [c["name"] for c in checks if not c["pass"]], "crash_lines": len(hits)}) + "\n")
+                           | {"failed": [c["name"] for c in checks if not c["pass"]], "crash_lines": len(hits), "known_issue_lines": len(known)}) + "\n")
     if not a.keep:
         for f in (rig_img, dom0_disk, domu_disk, out_img):
             try:

@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""Benchmark driver pairs on the rig: N runs per pair, interleaved, medians, spread, ratios to c/c.
+
+  selftests/rig/bench.py [-n 5] [--scenario run] [--pairs c/c,rs/c,c/rs,rs/rs] [--plain] [--cpu MODEL]
+
+Default mode is QEMU icount (-icount shift=3,sleep=off, -cpu max,-xsave,-x2apic): guest time
+advances per guest instruction, so Mbit/s measured in the guest (iperf3's receiver totals) does
+not depend on host load (about +-2 % between runs, see selftests/rig/README.md). --plain uses
+plain TCG (wall-clock; 1.3-1.7x run-to-run swings, needs more repeats).
+Pairs default to c/c plus every pair whose Rust modules exist in build/modules/.
+Each run is a normal selftests/rig/run.py run (its own run dir); this script collects
+build/results/<scenario>-<front>-<back>-<tag>.json and writes build/results/bench-<ts>.json + .txt.
+Exit code: 0 if every run passed, 1 otherwise (statistics use the passing runs only).
+"""
+import argparse, datetime, json, os, statistics, subprocess, sys, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILD = os.environ.get("BUILD", os.path.join(TOP, "build"))
+# (metric, higher is better)
+METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbps", True),
+           ("ping-dom0-to-domu-rtt", False), ("ping-domu-to-dom0-rtt", False),
+           ("time-domu-ready", False), ("time-total", False)]
+
+
+def available_pairs():
+    have = {"c": True, "rs_front": os.path.exists(os.path.join(BUILD, "modules", "xen-netfront-rs.ko")),
+            "rs_back": os.path.exists(os.path.join(BUILD, "modules", "xen-netback-rs.ko"))}
+    pairs = [("c", "c")]
+    if have["rs_front"]:
+        pairs.append(("rs", "c"))
+    if have["rs_back"]:
+        pairs.append(("c", "rs"))
+    if have["rs_front"] and have["rs_back"]:
+        pairs.append(("rs", "rs"))
+    return pairs
+
+
+def stats(vals):
+    if not vals:
+        return None
+    med = statistics.median(vals)
+    return {"n": len(vals), "median": round(med, 3), "min": round(min(vals), 3), "max": round(max(vals), 3),
+            "spread_pct": round(100.0 * (max(vals) - min(vals)) / med, 1) if med else None,
+            "values": [round(v, 3) for v in vals]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=int(os.environ.get("N", 5)), help="runs per pair (default 5)")
+    ap.add_argument("--scenario", default="run")
+    ap.add_argument("--pairs", default=None, help="comma list of front/back, e.g. c/c,rs/c (default: available)")
+    ap.add_argument("--plain", action="store_true", help="plain TCG instead of icount")
+    ap.add_argument("--cpu", default=None)
+    ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--kernel-dir", default=None, help="e.g. build/kernel-bench (-O2 kernel)")
+    a = ap.parse_args()
+
+    pairs = [tuple(p.split("/")) for p in a.pairs.split(",")] if a.pairs else available_pairs()
+    ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    runs = []
+    for i in range(a.n):
+        for front, back in pairs:                       # interleaved: c/c, rs/c, ... then again
+            tag = "bench%s-%d" % (ts, i)
+            cmd = [sys.executable, os.path.join(HERE, "run.py"), a.scenario, "--front", front, "--back", back,
+                   "--tag", tag, "--secs", str(a.secs), "--loopback"]
+            if not a.plain:
+                cmd.append("--icount")
+            if a.cpu:
+                cmd += ["--cpu", a.cpu]
+            if a.kernel_dir:
+                cmd += ["--kernel-dir", a.kernel_dir]
+            print("bench: [%d/%d] %s/%s" % (i + 1, a.n, front, back), flush=True)
+            t = time.time()
+            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL if not os.environ.get("V") else None).returncode
+            rf = os.path.join(BUILD, "results", "%s-%s-%s-%s.json" % (a.scenario, front, back, tag))
+            res = json.load(open(rf)) if os.path.exists(rf) else None
+            runs.append({"pair": "%s/%s" % (front, back), "i": i, "rc": rc, "pass": bool(res and res["pass"]),
+                         "run_dir": res["run_dir"] if res else None,
+                         "metrics": {m["name"]: m["value"] for m in (res["metrics"] if res else [])}})
+            print("bench:   %s in %.0fs %s" % ("ok" if runs[-1]["pass"] else "FAILED", time.time() - t,
+                                               " ".join("%s=%s" % (k, runs[-1]["metrics"].get(k)) for k in ("iperf-tx-mbps", "iperf-rx-mbps"))), flush=True)
+
+    summary = {}
+    for front, back in pairs:
+        p = "%s/%s" % (front, back)
+        ok = [r for r in runs if r["pair"] == p and r["pass"]]
+        summary[p] = {"runs": sum(r["pair"] == p for r in runs), "passed": len(ok),
+                      "metrics": {m: stats([r["metrics"][m] for r in ok if m in r["metrics"]]) for m, _ in METRICS}}
+    ref = summary.get("c/c")
+    for p, s in summary.items():
+        s["ratio_to_c_c"] = {}
+        for m, _ in METRICS:
+            if ref and ref["metrics"].get(m) and s["metrics"].get(m) and ref["metrics"][m]["median"]:
+                s["ratio_to_c_c"][m] = round(s["metrics"][m]["median"] / ref["metrics"][m]["median"], 3)
+    out = {"started": ts, "scenario": a.scenario, "n": a.n, "mode": "plain" if a.plain else "icount shift=3,sleep=off",
+           "cpu": a.cpu, "pairs": ["%s/%s" % p for p in pairs], "summary": summary, "runs": runs}
+    lines = ["bench %s  scenario=%s  n=%d per pair  mode=%s  (medians; spread = (max-min)/median)" % (ts, a.scenario, a.n, out["mode"])]
+    lines.append("  %-22s" % "metric" + "".join("  %-26s" % p for p in summary))
+    for m, hib in METRICS:
+        row = "  %-22s" % m
+        for p, s in summary.items():
+            st = s["metrics"].get(m)
+            cell = "-" if not st else "%.4g (±%s%%)" % (st["median"], st["spread_pct"])
+            if st and p != "c/c" and m in s["ratio_to_c_c"]:
+                cell += " x%.2f" % s["ratio_to_c_c"][m]
+            row += "  %-26s" % cell
+        lines.append(row)
+    lines.append("  %-22s" % "runs passed" + "".join("  %-26s" % ("%d/%d" % (s["passed"], s["runs"])) for s in summary.values()))
+    if not a.plain:
+        lines.append("  (icount: Mbit/s are per guest time; guest instructions per byte = 1000 / (Mbit/s) at shift=3)")
+    txt = "\n".join(lines)
+    rdir = os.path.join(BUILD, "results")
+    os.makedirs(rdir, exist_ok=True)
+    json.dump(out, open(os.path.join(rdir, "bench-%s.json" % ts), "w"), indent=1)
+    open(os.path.join(rdir, "bench-%s.txt" % ts), "w").write(txt + "\n")
+    print(txt)
+    print("bench: build/results/bench-%s.json" % ts)
+    sys.exit(0 if all(r["pass"] for r in runs) else 1)
+
+
+if __name__ == "__main__":
+    main()
