@@ -17,6 +17,9 @@ KTREE   := $(BUILD)/src/linux
 KOUT    := $(BUILD)/kernel
 MODOUT  := $(BUILD)/modules
 export KSRC
+RS_READY := $(shell sed 's/\#.*//' selftests/rust-ready 2>/dev/null)
+FRONT   ?= $(if $(filter front,$(RS_READY)),rs,c)
+BACK    ?= $(if $(filter back,$(RS_READY)),rs,c)
 KMAKE    = $(MAKE) -C $(KTREE) O=$(KOUT) CC="ccache gcc" LIBCLANG_PATH=/usr/lib/llvm-19/lib \
 	   CCACHE_DIR=$${CCACHE_DIR:-$$HOME/.cache/xen-netrs-ccache}
 
@@ -45,13 +48,19 @@ images: modules
 	@bash selftests/rig/images.sh
 
 run: images
-	@python3 selftests/rig/run.py run $(if $(FRONT),--front $(FRONT)) $(if $(BACK),--back $(BACK))
+	@$(if $(RS_READY),,echo "NOTE: the Rust drivers do not carry traffic yet; this runs the stock C drivers (xen-netfront, xen-netback).")
+	@python3 selftests/rig/run.py run --front $(FRONT) --back $(BACK) $(if $(CPU),--cpu $(CPU))
 
 check: modules
 	@bash selftests/check.sh
 
-bench: images
-	@python3 selftests/rig/bench.py $(if $(RUNS),--runs $(RUNS))
+# Benchmarks boot the -O2 kernel; the Rust modules are rebuilt against it (a Rust module links
+# against the exact kernel crate it was compiled with).
+bench: images kernel-bench
+	@mkdir -p $(BUILD)/modules-bench
+	+@$(MAKE) -C $(KTREE) O=$(BUILD)/kernel-bench CC="ccache gcc" LIBCLANG_PATH=/usr/lib/llvm-19/lib \
+		-s M=$(TOP) MO=$(BUILD)/modules-bench modules
+	@python3 selftests/rig/bench.py --kernel-dir $(BUILD)/kernel-bench $(if $(RUNS),-n $(RUNS))
 
 rustdoc: kernel
 	+@$(KMAKE) -s rustdoc

@@ -26,8 +26,14 @@ step() { # name cmd...
 rm -f "$results"/*.json "$results"/*.txt
 step kunit python3 selftests/vng/kunit.py
 step images bash selftests/rig/images.sh
-# Driver pairings in make check. The Rust drivers join as soon as they carry traffic.
-for pair in ${CHECK_PAIRS:-c/c}; do
+# Driver pairings (front/back): C against C always; each Rust driver joins, against the C peer
+# and against the other Rust driver, once selftests/rust-ready says it carries traffic.
+ready=$(sed 's/#.*//' selftests/rust-ready 2>/dev/null)
+pairs="c/c"
+case " $ready " in *" front "*) pairs="$pairs rs/c";; esac
+case " $ready " in *" back "*) pairs="$pairs c/rs";; esac
+case " $ready " in *" front "*" back "*|*" back "*" front "*) pairs="$pairs rs/rs";; esac
+for pair in ${CHECK_PAIRS:-$pairs}; do
 	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
 done
 
