@@ -28,7 +28,7 @@ step kunit python3 selftests/vng/kunit.py
 step images bash selftests/rig/images.sh
 # Driver pairings (front/back): C against C always; each Rust driver joins, against the C peer
 # and against the other Rust driver, once selftests/rust-ready says it carries traffic.
-ready=$(sed 's/#.*//' selftests/rust-ready 2>/dev/null)
+ready=$(sed 's/#.*//' selftests/rust-ready 2>/dev/null | tr -s '\n\t' '  ')
 pairs="c/c"
 case " $ready " in *" front "*) pairs="$pairs rs/c";; esac
 case " $ready " in *" back "*) pairs="$pairs c/rs";; esac
