@@ -489,6 +489,12 @@ def scenario():
     check("link-up", ifn is not None and vif is not None,
           "domU netdev=%s, dom0 vif=%s, xenstore: %s" % (ifn, vif, xs_states(domid)))
     mark("NET-READY")
+    if SCEN.startswith("hostile-"):   # selftests/rig/guest/scen_hostile.py
+        import scen_hostile
+        if ifn and vif:
+            ping_check("ping-dom0-to-domu", sh, DOMU_IP)
+        scen_hostile.run(sys.modules[__name__], ag, domid, ifn, vif)
+        return
     if ifn and vif:
         # first packets may wait for ARP / bridge learning: allow a warm-up
         wait_for(lambda: sh("ping -c 1 -W 1 %s" % DOMU_IP, 10, True)[0] == 0, 30, 1)
