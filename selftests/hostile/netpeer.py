@@ -167,20 +167,21 @@ class Backend:
         feats.update(features or {})
         self.xs.rm(self.bep)
         self.xs.rm(self.fep)
-        t = self.xs.tx_start()
-        self.xs.mkdir(self.bep, t)
-        self.xs.set_perms(self.bep, ["n0", "r%d" % d], t)
-        for k, v in dict(feats, **{"frontend": self.fep, "frontend-id": d, "online": 1, "state": XB_INITIALISING,
-                                   "handle": h, "mac": self.mac, "script": "/bin/true", "hotplug-status": "connected",
-                                   "type": "vif"}).items():
-            if v is not None:
-                self.xs.write("%s/%s" % (self.bep, k), v, t)
-        self.xs.mkdir(self.fep, t)
-        self.xs.set_perms(self.fep, ["n%d" % d, "r0"], t)
-        for k, v in (("backend", self.bep), ("backend-id", 0), ("handle", h), ("mac", self.mac),
-                     ("state", XB_INITIALISING)):
-            self.xs.write("%s/%s" % (self.fep, k), v, t)
-        self.xs.tx_end(t)
+
+        def nodes(t):
+            self.xs.mkdir(self.bep, t)
+            self.xs.set_perms(self.bep, ["n0", "r%d" % d], t)
+            for k, v in dict(feats, **{"frontend": self.fep, "frontend-id": d, "online": 1, "state": XB_INITIALISING,
+                                       "handle": h, "mac": self.mac, "script": "/bin/true", "hotplug-status": "connected",
+                                       "type": "vif"}).items():
+                if v is not None:
+                    self.xs.write("%s/%s" % (self.bep, k), v, t)
+            self.xs.mkdir(self.fep, t)
+            self.xs.set_perms(self.fep, ["n%d" % d, "r0"], t)
+            for k, v in (("backend", self.bep), ("backend-id", 0), ("handle", h), ("mac", self.mac),
+                         ("state", XB_INITIALISING)):
+                self.xs.write("%s/%s" % (self.fep, k), v, t)
+        self.xs.transact(nodes)
         self.xs.watch(self.fep + "/state", "fe")
         self.thread = threading.Thread(target=self._machine, daemon=True)
         self.thread.start()
@@ -816,12 +817,12 @@ class Frontend:
 
     def publish(self, keys, remove=(), state=XB_CONNECTED):
         """Write the frontend keys in one transaction (keys of earlier cases removed first)."""
-        t = self.xs.tx_start()
-        for r in set(remove) | set(self.STALE):
-            self.xs.rm("%s/%s" % (self.fep, r), t)
-        for k, v in keys.items():
-            self.xs.write("%s/%s" % (self.fep, k), v, t)
-        self.xs.tx_end(t)
+        def write(t):
+            for r in set(remove) | set(self.STALE):
+                self.xs.rm("%s/%s" % (self.fep, r), t)
+            for k, v in keys.items():
+                self.xs.write("%s/%s" % (self.fep, k), v, t)
+        self.xs.transact(write)
         self.set_state(state)
 
     def connect(self, timeout=60, **kw):

@@ -294,6 +294,26 @@ class Xenstore:
     def tx_end(self, tx, commit=True):
         self.request(XS_TRANSACTION_END, (b"T" if commit else b"F") + b"\0", tx)
 
+    def transact(self, fn, tries=10):
+        """Run fn(tx) in a transaction, retried on EAGAIN."""
+        for k in range(tries):
+            t = self.tx_start()
+            try:
+                fn(t)
+            except Exception:
+                try:
+                    self.tx_end(t, False)
+                except XsError:
+                    pass
+                raise
+            try:
+                self.tx_end(t, True)
+                return
+            except XsError as e:
+                if "EAGAIN" not in str(e) or k == tries - 1:
+                    raise
+                time.sleep(0.05)
+
     def wait_event(self, timeout):
         """Next watch event (path, token) or None."""
         end = time.time() + timeout
