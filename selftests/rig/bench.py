@@ -23,9 +23,9 @@ METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbp
            ("time-domu-ready", False), ("time-total", False)]
 
 
-def available_pairs():
-    have = {"c": True, "rs_front": os.path.exists(os.path.join(BUILD, "modules", "xen-netfront-rs.ko")),
-            "rs_back": os.path.exists(os.path.join(BUILD, "modules", "xen-netback-rs.ko"))}
+def available_pairs(mdir):
+    have = {"c": True, "rs_front": os.path.exists(os.path.join(mdir, "xen-netfront-rs.ko")),
+            "rs_back": os.path.exists(os.path.join(mdir, "xen-netback-rs.ko"))}
     pairs = [("c", "c")]
     if have["rs_front"]:
         pairs.append(("rs", "c"))
@@ -54,9 +54,14 @@ def main():
     ap.add_argument("--cpu", default=None)
     ap.add_argument("--secs", type=int, default=10)
     ap.add_argument("--kernel-dir", default=None, help="e.g. build/kernel-bench (-O2 kernel)")
+    ap.add_argument("--modules-dir", default=None,
+                    help="where xen-net{front,back}-rs.ko are (default build/modules, build/modules-bench with a kernel-bench dir)")
+    ap.add_argument("--scenario-args", default="", help="extra run.py arguments, e.g. '--xen-append spec-ctrl=eager-fpu'")
     a = ap.parse_args()
 
-    pairs = [tuple(p.split("/")) for p in a.pairs.split(",")] if a.pairs else available_pairs()
+    mdir = a.modules_dir or os.path.join(BUILD, "modules-bench" if a.kernel_dir and
+                                         os.path.basename(os.path.normpath(a.kernel_dir)) == "kernel-bench" else "modules")
+    pairs = [tuple(p.split("/")) for p in a.pairs.split(",")] if a.pairs else available_pairs(mdir)
     ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     runs = []
     for i in range(a.n):
@@ -70,6 +75,8 @@ def main():
                 cmd += ["--cpu", a.cpu]
             if a.kernel_dir:
                 cmd += ["--kernel-dir", a.kernel_dir]
+            cmd += ["--front-ko", os.path.join(mdir, "xen-netfront-rs.ko"), "--back-ko", os.path.join(mdir, "xen-netback-rs.ko")]
+            cmd += a.scenario_args.split()
             print("bench: [%d/%d] %s/%s" % (i + 1, a.n, front, back), flush=True)
             t = time.time()
             rc = subprocess.run(cmd, stdout=subprocess.DEVNULL if not os.environ.get("V") else None).returncode

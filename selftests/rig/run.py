@@ -138,21 +138,29 @@ def qemu_img(*args):
 
 
 def take_lock(timeout):
+    """The heavy-job lock (kernel builds, rig boots), blocking: a polling waiter would starve behind
+    blocked flock(1) waiters."""
     path = os.environ.get("HEAVY_LOCK", "/tmp/xen-netrs-heavy.lock")  # shared with scripts/kernel.sh
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    end = time.time() + timeout
-    said = False
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if not said:
-                log("waiting for %s (another build or rig run holds it)" % path)
-                said = True
-            if time.time() > end:
-                die("could not take %s within %ds" % (path, timeout))
-            time.sleep(2)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        log("waiting for %s (another build or rig run holds it)" % path)
+
+    def alarm(*_):
+        raise TimeoutError()
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(timeout)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except TimeoutError:
+        die("could not take %s within %ds" % (path, timeout))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    log("got %s" % path)
+    return fd
 
 
 def scan_crashes(files, front, back):
