@@ -160,7 +160,7 @@ class Backend:
         self.thread = None
 
     # -- xenstore nodes, as the toolstack would write them
-    def create(self, features=None):
+    def create(self, features=None, fe_keys=None):
         d, h = self.domid, self.handle
         feats = {"feature-sg": 1, "feature-gso-tcpv4": 1, "feature-gso-tcpv6": 1, "feature-ipv6-csum-offload": 1,
                  "feature-rx-copy": 1, "feature-rx-flip": 0, "feature-split-event-channels": 0}
@@ -178,8 +178,8 @@ class Backend:
                     self.xs.write("%s/%s" % (self.bep, k), v, t)
             self.xs.mkdir(self.fep, t)
             self.xs.set_perms(self.fep, ["n%d" % d, "r0"], t)
-            for k, v in (("backend", self.bep), ("backend-id", 0), ("handle", h), ("mac", self.mac),
-                         ("state", XB_INITIALISING)):
+            for k, v in [("backend", self.bep), ("backend-id", 0), ("handle", h), ("mac", self.mac)] + \
+                    sorted((fe_keys or {}).items()) + [("state", XB_INITIALISING)]:
                 self.xs.write("%s/%s" % (self.fep, k), v, t)
         self.xs.transact(nodes)
         self.xs.watch(self.fep + "/state", "fe")
@@ -468,6 +468,34 @@ def bc_tx_grant_kept(be, res, ctx):
     res.info("kept_gref", req[0])
 
 
+def bc_tx_page_leak(be, res, ctx):
+    """XSA-403: with trusted=0 in its xenstore directory the frontend must bounce TX data into
+    zeroed pages: nothing but the packet may be readable in a granted page."""
+    if not _need_tx(be, res, ctx, 2):
+        return
+    s = be.take_tx()
+    leaks, checked, follower = [], 0, False
+    for _, kind, v in s:
+        if kind != "req":
+            continue
+        multi = follower or (v[2] & NETTXF_more_data)
+        follower = bool(v[2] & NETTXF_more_data)
+        if multi:      # the first slot's size is the packet's: check single-slot packets only
+            continue
+        checked += 1
+        idx, m = be.gd.map(be.domid, v[0], False)
+        page = bytes(m[0:PAGE])
+        be.gd.unmap(idx)
+        off, size = v[1], v[4]
+        outside = page[:off] + page[off + size:]
+        nz = sum(1 for b in outside if b)
+        if nz:
+            leaks.append("gref %d off %d size %d: %d non-zero bytes outside the data" % (v[0], off, size, nz))
+    be.tx_respond(s)
+    res.check("untrusted-pages-zeroed", checked and not leaks,
+              "; ".join(leaks[:4]) or "%d single-slot packets, only packet data visible" % checked)
+
+
 def bc_rx_rsp_prod_jump(be, res, ctx):
     be.rx.rsp_prod = (be.rx_rsp + RX_RING_SIZE + 44) & 0xffffffff
     be.notify()
@@ -591,6 +619,8 @@ BACK_CASES = {
     "tx-grant-kept": dict(fn=bc_tx_grant_kept, expect="broken", xsa="XSA-396",
                           desc="TX grant still mapped by the backend when it answers",
                           log=[r"Grant still in use by backend domain", r"Disabled for further use"]),
+    "tx-page-leak": dict(fn=bc_tx_page_leak, expect="works", xsa="XSA-403", fe_keys={"trusted": 0},
+                         desc="trusted=0: granted TX pages hold nothing but the packet", log=[]),
     "rx-rsp-prod-jump": dict(fn=bc_rx_rsp_prod_jump, expect="broken", xsa="XSA-391 hardening",
                              desc="RX rsp_prod beyond rsp_cons + ring size", log=[r"Illegal number of responses"]),
     "rx-rsp-prod-back": dict(fn=bc_rx_rsp_prod_back, expect="broken", xsa="XSA-391 hardening",
@@ -645,7 +675,7 @@ def run_backend_case(case, domid, handle, peer, storm_secs=5, rebind=True, conne
     ctx = BackCtx(peer, be, storm_secs)
     res.info("vif", "%d/%d mac %s" % (domid, handle, mac))
     try:
-        be.create()
+        be.create(fe_keys=meta.get("fe_keys"))
         ok = be.wait_connected(connect_timeout)
         if not res.check("connect", ok, "fe state %d be state %d; %s" % (be.fe_state(), be.be_state(), be.events[-3:])):
             res.info("exit", 2)
