@@ -12,7 +12,7 @@ Each run is a normal selftests/rig/run.py run (its own run dir); this script col
 build/results/<scenario>-<front>-<back>-<tag>.json and writes build/results/bench-<ts>.json + .txt.
 Exit code: 0 if every run passed, 1 otherwise (statistics use the passing runs only).
 """
-import argparse, datetime, json, os, statistics, subprocess, sys, time
+import argparse, datetime, fcntl, json, os, statistics, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -57,11 +57,19 @@ def main():
     ap.add_argument("--modules-dir", default=None,
                     help="where xen-net{front,back}-rs.ko are (default build/modules, build/modules-bench with a kernel-bench dir)")
     ap.add_argument("--scenario-args", default="", help="extra run.py arguments, e.g. '--xen-append spec-ctrl=eager-fpu'")
+    ap.add_argument("--hold-lock", action="store_true",
+                    help="take the heavy lock once for the whole series (no kernel build in between; blocks others longer)")
     a = ap.parse_args()
 
     mdir = a.modules_dir or os.path.join(BUILD, "modules-bench" if a.kernel_dir and
                                          os.path.basename(os.path.normpath(a.kernel_dir)) == "kernel-bench" else "modules")
     pairs = [tuple(p.split("/")) for p in a.pairs.split(",")] if a.pairs else available_pairs(mdir)
+    env = dict(os.environ)
+    if a.hold_lock:
+        lock = os.open(os.environ.get("HEAVY_LOCK", "/tmp/xen-netrs-heavy.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        print("bench: waiting for the heavy lock", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        env["RIG_LOCK_HELD"] = "1"
     ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     runs = []
     for i in range(a.n):
@@ -79,7 +87,7 @@ def main():
             cmd += a.scenario_args.split()
             print("bench: [%d/%d] %s/%s" % (i + 1, a.n, front, back), flush=True)
             t = time.time()
-            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL if not os.environ.get("V") else None).returncode
+            rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL if not os.environ.get("V") else None).returncode
             rf = os.path.join(BUILD, "results", "%s-%s-%s-%s.json" % (a.scenario, front, back, tag))
             res = json.load(open(rf)) if os.path.exists(rf) else None
             runs.append({"pair": "%s/%s" % (front, back), "i": i, "rc": rc, "pass": bool(res and res["pass"]),
