@@ -7,13 +7,17 @@
 //! - [`ring`]: the shared-ring protocol (requests and responses in a shared page), hardened
 //!   against a peer that writes anything into the shared page at any time;
 //! - [`netif`]: the network interface protocol (the messages of the netfront/netback rings,
-//!   their flags and the xenstore keys).
+//!   their flags and the xenstore keys);
+//! - [`xenstore`]: strict parsing of xenstore values written by the other domain;
+//! - [`xenbus`]: the states of a xenbus device.
 //!
 //! C headers: [`include/xen/interface/io/ring.h`](srctree/include/xen/interface/io/ring.h),
 //! [`include/xen/interface/io/netif.h`](srctree/include/xen/interface/io/netif.h).
 
 pub mod netif;
 pub mod ring;
+pub mod xenbus;
+pub mod xenstore;
 
 /// Size of a Xen page, the unit of sharing between domains (`XEN_PAGE_SIZE`).
 ///

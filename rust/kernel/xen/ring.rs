@@ -750,33 +750,51 @@ where
 {
 }
 
+/// Ring memory in ordinary memory, for the KUnit tests of the Xen abstractions.
+///
+/// The tests play the other domain: they write the shared memory behind the rings' backs.
 #[cfg(CONFIG_RUST_XEN_KUNIT_TEST)]
-#[macros::kunit_tests(rust_xen_ring)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::types::Opaque;
+    use crate::{
+        sync::atomic::{
+            atomic_load,
+            atomic_store, //
+        },
+        types::Opaque,
+    };
 
+    /// A page of ordinary memory.
     #[repr(C, align(4096))]
     #[derive(Zeroable)]
-    struct Page(Opaque<[u8; 4096]>);
+    pub(crate) struct Page(Opaque<[u8; 4096]>);
 
-    /// Ring memory in part of a page of ordinary memory.
+    impl Page {
+        /// Allocates a zeroed page.
+        pub(crate) fn new() -> Result<KBox<Self>> {
+            Ok(KBox::<Self>::zeroed(GFP_KERNEL)?)
+        }
+    }
+
+    /// Ring memory in part of a [`Page`].
     ///
-    /// The tests play the other domain through [`Mem::poke`] and [`Mem::write_slot`].
+    /// # Invariants
+    ///
+    /// `offset + size <= 4096`.
     #[derive(Clone, Copy)]
-    struct Mem<'a> {
+    pub(crate) struct Mem<'a> {
         page: &'a Page,
         offset: usize,
         size: usize,
     }
 
-    // SAFETY: `Mem::new()` checks that `offset + size` bytes fit in the page, which is valid for
-    // as long as the reference is. Its contents are only accessed through the rings and through
-    // `Mem::poke()`/`Mem::peek()`/`Mem::write_slot()`, which play the other domain.
+    // SAFETY: By the type invariants, the `size` bytes at `offset` lie in the page, which is valid
+    // for as long as the reference is. Its contents are only accessed through the rings and
+    // through `Mem::poke()`, `Mem::peek()` and `Mem::write()`, which play the other domain.
     unsafe impl RingMemory for Mem<'_> {
         fn as_ptr(&self) -> NonNull<u8> {
             let page = NonNull::from(&self.page.0).cast::<u8>();
-            // SAFETY: `offset` lies within the page (checked by `Mem::new()`, 0 otherwise).
+            // SAFETY: By the type invariants, `offset` lies within the page.
             unsafe { page.add(self.offset) }
         }
 
@@ -785,58 +803,78 @@ mod tests {
         }
     }
 
-    // Offsets of the header fields.
-    const REQ_PROD: usize = 0;
-    const REQ_EVENT: usize = 4;
-    const RSP_PROD: usize = 8;
-    const RSP_EVENT: usize = 12;
+    /// Offsets of the header fields.
+    pub(crate) const REQ_PROD: usize = 0;
+    pub(crate) const REQ_EVENT: usize = 4;
+    pub(crate) const RSP_PROD: usize = 8;
+    pub(crate) const RSP_EVENT: usize = 12;
 
     impl<'a> Mem<'a> {
-        /// Memory for a ring of `slots` slots of 8 bytes, at `offset` in `page`.
-        fn new(page: &'a Page, offset: usize, slots: usize) -> Self {
-            let size = HEADER_SIZE + slots * 8;
-            assert!(offset + size <= 4096);
+        /// The `size` bytes at `offset` in `page`.
+        ///
+        /// # Panics
+        ///
+        /// Panics if they do not fit in the page.
+        pub(crate) fn new(page: &'a Page, offset: usize, size: usize) -> Self {
+            assert!(offset <= 4096 && size <= 4096 - offset);
+            // INVARIANT: Checked above.
             Self { page, offset, size }
         }
 
-        /// Writes `value` at `offset` in the ring, as the other domain.
-        fn poke(&self, offset: usize, value: u32) {
-            assert!(offset % 4 == 0 && offset + 4 <= self.size);
-            let ptr = self.as_ptr().as_ptr().wrapping_add(offset).cast::<u32>();
-            // SAFETY: `ptr` is in bounds of the ring memory (checked above) and aligned; all other
-            // accesses to the ring header are atomic.
-            unsafe { crate::sync::atomic::atomic_store(ptr, value, Relaxed) };
+        /// Returns a pointer to a `T` at `offset` in the ring memory.
+        ///
+        /// # Panics
+        ///
+        /// Panics if the `T` is out of bounds or not aligned.
+        fn at<T>(&self, offset: usize) -> *mut T {
+            assert!(offset <= self.size && size_of::<T>() <= self.size - offset);
+            let ptr = self.as_ptr().as_ptr().wrapping_add(offset).cast::<T>();
+            assert!(ptr.is_aligned());
+            ptr
         }
 
-        /// Reads the value at `offset` in the ring, as the other domain.
-        fn peek(&self, offset: usize) -> u32 {
-            assert!(offset % 4 == 0 && offset + 4 <= self.size);
-            let ptr = self.as_ptr().as_ptr().wrapping_add(offset).cast::<u32>();
-            // SAFETY: `ptr` is in bounds of the ring memory (checked above) and aligned; all other
-            // accesses to the ring header are atomic.
-            unsafe { crate::sync::atomic::atomic_load(ptr, Relaxed) }
+        /// Writes `value` to the header field at `offset`, as the other domain.
+        pub(crate) fn poke(&self, offset: usize, value: u32) {
+            // SAFETY: `at()` returns a valid and aligned pointer; all other accesses to the ring
+            // header are atomic.
+            unsafe { atomic_store(self.at::<u32>(offset), value, Relaxed) };
         }
 
-        /// Writes `value` into the slot of index `idx`, as the other domain.
-        fn write_slot(&self, idx: RingIdx, value: u64) {
-            let slots = (self.size - HEADER_SIZE) / 8;
-            let slot = idx as usize % slots;
-            let ptr = self
-                .as_ptr()
-                .as_ptr()
-                .wrapping_add(HEADER_SIZE + slot * 8)
-                .cast::<u64>();
-            // SAFETY: `ptr` is in bounds of the ring memory and aligned; slots are only accessed
-            // with volatile copies.
-            unsafe { ptr.write_volatile(value) };
+        /// Reads the header field at `offset`, as the other domain.
+        pub(crate) fn peek(&self, offset: usize) -> u32 {
+            // SAFETY: `at()` returns a valid and aligned pointer; all other accesses to the ring
+            // header are atomic.
+            unsafe { atomic_load(self.at::<u32>(offset), Relaxed) }
+        }
+
+        /// Writes `value` at `offset`, as the other domain.
+        pub(crate) fn write<T: IntoBytes>(&self, offset: usize, value: T) {
+            // SAFETY: `at()` returns a valid and aligned pointer; the rings access slots with
+            // volatile copies only.
+            unsafe { self.at::<T>(offset).write_volatile(value) };
         }
     }
+}
+
+#[cfg(CONFIG_RUST_XEN_KUNIT_TEST)]
+#[macros::kunit_tests(rust_xen_ring)]
+mod tests {
+    use super::{
+        testing::*,
+        *, //
+    };
 
     type Front<'a> = FrontRing<u64, u32, Mem<'a>>;
     type Back<'a> = BackRing<u64, u32, Mem<'a>>;
 
-    fn page() -> Result<KBox<Page>> {
-        Ok(KBox::<Page>::zeroed(GFP_KERNEL)?)
+    /// Memory for a ring of `slots` slots, at `offset` in `page`.
+    fn mem(page: &Page, offset: usize, slots: usize) -> Mem<'_> {
+        Mem::new(page, offset, HEADER_SIZE + slots * 8)
+    }
+
+    /// Returns the offset of slot `i`.
+    fn slot(i: usize) -> usize {
+        HEADER_SIZE + i * 8
     }
 
     /// Takes all published requests.
@@ -873,17 +911,13 @@ mod tests {
 
     #[test]
     fn memory_is_checked() -> Result {
-        let page = page()?;
+        let page = Page::new()?;
         // Too small for one slot.
-        let small = Mem {
-            page: &page,
-            offset: 0,
-            size: HEADER_SIZE + 7,
-        };
+        let small = Mem::new(&page, 0, HEADER_SIZE + 7);
         assert_eq!(Front::new(small).err(), Some(EINVAL));
         assert_eq!(Back::attach(small).err(), Some(EINVAL));
         // Not aligned for the `u64` requests.
-        let misaligned = Mem::new(&page, 4, 4);
+        let misaligned = mem(&page, 4, 4);
         assert_eq!(Front::new(misaligned).err(), Some(EINVAL));
         assert_eq!(Back::attach(misaligned).err(), Some(EINVAL));
         Ok(())
@@ -911,8 +945,8 @@ mod tests {
 
     #[test]
     fn round_trip() -> Result {
-        let page = page()?;
-        let mem = Mem::new(&page, 0, 4);
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
         let mut front = Front::new(mem)?;
         let mut back = Back::attach(mem)?;
         assert_eq!(front.size(), 4);
@@ -966,8 +1000,8 @@ mod tests {
 
     #[test]
     fn full_ring() -> Result {
-        let page = page()?;
-        let mem = Mem::new(&page, 0, 4);
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
         let mut front = Front::new(mem)?;
         let mut back = Back::attach(mem)?;
 
@@ -993,8 +1027,8 @@ mod tests {
 
     #[test]
     fn wrap_at_2_32() -> Result {
-        let page = page()?;
-        let mem = Mem::new(&page, 0, 4);
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
         let start = u32::MAX - 5;
         let mut front = Front::new_at(mem, start)?;
         let mut back = Back::attach(mem)?;
@@ -1034,8 +1068,8 @@ mod tests {
 
     #[test]
     fn hostile_request_producer() -> Result {
-        let page = page()?;
-        let mem = Mem::new(&page, 0, 4);
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
         let mut front = Front::new_at(mem, u32::MAX - 1)?;
         let mut back = Back::attach(mem)?;
         let cons = back.req_cons();
@@ -1084,8 +1118,8 @@ mod tests {
 
     #[test]
     fn hostile_response_producer() -> Result {
-        let page = page()?;
-        let mem = Mem::new(&page, 0, 4);
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
         let mut front = Front::new_at(mem, u32::MAX)?;
         let cons = front.rsp_cons();
 
@@ -1128,8 +1162,8 @@ mod tests {
 
     #[test]
     fn copy_once() -> Result {
-        let page = page()?;
-        let mem = Mem::new(&page, 0, 4);
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
         let mut front = Front::new(mem)?;
         let mut back = Back::attach(mem)?;
 
@@ -1141,10 +1175,10 @@ mod tests {
         let first = requests.next();
         // The frontend rewrites the slot after it was read: the copy does not change, and the
         // slot is not read again.
-        mem.write_slot(0, 0xbad);
+        mem.write(slot(0), 0xbad_u64);
         assert_eq!(first, Some(1));
         assert_eq!(requests.next(), Some(2));
-        mem.write_slot(1, 0xbad);
+        mem.write(slot(1), 0xbad_u64);
         assert_eq!(requests.next(), None);
         assert_eq!(back.requests()?.next(), None);
         assert_eq!(back.req_cons(), 2);
@@ -1155,7 +1189,7 @@ mod tests {
         back.push_responses();
         let mut responses = front.responses()?;
         let first = responses.next();
-        mem.write_slot(0, 0xbad);
+        mem.write(slot(0), 0xbad_u64);
         assert_eq!(first, Some(10));
         assert_eq!(responses.next(), Some(20));
         assert_eq!(responses.next(), None);
