@@ -492,6 +492,7 @@ def scenario():
     if SCEN.startswith("hostile-"):   # selftests/rig/guest/scen_hostile.py
         import scen_hostile
         if ifn and vif:
+            wait_for(lambda: sh("ping -c 1 -W 1 %s" % DOMU_IP, 10, True)[0] == 0, 30, 1)
             ping_check("ping-dom0-to-domu", sh, DOMU_IP)
         scen_hostile.run(sys.modules[__name__], ag, domid, ifn, vif)
         return
