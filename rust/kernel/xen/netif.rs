@@ -592,9 +592,7 @@ pub enum HashAlgorithm {
 }
 
 static_assert!(HashAlgorithm::None as u32 == bindings::XEN_NETIF_CTRL_HASH_ALGORITHM_NONE);
-static_assert!(
-    HashAlgorithm::Toeplitz as u32 == bindings::XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ
-);
+static_assert!(HashAlgorithm::Toeplitz as u32 == bindings::XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ);
 
 impl TryFrom<u32> for HashAlgorithm {
     type Error = Error;
@@ -1149,13 +1147,34 @@ mod tests {
 
     #[test]
     fn layouts() {
-        assert_eq!(size_of::<TxRequest>(), size_of::<bindings::xen_netif_tx_request>());
-        assert_eq!(size_of::<TxResponse>(), size_of::<bindings::xen_netif_tx_response>());
-        assert_eq!(size_of::<RxRequest>(), size_of::<bindings::xen_netif_rx_request>());
-        assert_eq!(size_of::<RxResponse>(), size_of::<bindings::xen_netif_rx_response>());
-        assert_eq!(size_of::<ExtraInfo>(), size_of::<bindings::xen_netif_extra_info>());
-        assert_eq!(size_of::<CtrlRequest>(), size_of::<bindings::xen_netif_ctrl_request>());
-        assert_eq!(size_of::<CtrlResponse>(), size_of::<bindings::xen_netif_ctrl_response>());
+        assert_eq!(
+            size_of::<TxRequest>(),
+            size_of::<bindings::xen_netif_tx_request>()
+        );
+        assert_eq!(
+            size_of::<TxResponse>(),
+            size_of::<bindings::xen_netif_tx_response>()
+        );
+        assert_eq!(
+            size_of::<RxRequest>(),
+            size_of::<bindings::xen_netif_rx_request>()
+        );
+        assert_eq!(
+            size_of::<RxResponse>(),
+            size_of::<bindings::xen_netif_rx_response>()
+        );
+        assert_eq!(
+            size_of::<ExtraInfo>(),
+            size_of::<bindings::xen_netif_extra_info>()
+        );
+        assert_eq!(
+            size_of::<CtrlRequest>(),
+            size_of::<bindings::xen_netif_ctrl_request>()
+        );
+        assert_eq!(
+            size_of::<CtrlResponse>(),
+            size_of::<bindings::xen_netif_ctrl_response>()
+        );
         assert_eq!(
             offset_of!(TxRequest, size),
             offset_of!(bindings::xen_netif_tx_request, size)
@@ -1311,8 +1330,14 @@ mod tests {
         }
         assert_eq!(u16::from(TxFlags::from_checksum(Checksum::Partial)), 0b11);
         assert_eq!(u16::from(RxFlags::from_checksum(Checksum::Partial)), 0b11);
-        assert_eq!(u16::from(TxFlags::from_checksum(Checksum::Unnecessary)), 0b10);
-        assert_eq!(u16::from(RxFlags::from_checksum(Checksum::Unnecessary)), 0b01);
+        assert_eq!(
+            u16::from(TxFlags::from_checksum(Checksum::Unnecessary)),
+            0b10
+        );
+        assert_eq!(
+            u16::from(RxFlags::from_checksum(Checksum::Unnecessary)),
+            0b01
+        );
         assert_eq!(
             Checksum::from_ip_summed(bindings::CHECKSUM_COMPLETE as u8),
             Checksum::None
@@ -1338,7 +1363,10 @@ mod tests {
         let ecn = bindings::SKB_GSO_TCP_ECN as u32;
         let dodgy = bindings::SKB_GSO_DODGY as u32;
         assert_eq!(GsoType::from_skb_gso_type(v4), Some(GsoType::TcpV4));
-        assert_eq!(GsoType::from_skb_gso_type(v4 | ecn | dodgy), Some(GsoType::TcpV4));
+        assert_eq!(
+            GsoType::from_skb_gso_type(v4 | ecn | dodgy),
+            Some(GsoType::TcpV4)
+        );
         assert_eq!(GsoType::from_skb_gso_type(v6), Some(GsoType::TcpV6));
         assert_eq!(GsoType::from_skb_gso_type(v6 | ecn), Some(GsoType::TcpV6));
         assert_eq!(GsoType::from_skb_gso_type(0), None);
@@ -1467,12 +1495,24 @@ mod tests {
         assert_eq!(requests.next(), None);
 
         // One response per slot; the extra's is `XEN_NETIF_RSP_NULL`.
-        back.push_response(TxResponse { id: 3, status: Status::Okay as i16 })?;
-        back.push_response(TxResponse { id: 0, status: Status::Null as i16 })?;
+        back.push_response(TxResponse {
+            id: 3,
+            status: Status::Okay as i16,
+        })?;
+        back.push_response(TxResponse {
+            id: 0,
+            status: Status::Null as i16,
+        })?;
         assert!(back.push_responses_and_check_notify());
         let mut responses = front.responses()?;
-        assert_eq!(responses.next().map(|r| Status::try_from(r.status)), Some(Ok(Status::Okay)));
-        assert_eq!(responses.next().map(|r| Status::try_from(r.status)), Some(Ok(Status::Null)));
+        assert_eq!(
+            responses.next().map(|r| Status::try_from(r.status)),
+            Some(Ok(Status::Okay))
+        );
+        assert_eq!(
+            responses.next().map(|r| Status::try_from(r.status)),
+            Some(Ok(Status::Null))
+        );
         assert_eq!(responses.next(), None);
         Ok(())
     }

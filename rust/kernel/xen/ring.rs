@@ -132,7 +132,10 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// Returns the alignment a ring with requests `Req` and responses `Rsp` needs.
 const fn ring_align<Req, Rsp>() -> usize {
-    max(align_of::<Header>(), max(align_of::<Req>(), align_of::<Rsp>()))
+    max(
+        align_of::<Header>(),
+        max(align_of::<Req>(), align_of::<Rsp>()),
+    )
 }
 
 /// Returns the size of one slot of a ring with requests `Req` and responses `Rsp`.
@@ -140,7 +143,8 @@ const fn ring_align<Req, Rsp>() -> usize {
 /// A slot holds either a request or a response, like the C `union *_sring_entry`: its size is
 /// that of the larger one, rounded up to the alignment of both.
 pub const fn slot_size<Req, Rsp>() -> usize {
-    max(size_of::<Req>(), size_of::<Rsp>()).next_multiple_of(max(align_of::<Req>(), align_of::<Rsp>()))
+    max(size_of::<Req>(), size_of::<Rsp>())
+        .next_multiple_of(max(align_of::<Req>(), align_of::<Rsp>()))
 }
 
 /// Returns the number of slots of a ring with requests `Req` and responses `Rsp` in `bytes` bytes
@@ -475,7 +479,9 @@ where
             return Ok(true);
         }
         let header = self.shared.header();
-        header.rsp_event.store(self.rsp_cons.wrapping_add(1), Relaxed);
+        header
+            .rsp_event
+            .store(self.rsp_cons.wrapping_add(1), Relaxed);
         // The backend must see `rsp_event` before we look at its producer index again.
         virt_mb();
         Ok(self.unconsumed_responses()? != 0)
@@ -687,7 +693,9 @@ where
             return Ok(true);
         }
         let header = self.shared.header();
-        header.req_event.store(self.req_cons.wrapping_add(1), Relaxed);
+        header
+            .req_event
+            .store(self.req_cons.wrapping_add(1), Relaxed);
         // The frontend must see `req_event` before we look at its producer index again.
         virt_mb();
         Ok(self.unconsumed_requests()? != 0)
@@ -1051,7 +1059,10 @@ mod tests {
             }
             assert!(back.push_responses_and_check_notify());
             let expected = (next as u32 - 3) * 2;
-            assert_eq!(take_responses(&mut front)?, [expected, expected + 2, expected + 4]);
+            assert_eq!(
+                take_responses(&mut front)?,
+                [expected, expected + 2, expected + 4]
+            );
 
             let idx = start.wrapping_add(3 * (round + 1));
             assert_eq!(front.req_prod_pvt(), idx);

@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(parse_uint::<u64>(b"4294967296"), Ok(1 << 32));
         assert_eq!(parse_uint::<u64>(b"18446744073709551615"), Ok(u64::MAX));
         assert_eq!(parse_uint::<u64>(b"18446744073709551616"), Err(ERANGE));
-        assert_eq!(parse_uint::<u64>(b"99999999999999999999999999999"), Err(ERANGE));
+        assert_eq!(
+            parse_uint::<u64>(b"99999999999999999999999999999"),
+            Err(ERANGE)
+        );
         assert_eq!(parse_uint::<u16>(b"65536"), Err(ERANGE));
         assert_eq!(parse_uint::<u8>(b"255"), Ok(255));
         let zeros = [b'0'; 100];
