@@ -785,6 +785,13 @@ class Frontend:
     def set_state(self, s):
         self.xs.write(self.fep + "/state", s)
 
+    def phase(self, name):
+        """Tell an observer in dom0 where we are (<frontend dir>/netpeer-phase)."""
+        try:
+            self.xs.write(self.fep + "/netpeer-phase", name)
+        except XsError:
+            pass
+
     def reset(self, timeout=60):
         """Close the connection if there is one (Closing/Closed handshake), free everything, and
         bring the pair to (FE Initialising, BE InitWait). Returns the backend state."""
@@ -1044,9 +1051,9 @@ def fc_split_headers(fe, res):
     cuts = [6] * (n - 1)
     cuts.append(len(f) - sum(cuts))
     pos = 0
-    for k, c in enumerate(cuts):
+    for k, c in enumerate(cuts):     # all pieces in one page, 64 bytes apart
         piece = f[pos:pos + c]
-        fe.put_req(1 + k, 0, NETTXF_more_data if k < n - 1 else 0, len(f) if k == 0 else c, piece)
+        fe.put_req(1, 64 * k, NETTXF_more_data if k < n - 1 else 0, len(f) if k == 0 else c, piece)
         pos += c
     fe.push()
 
@@ -1211,7 +1218,7 @@ def run_frontend_case(case, handle, hold=2.0):
             r = fe.wait_rsp(1, 15)
             res.check("baseline-tx", [x[1] for x in r] == [RSP_OKAY], "responses %s" % r)
             if kind != "good":
-                start = fe.tx_pvt
+                fe.phase("attacked")
                 meta["fn"](fe, res)
                 time.sleep(hold)
                 bad_rsp = fe.wait_rsp(0, 0.5)
@@ -1240,6 +1247,7 @@ def run_frontend_case(case, handle, hold=2.0):
         res.check("exception", False, traceback.format_exc()[-500:])
     finally:
         try:
+            fe.phase("closing")
             st = fe.reset(30)
             res.check("reconnectable", st == XB_INITWAIT, "backend back to state %d (%s) after close" % (st, STATE_NAMES.get(st)))
         except Exception as e:
