@@ -247,7 +247,8 @@ on_crash = "preserve"
                             "grep --line-buffered -av '@@' | sed -u 's/\\r$//; s/^/[domU] /'", shell=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     rc, out = sh("xl -v create /run/domu.cfg", 120)
-    if not check("domu-create", rc == 0, out[-800:]):
+    errs = [l for l in out.splitlines() if "error" in l.lower()]
+    if not check("domu-create", rc == 0, "xl create rc=%d%s" % (rc, (": " + " | ".join(errs[-6:]))[:800] if rc else "")):
         return None
     rc, out = sh("xl domid domu", 20)
     return int(out.strip()) if rc == 0 and out.strip().isdigit() else None
