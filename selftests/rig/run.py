@@ -47,7 +47,7 @@ SCENARIOS = {
     "hostile-back": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-back-final-ping"],
                      "expected": [(r"WARNING: g\.e\. 0x[0-9a-f]+ still in use!",
                                    "gnttab_end_foreign_access_ref() warns when the hostile backend keeps a grant mapped (XSA-396 cases)")]},
-    "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup"]},
+    "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup", "hostile-front-final-ping"]},
 }
 
 # Lines that mean something crashed. Scanned in every log of the run.

@@ -16,8 +16,37 @@ import json, os, re, subprocess, sys, threading, time
 sys.path.insert(0, "/rig")
 import netpeer  # noqa: E402
 
-HOSTILE_MAC = "00:16:3e:00:01:01"    # the hostile-front vif (devid 1)
-BACK_CASES_ORDER = list(netpeer.BACK_CASES)
+# cases after which the C netfront cannot be torn down go last (see WEDGE below)
+BACK_CASES_ORDER = [c for c in netpeer.BACK_CASES if not netpeer.BACK_CASES[c].get("wedges_c")] + \
+    [c for c in netpeer.BACK_CASES if netpeer.BACK_CASES[c].get("wedges_c")]
+# Measured (run hostile-back-c-c-b1): when the C netfront marks itself broken inside xennet_poll()
+# (RX producer overflow, RX grant still in use) it returns without napi_complete_done(); NAPI stays
+# scheduled and the next napi_disable() (ip link down, unbind, device removal) never returns, under
+# rtnl. So for the C frontend these cases leave the device in place, except the last one, which
+# tries the rebind (detached) to record the hang; reported as a known C failure.
+WEDGE_REASON = ("C netfront 7.3: xennet_poll() returns 0 without napi_complete_done() after setting "
+                "broken, so napi_disable() in the teardown waits forever (under rtnl)")
+# Checks the C reference driver fails, measured: (side, case, check) -> (driver, reason). Reported,
+# not counted against that driver (the Rust drivers must pass them).
+KNOWN = {
+    ("backend", "tx-page-leak", "no-leak-before-data"): ("c", "C netfront bounce_skb() copies the original skb's "
+                                                         "headroom (uninitialised) into the zeroed bounce page"),
+    ("backend", "rx-rsp-prod-jump", "fresh-connect"): ("c", WEDGE_REASON),
+    ("backend", "rx-rsp-prod-back", "fresh-connect"): ("c", WEDGE_REASON),
+    ("backend", "rx-grant-kept", "fresh-connect"): ("c", WEDGE_REASON),
+}
+
+
+def apply_known(d, r):
+    drv = d.FRONT if r["side"] == "backend" else d.BACK
+    for c in r["checks"]:
+        k = KNOWN.get((r["side"], r["case"], c["name"]))
+        if k and k[0] == drv and not c["pass"]:
+            c["pass"] = True
+            c["known"] = True
+            c["detail"] = "KNOWN (%s driver): %s | %s" % (drv, k[1], c["detail"])
+    r["pass"] = bool(r["checks"]) and all(c["pass"] for c in r["checks"])
+    return r
 FRONT_CASES_ORDER = list(netpeer.FRONT_CASES)
 
 
@@ -42,8 +71,10 @@ def dmesg_since(marker):
 
 def summary(r):
     bad = [c for c in r["checks"] if not c["pass"]]
+    known = [c for c in r["checks"] if c.get("known")]
     if not bad:
-        return "%s; %s" % (r.get("expect") or r.get("kind"), ", ".join(c["name"] for c in r["checks"]))
+        return "%s; %s%s" % (r.get("expect") or r.get("kind"), ", ".join(c["name"] for c in r["checks"]),
+                             "".join(" | %s: %s" % (c["name"], c["detail"][:300]) for c in known))
     return "; ".join("%s: %s" % (c["name"], c["detail"][:220]) for c in bad)
 
 
@@ -59,8 +90,16 @@ def hostile_back(d, ag, domid):
         for k, case in enumerate(cases):
             d.mark("HB %s" % case)
             t = time.time()
-            r = netpeer.run_backend_case(case, domid, 10 + k, peer, storm_secs=5)
+            rebind = "yes"
+            if d.FRONT == "c" and netpeer.BACK_CASES[case].get("wedges_c"):
+                last = case == [c for c in cases if netpeer.BACK_CASES[c].get("wedges_c")][-1]
+                rebind = "yes" if last else "leave"
+            r = netpeer.run_backend_case(case, domid, 10 + k, peer, storm_secs=5, rebind=rebind)
+            if rebind == "leave":
+                r["checks"].append({"name": "fresh-connect", "pass": False,
+                                    "detail": "not attempted: the frontend would hang in its teardown"})
             r["secs"] = round(time.time() - t, 1)
+            apply_known(d, r)
             out.write(json.dumps(r) + "\n")
             out.flush()
             npass += r["pass"]
@@ -77,34 +116,69 @@ def hostile_back(d, ag, domid):
 
 
 # --------------------------------------------------------------------------------------------
+def attach(d, domid, k):
+    """A fresh backend vif for one case (the C netback keeps a vif disabled after a fatal error
+    even across frontend reconnects, until the backend device is re-created)."""
+    mac = "00:16:3e:00:01:%02x" % (k + 1)
+    rc, o = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % mac, 90)
+    devid = None
+    for dv in subprocess.run(["xenstore-list", "/local/domain/0/backend/vif/%d" % domid], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL).stdout.decode().split():
+        m = subprocess.run(["xenstore-read", "/local/domain/0/backend/vif/%d/%s/mac" % (domid, dv)],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
+        if m == mac:
+            devid = int(dv)
+    ok = devid is not None and d.wait_for(lambda: d.sh("xenstore-read /local/domain/0/backend/vif/%d/%d/state"
+                                                       % (domid, devid), 10, True)[1].strip() == "2", 60, 0.5)
+    return devid if (rc == 0 and ok) else None, "network-attach rc=%d devid=%s InitWait=%s %s" % (rc, devid, ok, o.strip()[-200:])
+
+
+def detach(d, domid, devid):
+    fe = "/local/domain/%d/device/vif/%d/state" % (domid, devid)
+    d.sh("xenstore-write %s 5" % fe, 10, True)
+    p = subprocess.Popen(["xl", "network-detach", "domu", str(devid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    d.sh("xenstore-write %s 6" % fe, 10, True)
+    try:
+        p.wait(60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+    return p.returncode
+
+
 def hostile_front(d, ag, domid):
     d.mark("HOSTILE-FRONT")
     out = open(os.path.join(d.OUT, "hostile-front.jsonl"), "w")
     rc, o = ag.run("echo 0 > /sys/bus/xen/drivers_autoprobe && cat /sys/bus/xen/drivers_autoprobe", 20)
-    rc2, o2 = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % HOSTILE_MAC, 90)
-    bep = "/local/domain/0/backend/vif/%d/1" % domid
-    ok = d.wait_for(lambda: d.sh("xenstore-read %s/state" % bep, 10, True)[1].strip() == "2", 60, 1)
-    vif = "vif%d.1" % domid
-    rc3, o3 = ag.run("ls -d /sys/bus/xen/devices/vif-1 && ! [ -e /sys/bus/xen/devices/vif-1/driver ]", 20)
-    if not d.check("hostile-front-setup", rc == 0 and rc2 == 0 and ok and rc3 == 0,
-                   "autoprobe off rc=%s; network-attach rc=%s %s; backend InitWait=%s; vif-1 unbound in domU rc=%s %s"
-                   % (rc, rc2, o2.strip()[-200:], ok, rc3, o3.strip()[-200:])):
+    devid, info = attach(d, domid, 0)
+    rc3, o3 = ag.run("ls -d /sys/bus/xen/devices/vif-%s && ! [ -e /sys/bus/xen/devices/vif-%s/driver ]" % (devid, devid), 20)
+    if not d.check("hostile-front-setup", rc == 0 and devid is not None and rc3 == 0,
+                   "autoprobe off rc=%s; %s; vif-%s unbound in domU rc=%s %s" % (rc, info, devid, rc3, o3.strip()[-200:])):
         return
     cases = [c for c in d.CONF.get("hostile_cases", "").split(",") if c] or FRONT_CASES_ORDER
     npass = setup_fail = 0
-    for case in cases:
+    for k, case in enumerate(cases):
         d.mark("HF %s" % case)
+        if k > 0:
+            devid, info = attach(d, domid, k)
+            if devid is None:
+                d.check("hf-" + case, False, "no fresh vif: " + info)
+                setup_fail += 1
+                if setup_fail >= 2:
+                    break
+                continue
         meta = netpeer.FRONT_CASES[case]
+        vif = "vif%d.%d" % (domid, devid)
         marker = kmsg_mark(case)
         box = {}
 
         def work():
-            box["rc"], box["out"] = ag.run("python3 /rig/netpeer.py frontend --case %s --handle 1" % case, 180, True)
+            box["rc"], box["out"] = ag.run("python3 /rig/netpeer.py frontend --case %s --handle %d" % (case, devid), 180, True)
         th = threading.Thread(target=work)
         t = time.time()
         th.start()
         carrier = set()     # carrier values seen while the tool said it was attacking
-        fep = "/local/domain/%d/device/vif/1/netpeer-phase" % domid
+        fep = "/local/domain/%d/device/vif/%d/netpeer-phase" % (domid, devid)
         while th.is_alive():
             ph = subprocess.run(["xenstore-read", fep], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
             if ph == "attacked":
@@ -128,7 +202,10 @@ def hostile_front(d, ag, domid):
         # the healthy frontend (domU's first vif) is still served
         rcp, op = d.sh("ping -c 2 -i 0.3 -W 2 %s" % d.DOMU_IP, 20, True)
         add("healthy-vif-served", rcp == 0, "ping dom0 -> domU eth0 rc=%d" % rcp)
-        r["pass"] = all(c["pass"] for c in r["checks"])
+        rcd = detach(d, domid, devid)
+        add("vif-detach", rcd == 0 and not os.path.exists("/sys/class/net/%s" % vif), "xl network-detach rc=%s" % rcd)
+        r["info"] = dict(r.get("info", {}), devid=devid)
+        apply_known(d, r)
         r["secs"] = round(time.time() - t, 1)
         r["dom0_log"] = [ln for ln in lines if "rig-hostile" not in ln][-12:]
         out.write(json.dumps(r) + "\n")
@@ -141,6 +218,7 @@ def hostile_front(d, ag, domid):
             break
     d.metric("hostile-front-cases-passed", npass, "of %d" % len(cases))
     ag.run("echo 1 > /sys/bus/xen/drivers_autoprobe", 20)
+    d.ping_check("hostile-front-final-ping", d.sh, d.DOMU_IP, 5)
 
 
 def run(d, ag, domid, ifn, vif):
