@@ -47,12 +47,13 @@ for f in sorted(os.listdir(res)):
     if not f.endswith(".json") or f.startswith("bench"):
         continue
     d = json.load(open(os.path.join(res, f)))
+    name = d.get("name") or f[:-len(".json")]
     for c in d.get("checks", []):
-        if c["passed"]:
+        if c.get("passed", c.get("pass")):
             npass += 1
         else:
             nfail += 1
-            print(f"FAILED: {d['name']}: {c['name']}: {c['detail']}")
+            print(f"FAILED: {name}: {c['name']}: {c.get('detail', '')}")
 for s in steps:
     name, rc = s.rsplit(":", 1)
     if rc != "0":
