@@ -32,9 +32,20 @@ uname -r
 echo VNG-START
 for m in {mods}; do
     name=${{m%%=*}}; ko=${{m#*=}}
-    if insmod "$ko"; then echo "VNG-LOAD $name ok"; else echo "VNG-LOAD $name fail"; fi
-    if grep -q "^$name " /proc/modules; then echo "VNG-LISTED $name ok"; else echo "VNG-LISTED $name fail"; fi
-    if rmmod "$name"; then echo "VNG-UNLOAD $name ok"; else echo "VNG-UNLOAD $name fail"; fi
+    # Outside Xen a driver may load (and must then unload cleanly) or refuse with ENODEV,
+    # like the C drivers do; any other outcome is a failure.
+    err=$(insmod "$ko" 2>&1); rc=$?
+    echo "$err"
+    if [ $rc = 0 ]; then
+        echo "VNG-LOAD $name ok loaded"
+        if grep -q "^$name " /proc/modules; then echo "VNG-LISTED $name ok"; else echo "VNG-LISTED $name fail"; fi
+        if rmmod "$name"; then echo "VNG-UNLOAD $name ok"; else echo "VNG-UNLOAD $name fail"; fi
+    elif echo "$err" | grep -q "No such device"; then
+        echo "VNG-LOAD $name ok refused-enodev"
+        echo "VNG-LISTED $name ok"; echo "VNG-UNLOAD $name ok"
+    else
+        echo "VNG-LOAD $name fail"
+    fi
     if grep -q "^$name " /proc/modules; then echo "VNG-GONE $name fail"; else echo "VNG-GONE $name ok"; fi
 done
 dmesg >"$out/dmesg.txt"
@@ -118,8 +129,8 @@ def main():
     mo = Result("vng-modules", log=run)
     for name in MODS:
         for step in ("LOAD", "LISTED", "UNLOAD", "GONE"):
-            ok = f"VNG-{step} {name} ok" in guest
-            mo.check(f"{name} {step.lower()}", ok)
+            line = next((l for l in guest.splitlines() if l.startswith(f"VNG-{step} {name} ")), "")
+            mo.check(f"{name} {step.lower()}", line.split()[2:3] == ["ok"], " ".join(line.split()[3:]))
     bad = crashes(dmesg) + crashes(console if not dmesg else "")
     mo.check("no oops/BUG/WARN in the guest kernel log", not bad, "; ".join(bad[:3]))
 
