@@ -398,10 +398,10 @@ def main():
     checks.append({"name": "all-steps-ran", "pass": not missing and "SCENARIO-END" in marks,
                    "detail": "missing: " + ", ".join(missing) if missing else "all %d required checks reported" % len(sc["required"])})
     hits, known = scan_crashes([console] + extracted, a.front, a.back)
-    for pat, why in sc.get("expected", []):
+    for pat, reason in sc.get("expected", []):
         exp = [h for h in hits if re.search(pat, h)]
         hits = [h for h in hits if h not in exp]
-        known += [h + " [expected: %s]" % why[:80] for h in exp]
+        known += [h + " [expected: %s]" % reason[:80] for h in exp]
     if a.strict:
         hits, known = hits + known, []
     open(os.path.join(run_dir, "crash-scan.txt"), "w").write("\n".join(hits + known) + "\n")
