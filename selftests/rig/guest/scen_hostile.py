@@ -21,11 +21,11 @@ BACK_CASES_ORDER = [c for c in netpeer.BACK_CASES if not netpeer.BACK_CASES[c].g
     [c for c in netpeer.BACK_CASES if netpeer.BACK_CASES[c].get("wedges_c")]
 # Measured (run hostile-back-c-c-b1): when the C netfront marks itself broken inside xennet_poll()
 # (RX producer overflow, RX grant still in use) it returns without napi_complete_done(); NAPI stays
-# scheduled and the next napi_disable() (ip link down, unbind, device removal) never returns, under
-# rtnl. So for the C frontend these cases leave the device in place, except the last one, which
+# scheduled and the teardown's napi_synchronize() (xennet_disconnect_backend, on unbind or device
+# removal: an msleep(1) loop, wchan process_timeout) never returns. So for the C frontend these cases leave the device in place, except the last one, which
 # tries the rebind (detached) to record the hang; reported as a known C failure.
 WEDGE_REASON = ("C netfront 7.3: xennet_poll() returns 0 without napi_complete_done() after setting "
-                "broken, so napi_disable() in the teardown waits forever (under rtnl)")
+                "broken, so napi_synchronize() in xennet_disconnect_backend() waits forever")
 # Checks the C reference driver fails, measured: (side, case, check) -> (driver, reason). Reported,
 # not counted against that driver (the Rust drivers must pass them).
 KNOWN = {
