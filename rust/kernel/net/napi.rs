@@ -145,7 +145,9 @@ impl<T: Poller> Napi<T> {
     unsafe extern "C" fn poll_callback(napi: *mut bindings::napi_struct, budget: c_int) -> c_int {
         // SAFETY: The stack calls the poll function of a NAPI context added in `new`, which is
         // the `napi` field of a pinned `Napi<T>` that lives until it is removed.
-        let this = unsafe { &*crate::container_of!(napi.cast::<Opaque<bindings::napi_struct>>(), Self, napi) };
+        let this = unsafe {
+            &*crate::container_of!(napi.cast::<Opaque<bindings::napi_struct>>(), Self, napi)
+        };
         let budget = u32::try_from(budget).unwrap_or(0);
         let ctx = PollContext {
             napi: this,

@@ -196,8 +196,9 @@ impl Frag {
 ///
 /// # Invariants
 ///
-/// `self.0` is a valid `struct sk_buff` that nothing modifies while `&self` is live, except for
-/// fields this type does not read.
+/// `self.0` is a valid `struct sk_buff`. While `&self` is live, the buffer is only modified
+/// through `&self` on the current thread (the type is not `Sync`), and only in fields that no
+/// reference returned by its methods covers.
 #[repr(transparent)]
 pub struct SkBuffRef(Opaque<bindings::sk_buff>);
 
@@ -364,7 +365,9 @@ impl SkBuffRef {
     pub fn ip_summed(&self) -> Checksum {
         // SAFETY: `self.0` is a valid socket buffer; `headers` is the named view of the header
         // fields, which are always initialised.
-        Checksum::from_raw(unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref() }.ip_summed())
+        Checksum::from_raw(
+            unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref() }.ip_summed(),
+        )
     }
 
     /// Returns the offset from `skb->data` where checksumming starts, for
@@ -380,7 +383,12 @@ impl SkBuffRef {
         // SAFETY: `self.0` is a valid socket buffer; `csum_offset` is a plain field of the
         // `csum` union, valid to read as an integer.
         unsafe {
-            (*self.as_raw()).__bindgen_anon_4.headers.as_ref().__bindgen_anon_1.__bindgen_anon_1
+            (*self.as_raw())
+                .__bindgen_anon_4
+                .headers
+                .as_ref()
+                .__bindgen_anon_1
+                .__bindgen_anon_1
                 .csum_offset
         }
     }
@@ -395,6 +403,14 @@ impl SkBuffRef {
     pub fn hash_raw(&self) -> u32 {
         // SAFETY: `self.0` is a valid socket buffer by the type invariant.
         unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref().hash }
+    }
+
+    /// Returns the flow hash of the packet, computing it from the headers and caching it in the
+    /// buffer if none is set yet (`skb_get_hash()`), e.g. to pick a queue.
+    pub fn hash(&self) -> u32 {
+        // SAFETY: `self.0` is valid; the hash fields it may update are only accessed from this
+        // thread (`SkBuffRef` is not `Sync`), and no reference to them is live.
+        unsafe { bindings::skb_get_hash(self.as_raw()) }
     }
 
     /// Returns whether the hash covers the layer 4 ports (`skb->l4_hash`).
@@ -711,7 +727,13 @@ impl SkBuff {
         };
         let skb = self.raw();
         // SAFETY: We own the buffer, so nothing else accesses its fields.
-        unsafe { (*skb).__bindgen_anon_4.headers.as_mut().set_ip_summed(v as u8) };
+        unsafe {
+            (*skb)
+                .__bindgen_anon_4
+                .headers
+                .as_mut()
+                .set_ip_summed(v as u8)
+        };
         Ok(())
     }
 
@@ -723,12 +745,6 @@ impl SkBuff {
     pub fn checksum_setup(&mut self, recalculate: bool) -> Result {
         // SAFETY: We own the buffer.
         to_result(unsafe { bindings::skb_checksum_setup(self.raw(), recalculate) })
-    }
-
-    /// Returns the packet hash, computing it from the headers if needed (`skb_get_hash()`).
-    pub fn hash(&mut self) -> u32 {
-        // SAFETY: We own the buffer.
-        unsafe { bindings::skb_get_hash(self.raw()) }
     }
 
     /// Sets the packet hash (`skb_set_hash()`).
@@ -806,6 +822,140 @@ impl Drop for SkBuff {
     }
 }
 
+/// An owned FIFO of socket buffers, linked through the buffers themselves (`skb->next`), with
+/// its length in packets and bytes.
+///
+/// It does no locking and no allocation: keep it in a lock (e.g. a
+/// [`SpinLockBh`](crate::sync::SpinLockBh)) when several contexts use it. Dropping the list
+/// frees the buffers still in it with [`DropReason::QueuePurge`].
+///
+/// # Invariants
+///
+/// `head` is null and `len == 0`, or `head` starts a chain of `len` socket buffers linked by
+/// `next` and ending at `tail`, whose `next` is null. The list owns one reference to each
+/// buffer; `bytes` is the sum of their `len`.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::skb::{SkBuff, SkBuffList};
+///
+/// let mut q = SkBuffList::new();
+/// for n in 1..=3u8 {
+///     let mut skb = SkBuff::alloc(64, GFP_KERNEL)?;
+///     skb.put_data(&[n; 10])?;
+///     q.push_back(skb);
+/// }
+/// assert_eq!((q.len(), q.bytes()), (3, 30));
+/// assert_eq!(q.front().map(|s| s.data()[0]), Some(1));
+/// let first = q.pop_front().ok_or(EINVAL)?;
+/// assert_eq!(first.data()[0], 1);
+/// first.consume();
+/// assert_eq!((q.len(), q.bytes()), (2, 20));
+/// // The remaining two are freed with `DropReason::QueuePurge`.
+/// drop(q);
+/// # Ok::<(), Error>(())
+/// ```
+pub struct SkBuffList {
+    head: *mut bindings::sk_buff,
+    tail: *mut bindings::sk_buff,
+    len: usize,
+    bytes: usize,
+}
+
+// SAFETY: The list owns its buffers, which may be handed to and freed on any CPU.
+unsafe impl Send for SkBuffList {}
+
+impl SkBuffList {
+    /// Creates an empty list.
+    pub const fn new() -> Self {
+        Self {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Returns the number of buffers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Returns the total length of the buffers (the sum of [`SkBuffRef::len`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends a buffer.
+    pub fn push_back(&mut self, skb: SkBuff) {
+        let len = skb.len() as usize;
+        let skb = skb.into_raw().as_ptr();
+        // SAFETY: We own `skb` (from `into_raw`); its `next` pointer is free for the owner's use.
+        unsafe { (*skb).__bindgen_anon_1.__bindgen_anon_1.next = core::ptr::null_mut() };
+        if self.tail.is_null() {
+            self.head = skb;
+        } else {
+            // SAFETY: `tail` is the last buffer of the list, which we own.
+            unsafe { (*self.tail).__bindgen_anon_1.__bindgen_anon_1.next = skb };
+        }
+        // INVARIANT: `skb` is linked at the end and accounted for.
+        self.tail = skb;
+        self.len += 1;
+        self.bytes += len;
+    }
+
+    /// Removes and returns the first buffer.
+    pub fn pop_front(&mut self) -> Option<SkBuff> {
+        let skb = NonNull::new(self.head)?;
+        // SAFETY: `head` is the first buffer of the list, which we own.
+        unsafe {
+            let raw = skb.as_ptr();
+            self.head = (*raw).__bindgen_anon_1.__bindgen_anon_1.next;
+            // Hand it out unlinked (`skb_mark_not_on_list()`).
+            (*raw).__bindgen_anon_1.__bindgen_anon_1.next = core::ptr::null_mut();
+        }
+        if self.head.is_null() {
+            self.tail = core::ptr::null_mut();
+        }
+        // SAFETY: The list owned a reference to the buffer, which is transferred to the caller.
+        let skb = unsafe { SkBuff::from_raw(skb) };
+        // INVARIANT: The buffer is unlinked and no longer accounted for.
+        self.len -= 1;
+        self.bytes -= skb.len() as usize;
+        Some(skb)
+    }
+
+    /// Returns the first buffer without removing it.
+    pub fn front(&self) -> Option<&SkBuffRef> {
+        if self.head.is_null() {
+            return None;
+        }
+        // SAFETY: `head` is a valid buffer owned by the list; it can only be modified through
+        // `&mut self`.
+        Some(unsafe { SkBuffRef::from_raw(self.head) })
+    }
+}
+
+impl Default for SkBuffList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SkBuffList {
+    fn drop(&mut self) {
+        while let Some(skb) = self.pop_front() {
+            skb.drop_reason(DropReason::QueuePurge);
+        }
+    }
+}
+
 #[kunit_tests(rust_skbuff)]
 mod tests {
     use super::*;
@@ -829,20 +979,43 @@ mod tests {
         let mut f = KVec::new();
         let total = 20 + 20 + payload;
         // Ethernet: dst, src, type IPv4.
-        f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00], GFP_KERNEL)
-            .unwrap();
+        f.extend_from_slice(
+            &[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00],
+            GFP_KERNEL,
+        )
+        .unwrap();
         // IPv4: version 4, IHL 5, total length, TTL 64, protocol TCP, 10.0.0.1 -> 10.0.0.2.
         f.extend_from_slice(
             &[
-                0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1,
-                10, 0, 0, 2,
+                0x45,
+                0,
+                (total >> 8) as u8,
+                total as u8,
+                0,
+                0,
+                0x40,
+                0,
+                64,
+                6,
+                0,
+                0,
+                10,
+                0,
+                0,
+                1,
+                10,
+                0,
+                0,
+                2,
             ],
             GFP_KERNEL,
         )
         .unwrap();
         // TCP: ports 1000 -> 2000, data offset 5, flags ACK, checksum 0.
         f.extend_from_slice(
-            &[0x03, 0xe8, 0x07, 0xd0, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0],
+            &[
+                0x03, 0xe8, 0x07, 0xd0, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
+            ],
             GFP_KERNEL,
         )
         .unwrap();
@@ -899,7 +1072,10 @@ mod tests {
         let expected = unsafe { bindings::virt_to_page((*skb.as_raw()).data.add(1).cast()) };
         assert_eq!(page.as_ptr(), expected);
         // SAFETY: As above.
-        assert_eq!(off, unsafe { (*skb.as_raw()).data.add(1) } as usize % PAGE_SIZE);
+        assert_eq!(
+            off,
+            unsafe { (*skb.as_raw()).data.add(1) } as usize % PAGE_SIZE
+        );
         assert!(skb.data_page(5).is_none());
         skb.consume();
         Ok(())
@@ -932,12 +1108,21 @@ mod tests {
         assert!(skb.copy_bits(205, &mut buf).is_err());
 
         // Invalid fragments are refused and do not change the buffer.
-        assert_eq!(skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 0, 4096).err(), Some(EINVAL));
         assert_eq!(
-            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 4000, 200, 4096).err(),
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 0, 4096)
+                .err(),
             Some(EINVAL)
         );
-        assert_eq!(skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 10, 5).err(), Some(EINVAL));
+        assert_eq!(
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 4000, 200, 4096)
+                .err(),
+            Some(EINVAL)
+        );
+        assert_eq!(
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 10, 5)
+                .err(),
+            Some(EINVAL)
+        );
         assert_eq!(skb.len(), 210);
 
         // Appending to a non-linear buffer's linear area is refused.
@@ -954,7 +1139,11 @@ mod tests {
         while skb.nr_frags() < MAX_FRAGS {
             skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 16, 4096)?;
         }
-        assert_eq!(skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 16, 4096).err(), Some(ENOSPC));
+        assert_eq!(
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 16, 4096)
+                .err(),
+            Some(ENOSPC)
+        );
         let len = skb.len();
         assert_eq!(len, 210 + 16 * (MAX_FRAGS as u32 - 1));
 
