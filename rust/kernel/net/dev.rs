@@ -1215,7 +1215,8 @@ mod tests {
         assert!(storage.tx_packets() >= 1);
         assert_eq!(storage.tx_bytes(), data.tx.bytes.get());
 
-        // Ethtool through the operations table, as the ethtool core calls it.
+        // Ethtool through the operations table, as the ethtool core calls it: with RTNL held.
+        let rtnl = RtnlGuard::lock();
         // SAFETY: `Registration` installed a `'static` table.
         let ops = unsafe { &*(*dev.as_raw()).ethtool_ops };
         let ss = bindings::ethtool_stringset_ETH_SS_STATS;
@@ -1254,6 +1255,7 @@ mod tests {
         unsafe { get_channels(d, &mut ch) };
         assert_eq!((ch.max_combined, ch.combined_count), (4, 2));
         assert!(ops.get_ringparam.is_none());
+        drop(rtnl);
 
         {
             let _rtnl = RtnlGuard::lock();
