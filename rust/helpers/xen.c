@@ -21,3 +21,31 @@ __rust_helper void rust_helper_virt_wmb(void)
 {
 	virt_wmb();
 }
+
+#if IS_ENABLED(CONFIG_XEN)
+
+#include <linux/mm.h>
+#include <xen/page.h>
+#include <xen/xen.h>
+
+__rust_helper bool rust_helper_xen_domain(void)
+{
+	return xen_domain();
+}
+
+__rust_helper unsigned long rust_helper_xen_page_to_gfn(struct page *page)
+{
+	return xen_page_to_gfn(page);
+}
+
+__rust_helper unsigned long rust_helper_virt_to_gfn(const void *v)
+{
+	return virt_to_gfn(v);
+}
+
+__rust_helper bool rust_helper_virt_addr_valid(const void *kaddr)
+{
+	return virt_addr_valid(kaddr);
+}
+
+#endif /* CONFIG_XEN */

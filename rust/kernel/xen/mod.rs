@@ -8,16 +8,47 @@
 //!   against a peer that writes anything into the shared page at any time;
 //! - [`netif`]: the network interface protocol (the messages of the netfront/netback rings,
 //!   their flags and the xenstore keys);
-//! - [`xenstore`]: strict parsing of xenstore values written by the other domain;
-//! - [`xenbus`]: the states of a xenbus device.
+//! - [`xenbus`]: xenbus drivers and devices;
+//! - [`xenstore`]: reads (range-checked), writes, transactions and watches of xenstore;
+//! - [`grant`]: grant references, grants of local memory, grant copies and ring pages;
+//! - [`evtchn`]: event channels and their interrupt handlers (with late EOI).
 //!
 //! C headers: [`include/xen/interface/io/ring.h`](srctree/include/xen/interface/io/ring.h),
 //! [`include/xen/interface/io/netif.h`](srctree/include/xen/interface/io/netif.h).
 
+pub mod evtchn;
+pub mod grant;
 pub mod netif;
 pub mod ring;
 pub mod xenbus;
 pub mod xenstore;
+
+/// The id of a Xen domain (`domid_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomId(pub u16);
+
+impl DomId {
+    /// The domain itself (`DOMID_SELF`).
+    pub const SELF: DomId = DomId(bindings::DOMID_SELF as u16);
+
+    /// No domain (`DOMID_INVALID`).
+    pub const INVALID: DomId = DomId(bindings::DOMID_INVALID as u16);
+}
+
+/// Returns whether the kernel runs in a Xen domain (`xen_domain()`).
+///
+/// # Examples
+///
+/// ```
+/// if !kernel::xen::xen_domain() {
+///     pr_info!("not running on Xen\n");
+/// }
+/// ```
+#[inline]
+pub fn xen_domain() -> bool {
+    // SAFETY: `xen_domain()` only reads the domain type, set at boot.
+    unsafe { bindings::xen_domain() }
+}
 
 /// Size of a Xen page, the unit of sharing between domains (`XEN_PAGE_SIZE`).
 ///

@@ -1,0 +1,1359 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Network devices (`struct net_device`).
+//!
+//! A driver implements [`Operations`] (and [`ethtool::Operations`]) on its private data type and
+//! creates a [`Registration`]: the private data lives in the `net_device` allocation
+//! (`netdev_priv()`), is initialised in place with pin-init before the device is registered, and
+//! is dropped after the device is unregistered.
+//!
+//! # Examples
+//!
+//! A device that counts and frees what it is asked to send, written without `unsafe`:
+//!
+//! ```
+//! use kernel::net::{
+//!     dev::{self, Device, NetdevTx, Options, Registration},
+//!     ethtool,
+//!     skb::SkBuff,
+//!     stats::{QueueStats, Stats64},
+//! };
+//!
+//! struct Sink {
+//!     tx: QueueStats,
+//! }
+//!
+//! #[vtable]
+//! impl dev::Operations for Sink {
+//!     fn start_xmit(_dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
+//!         this.tx.packet(skb.len());
+//!         skb.consume();
+//!         NetdevTx::Ok
+//!     }
+//!
+//!     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
+//!         stats.add_tx(&this.tx);
+//!     }
+//! }
+//!
+//! #[vtable]
+//! impl ethtool::Operations for Sink {
+//!     const STATS: &'static [&'static CStr] = &[c"tx_packets"];
+//!
+//!     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
+//!         values[0] = this.tx.packets.get();
+//!     }
+//! }
+//!
+//! let mut opts = Options::new();
+//! opts.name = c"sink%d";
+//! let reg = Registration::new(&opts, Sink { tx: QueueStats::new() })?;
+//! assert!(reg.device().name().to_bytes().starts_with(b"sink"));
+//! assert_eq!(reg.data().tx.packets.get(), 0);
+//! // Unregisters and frees the device.
+//! drop(reg);
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! C headers: [`include/linux/netdevice.h`](srctree/include/linux/netdevice.h),
+//! [`include/linux/etherdevice.h`](srctree/include/linux/etherdevice.h)
+
+use crate::{
+    bindings,
+    error::{
+        from_result,
+        to_result,
+        VTABLE_DEFAULT_ERROR, //
+    },
+    net::{
+        ethtool,
+        skb::{
+            SkBuff,
+            SkBuffRef, //
+        },
+        stats::Stats64,
+    },
+    prelude::*,
+    sync::aref::AlwaysRefCounted,
+    types::Opaque, //
+};
+use core::{
+    marker::PhantomData,
+    ptr::NonNull, //
+};
+
+/// Length of an Ethernet (MAC) address (`ETH_ALEN`).
+pub const ETH_ALEN: usize = bindings::ETH_ALEN as usize;
+
+/// Default MTU of an Ethernet device (`ETH_DATA_LEN`).
+pub const ETH_DATA_LEN: u32 = bindings::ETH_DATA_LEN;
+
+/// Minimum MTU of an Ethernet device (`ETH_MIN_MTU`).
+pub const ETH_MIN_MTU: u32 = bindings::ETH_MIN_MTU;
+
+/// Maximum length of a device name, including the terminating NUL (`IFNAMSIZ`).
+pub const IFNAMSIZ: usize = bindings::IFNAMSIZ as usize;
+
+/// Offload features of a network device (`netdev_features_t`, the `NETIF_F_*` flags).
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::dev::Features;
+///
+/// let f = Features::SG | Features::TSO | Features::IP_CSUM;
+/// assert!(f.contains(Features::SG | Features::TSO));
+/// assert!(!f.contains(Features::TSO6));
+/// let f = f & !Features::TSO;
+/// assert!(!f.intersects(Features::TSO));
+/// assert_eq!(f.bits(), (Features::SG | Features::IP_CSUM).bits());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Features(u64);
+
+macro_rules! features {
+    ($($(#[$doc:meta])* $name:ident = $bit:ident,)*) => {
+        impl Features {
+            $(
+                $(#[$doc])*
+                pub const $name: Self = Self(1u64 << bindings::$bit);
+            )*
+        }
+    };
+}
+
+features! {
+    /// Scatter/gather I/O (`NETIF_F_SG`).
+    SG = NETIF_F_SG_BIT,
+    /// Checksumming of TCP/UDP over IPv4 (`NETIF_F_IP_CSUM`).
+    IP_CSUM = NETIF_F_IP_CSUM_BIT,
+    /// Checksumming of TCP/UDP over IPv6 (`NETIF_F_IPV6_CSUM`).
+    IPV6_CSUM = NETIF_F_IPV6_CSUM_BIT,
+    /// Checksumming of all packets (`NETIF_F_HW_CSUM`).
+    HW_CSUM = NETIF_F_HW_CSUM_BIT,
+    /// Receive checksum offload (`NETIF_F_RXCSUM`).
+    RXCSUM = NETIF_F_RXCSUM_BIT,
+    /// TCP segmentation offload over IPv4 (`NETIF_F_TSO`).
+    TSO = NETIF_F_TSO_BIT,
+    /// TCP segmentation offload over IPv6 (`NETIF_F_TSO6`).
+    TSO6 = NETIF_F_TSO6_BIT,
+    /// TCP ECN segmentation offload (`NETIF_F_TSO_ECN`).
+    TSO_ECN = NETIF_F_TSO_ECN_BIT,
+    /// The device accepts GSO packets from untrusted sources (`NETIF_F_GSO_ROBUST`).
+    GSO_ROBUST = NETIF_F_GSO_ROBUST_BIT,
+    /// Generic receive offload (`NETIF_F_GRO`).
+    GRO = NETIF_F_GRO_BIT,
+    /// Frag lists on transmit (`NETIF_F_FRAGLIST`).
+    FRAGLIST = NETIF_F_FRAGLIST_BIT,
+    /// Memory in high memory is fine for DMA (`NETIF_F_HIGHDMA`).
+    HIGHDMA = NETIF_F_HIGHDMA_BIT,
+    /// Receive hashing offload (`NETIF_F_RXHASH`).
+    RXHASH = NETIF_F_RXHASH_BIT,
+}
+
+impl Features {
+    /// No features.
+    pub const NONE: Self = Self(0);
+
+    /// Returns the raw `netdev_features_t` bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// Creates a value from raw `netdev_features_t` bits.
+    pub const fn from_bits(bits: u64) -> Self {
+        Self(bits)
+    }
+
+    /// Returns whether all features of `other` are in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Returns whether `self` and `other` have a feature in common.
+    pub const fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl core::ops::BitOr for Features {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+impl core::ops::BitAnd for Features {
+    type Output = Self;
+    fn bitand(self, rhs: Self) -> Self {
+        Self(self.0 & rhs.0)
+    }
+}
+
+impl core::ops::Not for Features {
+    type Output = Self;
+    fn not(self) -> Self {
+        Self(!self.0)
+    }
+}
+
+impl core::ops::BitOrAssign for Features {
+    fn bitor_assign(&mut self, rhs: Self) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl core::ops::BitAndAssign for Features {
+    fn bitand_assign(&mut self, rhs: Self) {
+        self.0 &= rhs.0;
+    }
+}
+
+/// Proof that the caller holds the RTNL lock (`rtnl_lock()`).
+///
+/// Only references exist: from [`RtnlGuard`], which takes the lock.
+pub struct Rtnl(PhantomData<*mut ()>);
+
+/// Holds the RTNL lock (`rtnl_lock()`) until dropped.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::dev::RtnlGuard;
+///
+/// let rtnl = RtnlGuard::lock();
+/// drop(rtnl);
+/// ```
+pub struct RtnlGuard {
+    rtnl: Rtnl,
+}
+
+impl RtnlGuard {
+    /// Takes the RTNL lock; may sleep.
+    pub fn lock() -> Self {
+        // SAFETY: `rtnl_lock` has no preconditions besides process context, which sleeping
+        // functions in Rust assume.
+        unsafe { bindings::rtnl_lock() };
+        Self {
+            rtnl: Rtnl(PhantomData),
+        }
+    }
+}
+
+impl core::ops::Deref for RtnlGuard {
+    type Target = Rtnl;
+
+    fn deref(&self) -> &Rtnl {
+        &self.rtnl
+    }
+}
+
+impl Drop for RtnlGuard {
+    fn drop(&mut self) {
+        // SAFETY: We took the lock in `lock`.
+        unsafe { bindings::rtnl_unlock() };
+    }
+}
+
+/// A network device (`struct net_device`).
+///
+/// Driver callbacks receive a `&Device`; [`ARef<Device>`](crate::sync::aref::ARef) keeps a device alive (`dev_hold()`).
+///
+/// # Invariants
+///
+/// `self.0` is a valid `struct net_device`, allocated with `alloc_netdev_mqs()` or a variant.
+#[repr(transparent)]
+pub struct Device(Opaque<bindings::net_device>);
+
+// SAFETY: The methods of `Device` are thread safe: they call C functions that can be called from
+// any thread, or read fields with single (racy but allowed by the C side) loads.
+unsafe impl Send for Device {}
+// SAFETY: As above.
+unsafe impl Sync for Device {}
+
+// SAFETY: `dev_hold` and `dev_put` manage the device reference count; the device is not freed
+// while a reference is held.
+unsafe impl AlwaysRefCounted for Device {
+    fn inc_ref(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::dev_hold(self.as_raw()) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // CAST: `Device` is a transparent wrapper of `Opaque<net_device>`.
+        // SAFETY: The caller owns a reference to a valid device.
+        unsafe { bindings::dev_put(obj.cast::<bindings::net_device>().as_ptr()) };
+    }
+}
+
+impl Device {
+    /// Creates a reference to a network device from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct net_device` for the lifetime `'a`.
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::net_device) -> &'a Self {
+        // CAST: `Device` is a transparent wrapper of `Opaque<net_device>`.
+        // SAFETY: By the safety requirements.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns the raw pointer to the `struct net_device`.
+    pub fn as_raw(&self) -> *mut bindings::net_device {
+        self.0.get()
+    }
+
+    /// Returns the device name, e.g. `eth0`.
+    ///
+    /// A name containing `%d` before registration is replaced by the registered name.
+    pub fn name(&self) -> &CStr {
+        // SAFETY: `name` is a NUL-terminated array of `IFNAMSIZ` bytes in a valid device.
+        let name = unsafe { &*core::ptr::addr_of!((*self.as_raw()).name) };
+        // CAST: `c_char` and `u8` have the same layout.
+        // SAFETY: `name` is valid for `IFNAMSIZ` bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(name.as_ptr().cast::<u8>(), IFNAMSIZ) };
+        CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
+    }
+
+    /// Turns the carrier on: the link is up (`netif_carrier_on()`).
+    pub fn carrier_on(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_carrier_on(self.as_raw()) };
+    }
+
+    /// Turns the carrier off: the link is down (`netif_carrier_off()`).
+    pub fn carrier_off(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_carrier_off(self.as_raw()) };
+    }
+
+    /// Returns whether the carrier is on (`netif_carrier_ok()`).
+    pub fn carrier_ok(&self) -> bool {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_carrier_ok(self.as_raw()) }
+    }
+
+    /// Returns whether the device is up (`netif_running()`).
+    pub fn is_running(&self) -> bool {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_running(self.as_raw()) }
+    }
+
+    /// Marks the device as removed from the system, stopping its transmit queues
+    /// (`netif_device_detach()`).
+    pub fn detach(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_device_detach(self.as_raw()) };
+    }
+
+    /// Marks the device as present again and wakes its queues (`netif_device_attach()`).
+    pub fn attach(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_device_attach(self.as_raw()) };
+    }
+
+    /// Returns the MTU (`READ_ONCE(dev->mtu)`).
+    pub fn mtu(&self) -> u32 {
+        // SAFETY: `mtu` is an aligned `unsigned int` in a valid device; the volatile read is
+        // `READ_ONCE()`.
+        unsafe { core::ptr::addr_of!((*self.as_raw()).mtu).read_volatile() }
+    }
+
+    /// Returns the minimum MTU.
+    pub fn min_mtu(&self) -> u32 {
+        // SAFETY: `min_mtu` is a field of a valid device, set before registration.
+        unsafe { (*self.as_raw()).min_mtu }
+    }
+
+    /// Returns the maximum MTU.
+    pub fn max_mtu(&self) -> u32 {
+        // SAFETY: `max_mtu` is a field of a valid device, written only under RTNL.
+        unsafe { core::ptr::addr_of!((*self.as_raw()).max_mtu).read_volatile() }
+    }
+
+    /// Sets the maximum MTU; the caller holds RTNL.
+    pub fn set_max_mtu(&self, _rtnl: &Rtnl, max_mtu: u32) {
+        // SAFETY: `max_mtu` is a field of a valid device, written under RTNL.
+        unsafe { core::ptr::addr_of_mut!((*self.as_raw()).max_mtu).write_volatile(max_mtu) };
+    }
+
+    /// Returns the active features (`dev->features`).
+    pub fn features(&self) -> Features {
+        // SAFETY: `features` is a field of a valid device; the volatile read is `READ_ONCE()`.
+        Features(unsafe { core::ptr::addr_of!((*self.as_raw()).features).read_volatile() })
+    }
+
+    /// Returns the features the user may toggle (`dev->hw_features`).
+    pub fn hw_features(&self) -> Features {
+        // SAFETY: `hw_features` is a field of a valid device.
+        Features(unsafe { core::ptr::addr_of!((*self.as_raw()).hw_features).read_volatile() })
+    }
+
+    /// Recomputes the active features through [`Operations::fix_features`] and applies them
+    /// (`netdev_update_features()`); the caller holds RTNL.
+    pub fn update_features(&self, _rtnl: &Rtnl) {
+        // SAFETY: `self.0` is valid and RTNL is held.
+        unsafe { bindings::netdev_update_features(self.as_raw()) };
+    }
+
+    /// Returns the MAC address.
+    pub fn mac_addr(&self) -> [u8; ETH_ALEN] {
+        let mut addr = [0u8; ETH_ALEN];
+        // SAFETY: `dev_addr` of a valid device points to at least `ETH_ALEN` bytes for an
+        // Ethernet device, which `Registration` creates.
+        unsafe {
+            let p = (*self.as_raw()).dev_addr;
+            if !p.is_null() {
+                core::ptr::copy_nonoverlapping(p, addr.as_mut_ptr(), ETH_ALEN);
+            }
+        }
+        addr
+    }
+
+    /// Sets the MAC address (`eth_hw_addr_set()`); the caller holds RTNL.
+    pub fn set_mac_addr(&self, _rtnl: &Rtnl, addr: &[u8; ETH_ALEN]) {
+        // SAFETY: `self.0` is valid, RTNL is held, `addr` has `ETH_ALEN` bytes.
+        unsafe { bindings::eth_hw_addr_set(self.as_raw(), addr.as_ptr()) };
+    }
+
+    /// Returns the number of allocated transmit queues (`dev->num_tx_queues`).
+    pub fn num_tx_queues(&self) -> u32 {
+        // SAFETY: `num_tx_queues` is set at allocation and never changes.
+        unsafe { (*self.as_raw()).num_tx_queues }
+    }
+
+    /// Returns the number of transmit queues in use (`dev->real_num_tx_queues`).
+    pub fn real_num_tx_queues(&self) -> u32 {
+        // SAFETY: `real_num_tx_queues` is a field of a valid device.
+        unsafe { core::ptr::addr_of!((*self.as_raw()).real_num_tx_queues).read_volatile() }
+    }
+
+    /// Returns the number of receive queues in use (`dev->real_num_rx_queues`).
+    pub fn real_num_rx_queues(&self) -> u32 {
+        // SAFETY: `real_num_rx_queues` is a field of a valid device.
+        unsafe { core::ptr::addr_of!((*self.as_raw()).real_num_rx_queues).read_volatile() }
+    }
+
+    /// Sets the number of transmit queues in use (`netif_set_real_num_tx_queues()`); at most
+    /// [`Device::num_tx_queues`]. The caller holds RTNL.
+    pub fn set_real_num_tx_queues(&self, _rtnl: &Rtnl, count: u32) -> Result {
+        if count == 0 || count > self.num_tx_queues() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `self.0` is valid and RTNL is held.
+        to_result(unsafe { bindings::netif_set_real_num_tx_queues(self.as_raw(), count) })
+    }
+
+    /// Sets the number of receive queues in use (`netif_set_real_num_rx_queues()`). The caller
+    /// holds RTNL.
+    pub fn set_real_num_rx_queues(&self, _rtnl: &Rtnl, count: u32) -> Result {
+        if count == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `self.0` is valid and RTNL is held; the C function checks the upper bound.
+        to_result(unsafe { bindings::netif_set_real_num_rx_queues(self.as_raw(), count) })
+    }
+
+    /// Returns transmit queue `index`, or [`None`] if it is not allocated.
+    pub fn tx_queue(&self, index: u32) -> Option<&TxQueue> {
+        if index >= self.num_tx_queues() {
+            return None;
+        }
+        // SAFETY: `index < num_tx_queues`, so the queue exists.
+        let q = unsafe { bindings::netdev_get_tx_queue(self.as_raw(), index) };
+        // SAFETY: The queues live as long as the device.
+        Some(unsafe { TxQueue::from_raw(q) })
+    }
+
+    /// Stops all transmit queues (`netif_tx_stop_all_queues()`).
+    pub fn stop_all_queues(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_tx_stop_all_queues(self.as_raw()) };
+    }
+
+    /// Wakes all transmit queues (`netif_tx_wake_all_queues()`).
+    pub fn wake_all_queues(&self) {
+        for i in 0..self.num_tx_queues() {
+            if let Some(q) = self.tx_queue(i) {
+                q.wake();
+            }
+        }
+    }
+
+    /// Starts all transmit queues without scheduling them (`netif_tx_start_all_queues()`).
+    pub fn start_all_queues(&self) {
+        for i in 0..self.num_tx_queues() {
+            if let Some(q) = self.tx_queue(i) {
+                q.start();
+            }
+        }
+    }
+
+    /// Announces the device to its neighbours, e.g. gratuitous ARP after a migration
+    /// (`netdev_notify_peers()`). Takes RTNL: do not call it with RTNL held.
+    pub fn notify_peers(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netdev_notify_peers(self.as_raw()) };
+    }
+}
+
+/// A transmit queue of a network device (`struct netdev_queue`).
+///
+/// # Invariants
+///
+/// `self.0` is a valid transmit queue of a valid device.
+#[repr(transparent)]
+pub struct TxQueue(Opaque<bindings::netdev_queue>);
+
+impl TxQueue {
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid transmit queue for the lifetime `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::netdev_queue) -> &'a Self {
+        // CAST: `TxQueue` is a transparent wrapper of `Opaque<netdev_queue>`.
+        // SAFETY: By the safety requirements.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Stops the queue: the stack stops calling [`Operations::start_xmit`] for it
+    /// (`netif_tx_stop_queue()`).
+    pub fn stop(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_tx_stop_queue(self.0.get()) };
+    }
+
+    /// Allows transmission on the queue without scheduling it (`netif_tx_start_queue()`).
+    pub fn start(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_tx_start_queue(self.0.get()) };
+    }
+
+    /// Allows transmission on a stopped queue and schedules it (`netif_tx_wake_queue()`).
+    pub fn wake(&self) {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_tx_wake_queue(self.0.get()) };
+    }
+
+    /// Returns whether the queue is stopped (`netif_tx_queue_stopped()`).
+    pub fn is_stopped(&self) -> bool {
+        // SAFETY: `self.0` is valid by the type invariant.
+        unsafe { bindings::netif_tx_queue_stopped(self.0.get()) }
+    }
+}
+
+/// Result of [`Operations::start_xmit`] (`netdev_tx_t`).
+pub enum NetdevTx {
+    /// The driver took the packet: it queued it to the device, or freed it (`NETDEV_TX_OK`).
+    Ok,
+    /// The driver cannot take the packet now and gives it back to the stack, which requeues it
+    /// (`NETDEV_TX_BUSY`). The queue should be stopped before returning this.
+    Busy(SkBuff),
+}
+
+/// Operations of a network device (`struct net_device_ops`), implemented by the driver's private
+/// data type.
+///
+/// Every callback receives the device and the pinned private data. [`Operations::start_xmit`]
+/// is mandatory; the others are optional.
+#[vtable]
+pub trait Operations: Sized + Send + Sync {
+    /// Brings the device up (`ndo_open`); called with RTNL held.
+    fn open(_dev: &Device, _this: Pin<&Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Brings the device down (`ndo_stop`); called with RTNL held.
+    fn stop(_dev: &Device, _this: Pin<&Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Transmits `skb` on queue [`SkBuffRef::queue_mapping`] (`ndo_start_xmit`); called in
+    /// softirq context with the queue's transmit lock held.
+    fn start_xmit(dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx;
+
+    /// Validates a new MTU and prepares for it (`ndo_change_mtu`); the new MTU is within the
+    /// device limits and becomes active when this returns `Ok`. Called with RTNL held.
+    fn change_mtu(_dev: &Device, _this: Pin<&Self>, _new_mtu: u32) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Adjusts requested features to what the device can do now (`ndo_fix_features`); called
+    /// with RTNL held.
+    fn fix_features(_dev: &Device, _this: Pin<&Self>, _features: Features) -> Features {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Applies a change of features (`ndo_set_features`); called with RTNL held before
+    /// `dev->features` is updated.
+    fn set_features(_dev: &Device, _this: Pin<&Self>, _features: Features) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Fills in the device statistics (`ndo_get_stats64`); may be called in any context.
+    fn get_stats64(_dev: &Device, _this: Pin<&Self>, _stats: &mut Stats64) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Picks the transmit queue for `skb` (`ndo_select_queue`); out-of-range values are
+    /// capped by the stack.
+    fn select_queue(_dev: &Device, _this: Pin<&Self>, _skb: &SkBuffRef) -> u16 {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Checks a new MAC address before it is set (`ndo_set_mac_address`); called with RTNL
+    /// held. Without this callback the address is set with `eth_mac_addr()`.
+    fn set_mac_address(_dev: &Device, _this: Pin<&Self>, _addr: &[u8; ETH_ALEN]) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Handles a transmit timeout on queue `txqueue` (`ndo_tx_timeout`).
+    fn tx_timeout(_dev: &Device, _this: Pin<&Self>, _txqueue: u32) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// Parameters of a new network device, for [`Registration::new`].
+pub struct Options<'a> {
+    /// Name or name pattern, e.g. `c"eth%d"`.
+    pub name: &'a CStr,
+    /// Number of transmit queues to allocate (at least 1).
+    pub tx_queues: u32,
+    /// Number of receive queues to allocate (at least 1).
+    pub rx_queues: u32,
+    /// Active features at registration.
+    pub features: Features,
+    /// Features the user may toggle.
+    pub hw_features: Features,
+    /// Initial MTU.
+    pub mtu: u32,
+    /// Minimum MTU.
+    pub min_mtu: u32,
+    /// Maximum MTU.
+    pub max_mtu: u32,
+    /// MAC address; a random one if [`None`].
+    pub mac: Option<[u8; ETH_ALEN]>,
+}
+
+impl Options<'_> {
+    /// Default options for an Ethernet device: name `eth%d`, one queue each way, no features,
+    /// MTU 1500 (68..=1500), random MAC address.
+    pub const fn new() -> Self {
+        Self {
+            name: c"eth%d",
+            tx_queues: 1,
+            rx_queues: 1,
+            features: Features::NONE,
+            hw_features: Features::NONE,
+            mtu: ETH_DATA_LEN,
+            min_mtu: ETH_MIN_MTU,
+            max_mtu: ETH_DATA_LEN,
+            mac: None,
+        }
+    }
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A registered Ethernet network device with private data `T`.
+///
+/// Dropping the registration unregisters the device (`unregister_netdev()`, which waits until
+/// nothing uses it any more: drop every
+/// [`ARef<Device>`](crate::sync::aref::ARef) and [`Napi`](super::napi::Napi) of the
+/// device first), drops the private data and frees the device.
+///
+/// # Invariants
+///
+/// `dev` is a registered Ethernet device allocated by [`Registration::new`], with
+/// the operations of `Adapter<T>`, whose private area holds an initialised, pinned `T`.
+pub struct Registration<T: Operations + ethtool::Operations> {
+    dev: NonNull<bindings::net_device>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: The registration can be dropped on any thread (in process context); `T` is `Send`.
+unsafe impl<T: Operations + ethtool::Operations> Send for Registration<T> {}
+// SAFETY: `&Registration` only gives access to `&Device`, which is `Sync`, and `Pin<&T>`, with
+// `T: Sync`.
+unsafe impl<T: Operations + ethtool::Operations> Sync for Registration<T> {}
+
+impl<T: Operations + ethtool::Operations> Registration<T> {
+    /// Allocates an Ethernet device (`alloc_etherdev_mqs()`), initialises the private data in
+    /// it with `init`, and registers it (`register_netdev()`).
+    ///
+    /// Takes RTNL: do not call it with RTNL held.
+    pub fn new<E>(opts: &Options<'_>, init: impl PinInit<T, E>) -> Result<Self>
+    where
+        Error: From<E>,
+    {
+        const {
+            assert!(core::mem::align_of::<T>() <= bindings::NETDEV_ALIGN as usize);
+        }
+        let name = opts.name.to_bytes_with_nul();
+        if name.len() > IFNAMSIZ || opts.tx_queues == 0 || opts.rx_queues == 0 {
+            return Err(EINVAL);
+        }
+        if opts.min_mtu > opts.mtu || opts.mtu > opts.max_mtu {
+            return Err(EINVAL);
+        }
+        let priv_size = c_int::try_from(core::mem::size_of::<T>())?;
+
+        // SAFETY: `alloc_etherdev_mqs` has no preconditions.
+        let dev =
+            unsafe { bindings::alloc_etherdev_mqs(priv_size, opts.tx_queues, opts.rx_queues) };
+        let dev = NonNull::new(dev).ok_or(ENOMEM)?;
+        let raw = dev.as_ptr();
+
+        // SAFETY: `raw` is a valid, unregistered device that we own; nothing else accesses it.
+        unsafe {
+            let dst = core::ptr::addr_of_mut!((*raw).name).cast::<u8>();
+            core::ptr::copy_nonoverlapping(name.as_ptr(), dst, name.len());
+            (*raw).features = opts.features.0;
+            (*raw).hw_features = opts.hw_features.0;
+            (*raw).mtu = opts.mtu;
+            (*raw).min_mtu = opts.min_mtu;
+            (*raw).max_mtu = opts.max_mtu;
+            match &opts.mac {
+                Some(mac) => bindings::eth_hw_addr_set(raw, mac.as_ptr()),
+                None => bindings::eth_hw_addr_random(raw),
+            }
+        }
+
+        // SAFETY: `raw` is valid; its private area is `size_of::<T>()` bytes, aligned to
+        // `NETDEV_ALIGN` (checked above to be enough for `T`).
+        let priv_ptr = unsafe { bindings::netdev_priv(raw) }.cast::<T>();
+        // SAFETY: `priv_ptr` is valid for writes of a `T` and stays pinned in the device
+        // allocation until the device is freed.
+        if let Err(e) = unsafe { init.__init(priv_ptr) } {
+            // SAFETY: The device is not registered; we own it.
+            unsafe { bindings::free_netdev(raw) };
+            return Err(e.into());
+        }
+
+        // SAFETY: The device is not registered yet, so nothing reads the operation pointers.
+        // The tables are `'static`.
+        unsafe {
+            (*raw).netdev_ops = &Adapter::<T>::NETDEV_OPS;
+            (*raw).ethtool_ops = ethtool::ops_table::<T>();
+        }
+
+        // SAFETY: `raw` is a valid, fully set-up device.
+        if let Err(e) = to_result(unsafe { bindings::register_netdev(raw) }) {
+            // SAFETY: Registration failed, so no callback can run any more; `priv_ptr` holds an
+            // initialised `T`, and we own the unregistered device.
+            unsafe {
+                core::ptr::drop_in_place(priv_ptr);
+                bindings::free_netdev(raw);
+            }
+            return Err(e);
+        }
+        // INVARIANT: The device is registered with `Adapter<T>`'s operations and the private
+        // data is initialised.
+        Ok(Self {
+            dev,
+            _p: PhantomData,
+        })
+    }
+
+    /// Returns the device.
+    pub fn device(&self) -> &Device {
+        // SAFETY: `dev` is valid while `self` lives.
+        unsafe { Device::from_raw(self.dev.as_ptr()) }
+    }
+
+    /// Returns the private data.
+    pub fn data(&self) -> Pin<&T> {
+        // SAFETY: The private data is an initialised `T` by the type invariant.
+        unsafe { Adapter::<T>::data(self.dev.as_ptr()) }
+    }
+}
+
+impl<T: Operations + ethtool::Operations> Drop for Registration<T> {
+    fn drop(&mut self) {
+        let raw = self.dev.as_ptr();
+        // SAFETY: The device is registered by the type invariant. `unregister_netdev` returns
+        // once no callback runs and no reference is left, so the private data can be dropped
+        // and the device freed afterwards.
+        unsafe {
+            bindings::unregister_netdev(raw);
+            core::ptr::drop_in_place(bindings::netdev_priv(raw).cast::<T>());
+            bindings::free_netdev(raw);
+        }
+    }
+}
+
+/// Glue between [`Operations`] and `struct net_device_ops`.
+pub(crate) struct Adapter<T>(PhantomData<T>);
+
+impl<T: Operations> Adapter<T> {
+    /// # Safety
+    ///
+    /// `dev` must be a device created by [`Registration<T>`] that is not yet freed.
+    pub(crate) unsafe fn data<'a>(dev: *mut bindings::net_device) -> Pin<&'a T> {
+        // SAFETY: By the safety requirements, the private area holds an initialised, pinned `T`.
+        unsafe { Pin::new_unchecked(&*bindings::netdev_priv(dev).cast::<T>()) }
+    }
+
+    /// # Safety
+    ///
+    /// `dev` must be a device created by [`Registration<T>`] that is not yet freed.
+    pub(crate) unsafe fn args<'a>(dev: *mut bindings::net_device) -> (&'a Device, Pin<&'a T>) {
+        // SAFETY: By the safety requirements.
+        unsafe { (Device::from_raw(dev), Self::data(dev)) }
+    }
+
+    unsafe extern "C" fn open_callback(dev: *mut bindings::net_device) -> c_int {
+        from_result(|| {
+            // SAFETY: The stack calls `ndo_open` with a device whose operations we installed.
+            let (d, this) = unsafe { Self::args(dev) };
+            T::open(d, this)?;
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn stop_callback(dev: *mut bindings::net_device) -> c_int {
+        from_result(|| {
+            // SAFETY: The stack calls `ndo_stop` with a device whose operations we installed.
+            let (d, this) = unsafe { Self::args(dev) };
+            T::stop(d, this)?;
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn start_xmit_callback(
+        skb: *mut bindings::sk_buff,
+        dev: *mut bindings::net_device,
+    ) -> bindings::netdev_tx_t {
+        // SAFETY: The stack calls `ndo_start_xmit` with a device whose operations we installed.
+        let (d, this) = unsafe { Self::args(dev) };
+        // SAFETY: The stack passes a valid socket buffer and its ownership to `ndo_start_xmit`
+        // (unless `NETDEV_TX_BUSY` is returned, see below).
+        let skb = unsafe { SkBuff::from_raw(NonNull::new_unchecked(skb)) };
+        match T::start_xmit(d, this, skb) {
+            NetdevTx::Ok => bindings::netdev_tx_NETDEV_TX_OK,
+            NetdevTx::Busy(skb) => {
+                // The stack keeps ownership of a buffer for which `NETDEV_TX_BUSY` is returned.
+                let _ = skb.into_raw();
+                bindings::netdev_tx_NETDEV_TX_BUSY
+            }
+        }
+    }
+
+    unsafe extern "C" fn change_mtu_callback(
+        dev: *mut bindings::net_device,
+        new_mtu: c_int,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: The stack calls `ndo_change_mtu` with a device whose operations we
+            // installed.
+            let (d, this) = unsafe { Self::args(dev) };
+            let new_mtu = u32::try_from(new_mtu)?;
+            T::change_mtu(d, this, new_mtu)?;
+            // SAFETY: `ndo_change_mtu` sets the new MTU itself (`WRITE_ONCE(dev->mtu, ..)`);
+            // RTNL is held.
+            unsafe { core::ptr::addr_of_mut!((*dev).mtu).write_volatile(new_mtu) };
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn fix_features_callback(
+        dev: *mut bindings::net_device,
+        features: bindings::netdev_features_t,
+    ) -> bindings::netdev_features_t {
+        // SAFETY: The stack calls `ndo_fix_features` with a device whose operations we
+        // installed.
+        let (d, this) = unsafe { Self::args(dev) };
+        T::fix_features(d, this, Features(features)).0
+    }
+
+    unsafe extern "C" fn set_features_callback(
+        dev: *mut bindings::net_device,
+        features: bindings::netdev_features_t,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: The stack calls `ndo_set_features` with a device whose operations we
+            // installed.
+            let (d, this) = unsafe { Self::args(dev) };
+            T::set_features(d, this, Features(features))?;
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn get_stats64_callback(
+        dev: *mut bindings::net_device,
+        storage: *mut bindings::rtnl_link_stats64,
+    ) {
+        // SAFETY: The stack calls `ndo_get_stats64` with a device whose operations we installed.
+        let (d, this) = unsafe { Self::args(dev) };
+        // SAFETY: `storage` is valid and exclusively ours for the duration of the call.
+        let stats = unsafe { Stats64::from_raw(storage) };
+        T::get_stats64(d, this, stats);
+    }
+
+    unsafe extern "C" fn select_queue_callback(
+        dev: *mut bindings::net_device,
+        skb: *mut bindings::sk_buff,
+        _sb_dev: *mut bindings::net_device,
+    ) -> u16 {
+        // SAFETY: The stack calls `ndo_select_queue` with a device whose operations we
+        // installed.
+        let (d, this) = unsafe { Self::args(dev) };
+        // SAFETY: The stack owns `skb` and does not modify it during the call.
+        let skb = unsafe { SkBuffRef::from_raw(skb) };
+        T::select_queue(d, this, skb)
+    }
+
+    unsafe extern "C" fn set_mac_address_callback(
+        dev: *mut bindings::net_device,
+        addr: *mut c_void,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: `eth_prepare_mac_addr_change` checks that `addr` (a `struct sockaddr`)
+            // holds a valid Ethernet address and that the device allows the change.
+            to_result(unsafe { bindings::eth_prepare_mac_addr_change(dev, addr) })?;
+            // SAFETY: The stack calls `ndo_set_mac_address` with a device whose operations we
+            // installed.
+            let (d, this) = unsafe { Self::args(dev) };
+            // SAFETY: `addr` points to a `struct sockaddr`, whose `sa_data` holds the address.
+            let mac = unsafe {
+                &*core::ptr::addr_of!((*addr.cast::<bindings::sockaddr>()).sa_data)
+                    .cast::<[u8; ETH_ALEN]>()
+            };
+            T::set_mac_address(d, this, mac)?;
+            // SAFETY: As above; RTNL is held.
+            unsafe { bindings::eth_commit_mac_addr_change(dev, addr) };
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn tx_timeout_callback(dev: *mut bindings::net_device, txqueue: c_uint) {
+        // SAFETY: The stack calls `ndo_tx_timeout` with a device whose operations we installed.
+        let (d, this) = unsafe { Self::args(dev) };
+        T::tx_timeout(d, this, txqueue);
+    }
+
+    const NETDEV_OPS: bindings::net_device_ops = bindings::net_device_ops {
+        ndo_open: if T::HAS_OPEN {
+            Some(Self::open_callback)
+        } else {
+            None
+        },
+        ndo_stop: if T::HAS_STOP {
+            Some(Self::stop_callback)
+        } else {
+            None
+        },
+        ndo_start_xmit: Some(Self::start_xmit_callback),
+        ndo_change_mtu: if T::HAS_CHANGE_MTU {
+            Some(Self::change_mtu_callback)
+        } else {
+            None
+        },
+        ndo_fix_features: if T::HAS_FIX_FEATURES {
+            Some(Self::fix_features_callback)
+        } else {
+            None
+        },
+        ndo_set_features: if T::HAS_SET_FEATURES {
+            Some(Self::set_features_callback)
+        } else {
+            None
+        },
+        ndo_get_stats64: if T::HAS_GET_STATS64 {
+            Some(Self::get_stats64_callback)
+        } else {
+            None
+        },
+        ndo_select_queue: if T::HAS_SELECT_QUEUE {
+            Some(Self::select_queue_callback)
+        } else {
+            None
+        },
+        ndo_set_mac_address: if T::HAS_SET_MAC_ADDRESS {
+            Some(Self::set_mac_address_callback)
+        } else {
+            Some(bindings::eth_mac_addr)
+        },
+        ndo_validate_addr: Some(bindings::eth_validate_addr),
+        ndo_tx_timeout: if T::HAS_TX_TIMEOUT {
+            Some(Self::tx_timeout_callback)
+        } else {
+            None
+        },
+        // SAFETY: All other members are function pointers or plain data, for which zero is
+        // "absent".
+        ..unsafe { core::mem::MaybeUninit::<bindings::net_device_ops>::zeroed().assume_init() }
+    };
+}
+
+#[kunit_tests(rust_netdev)]
+mod tests {
+    use super::*;
+    use crate::{
+        net::{
+            napi::{
+                Napi,
+                PollContext,
+                Poller, //
+            },
+            stats::{
+                Counter,
+                QueueStats, //
+            },
+        },
+        sync::{
+            new_spinlock_bh,
+            SpinLockBh, //
+        },
+        time::{
+            delay::fsleep,
+            Delta, //
+        },
+    };
+    use core::ptr::null_mut;
+
+    #[pin_data]
+    struct TestNet {
+        opens: Counter,
+        stops: Counter,
+        mtu_changes: Counter,
+        fixes: Counter,
+        tx: QueueStats,
+        ours: Counter,
+        #[pin]
+        last_queue: SpinLockBh<u16>,
+    }
+
+    fn test_net() -> impl PinInit<TestNet> {
+        pin_init!(TestNet {
+            opens: Counter::new(),
+            stops: Counter::new(),
+            mtu_changes: Counter::new(),
+            fixes: Counter::new(),
+            tx: QueueStats::new(),
+            ours: Counter::new(),
+            last_queue <- new_spinlock_bh!(u16::MAX),
+        })
+    }
+
+    #[vtable]
+    impl Operations for TestNet {
+        fn open(dev: &Device, this: Pin<&Self>) -> Result {
+            this.opens.inc();
+            dev.start_all_queues();
+            Ok(())
+        }
+
+        fn stop(dev: &Device, this: Pin<&Self>) -> Result {
+            this.stops.inc();
+            dev.stop_all_queues();
+            Ok(())
+        }
+
+        fn start_xmit(_dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
+            this.tx.packet(skb.len());
+            // Count the test's own frames (ethertype 0x88b5) apart from what the stack sends
+            // by itself (e.g. IPv6 neighbour discovery).
+            if skb.data().get(12..14) == Some(&[0x88, 0xb5]) {
+                this.ours.inc();
+                *this.last_queue.lock() = skb.queue_mapping();
+            }
+            skb.consume();
+            NetdevTx::Ok
+        }
+
+        fn change_mtu(_dev: &Device, this: Pin<&Self>, new_mtu: u32) -> Result {
+            if new_mtu == 1234 {
+                return Err(EINVAL);
+            }
+            this.mtu_changes.inc();
+            Ok(())
+        }
+
+        fn fix_features(_dev: &Device, this: Pin<&Self>, features: Features) -> Features {
+            this.fixes.inc();
+            features & !Features::TSO
+        }
+
+        fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
+            stats.add_tx(&this.tx);
+        }
+
+        fn select_queue(_dev: &Device, _this: Pin<&Self>, _skb: &SkBuffRef) -> u16 {
+            1
+        }
+    }
+
+    #[vtable]
+    impl ethtool::Operations for TestNet {
+        const STATS: &'static [&'static CStr] = &[c"tx_packets", c"opens"];
+
+        fn get_drvinfo(_dev: &Device, _this: Pin<&Self>, info: &mut ethtool::DrvInfo) {
+            info.set_driver(c"rust_netdev_test");
+        }
+
+        fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
+            values[0] = this.tx.packets.get();
+            values[1] = this.opens.get();
+        }
+
+        fn get_channels(dev: &Device, _this: Pin<&Self>, ch: &mut ethtool::Channels) {
+            ch.max_combined = dev.num_tx_queues();
+            ch.combined_count = dev.real_num_tx_queues();
+        }
+    }
+
+    fn frame(dst: &[u8; ETH_ALEN], len: usize) -> Result<KVec<u8>> {
+        let mut f = KVec::new();
+        f.extend_from_slice(dst, GFP_KERNEL)?;
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5], GFP_KERNEL)?;
+        while f.len() < len {
+            f.push(0x5a, GFP_KERNEL)?;
+        }
+        Ok(f)
+    }
+
+    #[test]
+    fn register_open_xmit_close() -> Result {
+        let mac = [2, 0, 0, 0, 0, 0x42];
+        let opts = Options {
+            name: c"rsnet%d",
+            tx_queues: 4,
+            rx_queues: 4,
+            features: Features::SG | Features::IP_CSUM,
+            hw_features: Features::SG | Features::IP_CSUM | Features::TSO,
+            mtu: 1500,
+            min_mtu: ETH_MIN_MTU,
+            max_mtu: 9000,
+            mac: Some(mac),
+        };
+        let reg = Registration::new(&opts, test_net())?;
+        let dev = reg.device();
+        let data = reg.data();
+        let name = dev.name().to_bytes();
+        assert!(name.starts_with(b"rsnet"));
+        assert!(!name.contains(&b'%'));
+        assert_eq!(dev.mac_addr(), mac);
+        assert_eq!((dev.mtu(), dev.min_mtu(), dev.max_mtu()), (1500, 68, 9000));
+        assert!(dev.features().contains(Features::SG | Features::IP_CSUM));
+        assert!(!dev.features().intersects(Features::TSO));
+        assert!(dev.hw_features().contains(Features::TSO));
+        assert_eq!(dev.num_tx_queues(), 4);
+        // Registration computes the features through `fix_features`.
+        assert!(data.fixes.get() >= 1);
+
+        dev.carrier_off();
+        assert!(!dev.carrier_ok());
+        dev.carrier_on();
+        assert!(dev.carrier_ok());
+
+        {
+            let rtnl = RtnlGuard::lock();
+            dev.set_real_num_tx_queues(&rtnl, 2)?;
+            assert_eq!(dev.set_real_num_tx_queues(&rtnl, 5).err(), Some(EINVAL));
+            assert_eq!(dev.set_real_num_tx_queues(&rtnl, 0).err(), Some(EINVAL));
+            dev.set_real_num_rx_queues(&rtnl, 2)?;
+
+            // MTU changes through the stack: limits are checked by the core, then by the driver.
+            // SAFETY: `dev` is a registered device and RTNL is held.
+            assert_eq!(unsafe { bindings::dev_set_mtu(dev.as_raw(), 9000) }, 0);
+            assert_eq!(dev.mtu(), 9000);
+            // SAFETY: As above.
+            assert!(unsafe { bindings::dev_set_mtu(dev.as_raw(), 9001) } < 0);
+            // SAFETY: As above.
+            assert_eq!(
+                unsafe { bindings::dev_set_mtu(dev.as_raw(), 1234) },
+                EINVAL.to_errno()
+            );
+            assert_eq!(dev.mtu(), 9000);
+            assert_eq!(data.mtu_changes.get(), 1);
+
+            let fixes = data.fixes.get();
+            dev.update_features(&rtnl);
+            assert!(data.fixes.get() > fixes);
+
+            // SAFETY: As above.
+            assert_eq!(unsafe { bindings::dev_open(dev.as_raw(), null_mut()) }, 0);
+        }
+        assert!(dev.is_running());
+        assert_eq!(data.opens.get(), 1);
+        assert_eq!(dev.real_num_tx_queues(), 2);
+        assert_eq!(dev.real_num_rx_queues(), 2);
+
+        let q = dev.tx_queue(1).ok_or(EINVAL)?;
+        q.stop();
+        assert!(q.is_stopped());
+        q.wake();
+        assert!(!q.is_stopped());
+        assert!(dev.tx_queue(4).is_none());
+
+        // Transmit through the stack: `select_queue` picks queue 1, `start_xmit` gets the skb.
+        let mut skb = SkBuff::alloc(128, GFP_KERNEL)?;
+        skb.put_data(&frame(&[0xff; ETH_ALEN], 64)?)?;
+        let raw = skb.into_raw().as_ptr();
+        // SAFETY: `raw` is a valid socket buffer that we own; its ownership goes to the stack.
+        let ret = unsafe {
+            (*raw)
+                .__bindgen_anon_1
+                .__bindgen_anon_1
+                .__bindgen_anon_1
+                .dev = dev.as_raw();
+            bindings::__dev_queue_xmit(raw, null_mut())
+        };
+        assert_eq!(ret, 0);
+        assert_eq!(data.ours.get(), 1);
+        assert!(data.tx.bytes.get() >= 64);
+        assert_eq!(*data.last_queue.lock(), 1);
+
+        // Statistics through the stack.
+        let mut storage = Stats64::default();
+        // SAFETY: `dev` is registered; `storage` is valid for writes.
+        unsafe { bindings::dev_get_stats(dev.as_raw(), (&raw mut storage).cast()) };
+        assert!(storage.tx_packets() >= 1);
+        assert_eq!(storage.tx_bytes(), data.tx.bytes.get());
+
+        // Ethtool through the operations table, as the ethtool core calls it: with RTNL held.
+        let rtnl = RtnlGuard::lock();
+        // SAFETY: `Registration` installed a `'static` table.
+        let ops = unsafe { &*(*dev.as_raw()).ethtool_ops };
+        let ss = bindings::ethtool_stringset_ETH_SS_STATS;
+        let d = dev.as_raw();
+        let count = ops.get_sset_count.ok_or(EINVAL)?;
+        // SAFETY: The callbacks get a registered device and valid buffers, as from ethtool.
+        assert_eq!(unsafe { count(d, ss as c_int) }, 2);
+        let mut strings = [0u8; 2 * ethtool::GSTRING_LEN];
+        let get_strings = ops.get_strings.ok_or(EINVAL)?;
+        // SAFETY: As above.
+        unsafe { get_strings(d, ss, strings.as_mut_ptr()) };
+        assert_eq!(&strings[..11], b"tx_packets\0");
+        assert_eq!(&strings[32..38], b"opens\0");
+        let mut values = [u64::MAX; 2];
+        let get_stats = ops.get_ethtool_stats.ok_or(EINVAL)?;
+        // SAFETY: As above.
+        unsafe { get_stats(d, null_mut(), values.as_mut_ptr()) };
+        assert_eq!(values, [data.tx.packets.get(), 1]);
+        // SAFETY: `ethtool_drvinfo` only has integer fields.
+        let mut info: bindings::ethtool_drvinfo =
+            unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+        let get_drvinfo = ops.get_drvinfo.ok_or(EINVAL)?;
+        // SAFETY: As above.
+        unsafe { get_drvinfo(d, &mut info) };
+        // CAST: `c_char` and `u8` have the same layout.
+        let driver = info.driver.map(|c| c as u8);
+        assert_eq!(&driver[..17], b"rust_netdev_test\0");
+        let get_link = ops.get_link.ok_or(EINVAL)?;
+        // SAFETY: As above.
+        assert_eq!(unsafe { get_link(d) }, 1);
+        // SAFETY: `ethtool_channels` only has integer fields.
+        let mut ch: bindings::ethtool_channels =
+            unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+        let get_channels = ops.get_channels.ok_or(EINVAL)?;
+        // SAFETY: As above.
+        unsafe { get_channels(d, &mut ch) };
+        assert_eq!((ch.max_combined, ch.combined_count), (4, 2));
+        assert!(ops.get_ringparam.is_none());
+        drop(rtnl);
+
+        {
+            let _rtnl = RtnlGuard::lock();
+            // SAFETY: `dev` is registered and RTNL is held.
+            unsafe { bindings::dev_close(dev.as_raw()) };
+        }
+        assert!(!dev.is_running());
+        assert_eq!(data.stops.get(), 1);
+        drop(reg);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_options() -> Result {
+        let mut opts = Options::new();
+        opts.name = c"name-much-too-long%d";
+        assert_eq!(Registration::new(&opts, test_net()).err(), Some(EINVAL));
+        let mut opts = Options::new();
+        opts.mtu = 9000;
+        assert_eq!(Registration::new(&opts, test_net()).err(), Some(EINVAL));
+        // A failing private data initialiser fails the registration.
+        // SAFETY: The closure fails without touching the slot.
+        let fail = unsafe { pin_init::pin_init_from_closure(|_slot: *mut TestNet| Err(ENODEV)) };
+        assert_eq!(Registration::new(&Options::new(), fail).err(), Some(ENODEV));
+        Ok(())
+    }
+
+    struct RxQueue {
+        polls: Counter,
+        rx: QueueStats,
+    }
+
+    impl Poller for RxQueue {
+        fn poll(ctx: &PollContext<'_, Self>, budget: u32) -> u32 {
+            ctx.polls.inc();
+            if budget == 0 {
+                return 0;
+            }
+            let dev = ctx.device();
+            // No sleeping allocation here: this runs in softirq context.
+            let mut f = [0x5au8; 60];
+            f[..ETH_ALEN].copy_from_slice(&dev.mac_addr());
+            f[ETH_ALEN..ETH_ALEN + 8].copy_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+            if let Ok(mut skb) = ctx.alloc_skb(60) {
+                if skb.put_data(&f).is_ok() && skb.eth_type_trans(dev).is_ok() {
+                    ctx.rx.packet(skb.len());
+                    ctx.gro_receive(skb);
+                }
+            }
+            // Completing with the whole budget used is refused.
+            if ctx.complete_done(budget) {
+                return budget;
+            }
+            ctx.complete_done(1);
+            1
+        }
+    }
+
+    #[test]
+    fn napi_poll() -> Result {
+        let mut opts = Options::new();
+        opts.name = c"rsnapi%d";
+        let reg = Registration::new(&opts, test_net())?;
+        let napi = KBox::pin_init(
+            Napi::new(
+                reg.device(),
+                RxQueue {
+                    polls: Counter::new(),
+                    rx: QueueStats::new(),
+                },
+            ),
+            GFP_KERNEL,
+        )?;
+        // A disabled context cannot be scheduled.
+        assert!(!napi.schedule());
+        napi.enable();
+        napi.enable();
+        assert!(napi.schedule());
+        let mut waited = 0;
+        while napi.polls.get() == 0 && waited < 200 {
+            fsleep(Delta::from_millis(10));
+            waited += 1;
+        }
+        assert!(napi.polls.get() >= 1);
+        napi.disable();
+        napi.disable();
+        // The schedule attempt while disabled may have caused one more poll.
+        let polls = napi.polls.get();
+        assert!(polls <= 2);
+        assert_eq!(napi.rx.packets.get(), polls);
+        // `eth_type_trans` pulled the Ethernet header.
+        assert_eq!(
+            napi.rx.bytes.get(),
+            polls * (60 - u64::from(crate::net::skb::ETH_HLEN))
+        );
+        assert!(!napi.schedule());
+        drop(napi);
+        drop(reg);
+        Ok(())
+    }
+}

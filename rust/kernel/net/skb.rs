@@ -1,0 +1,1248 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Socket buffers (`struct sk_buff`) for network device drivers.
+//!
+//! [`SkBuff`] owns one reference to a socket buffer. It cannot be copied or cloned; it is freed
+//! when dropped, with a drop reason (`SKB_DROP_REASON_NOT_SPECIFIED`, or the one given to
+//! [`SkBuff::drop_reason`]), and handed to the stack or freed as "consumed" by methods that take
+//! it by value ([`SkBuff::consume`], [`SkBuff::napi_consume`], [`SkBuff::netif_receive`],
+//! [`PollContext::gro_receive`](super::napi::PollContext::gro_receive)). [`SkBuffRef`] is the
+//! borrowed, read-only view every [`SkBuff`] dereferences to.
+//!
+//! Freeing uses `dev_kfree_skb_any_reason()`, which is safe in hard-irq, softirq and process
+//! context, so an [`SkBuff`] may be dropped anywhere.
+//!
+//! C header: [`include/linux/skbuff.h`](srctree/include/linux/skbuff.h)
+
+use crate::{
+    alloc::{
+        AllocError,
+        Flags, //
+    },
+    bindings,
+    error::to_result,
+    net::dev::Device,
+    page::{
+        BorrowedPage,
+        Page,
+        PAGE_SIZE, //
+    },
+    prelude::*,
+    types::Opaque, //
+};
+use core::{
+    mem::ManuallyDrop,
+    ops::Deref,
+    ptr::NonNull, //
+};
+
+/// Length of an Ethernet header (`ETH_HLEN`).
+pub const ETH_HLEN: u32 = bindings::ETH_HLEN;
+
+/// Maximum number of page fragments of a socket buffer (`MAX_SKB_FRAGS`).
+pub const MAX_FRAGS: usize = bindings::MAX_SKB_FRAGS as usize;
+
+/// Why a socket buffer is dropped (`enum skb_drop_reason`).
+///
+/// Drop reasons show up in the `kfree_skb` tracepoint and in drop monitors; a driver should use
+/// the most precise one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum DropReason {
+    /// No specific reason (`SKB_DROP_REASON_NOT_SPECIFIED`).
+    NotSpecified = bindings::skb_drop_reason_SKB_DROP_REASON_NOT_SPECIFIED,
+    /// The packet is shorter than its headers (`SKB_DROP_REASON_PKT_TOO_SMALL`).
+    PktTooSmall = bindings::skb_drop_reason_SKB_DROP_REASON_PKT_TOO_SMALL,
+    /// The packet is larger than the device accepts (`SKB_DROP_REASON_PKT_TOO_BIG`).
+    PktTooBig = bindings::skb_drop_reason_SKB_DROP_REASON_PKT_TOO_BIG,
+    /// Memory allocation failed (`SKB_DROP_REASON_NOMEM`).
+    Nomem = bindings::skb_drop_reason_SKB_DROP_REASON_NOMEM,
+    /// The device ring is full (`SKB_DROP_REASON_FULL_RING`).
+    FullRing = bindings::skb_drop_reason_SKB_DROP_REASON_FULL_RING,
+    /// The device is not ready, e.g. not connected to its peer (`SKB_DROP_REASON_DEV_READY`).
+    DevReady = bindings::skb_drop_reason_SKB_DROP_REASON_DEV_READY,
+    /// The device-level header is invalid (`SKB_DROP_REASON_DEV_HDR`).
+    DevHdr = bindings::skb_drop_reason_SKB_DROP_REASON_DEV_HDR,
+    /// A header could not be pulled into the linear area (`SKB_DROP_REASON_HDR_TRUNC`).
+    HdrTrunc = bindings::skb_drop_reason_SKB_DROP_REASON_HDR_TRUNC,
+    /// The packet was in a queue that is being purged (`SKB_DROP_REASON_QUEUE_PURGE`).
+    QueuePurge = bindings::skb_drop_reason_SKB_DROP_REASON_QUEUE_PURGE,
+}
+
+/// Checksum state of a socket buffer (`skb->ip_summed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checksum {
+    /// No checksum information (`CHECKSUM_NONE`): the stack verifies or computes it.
+    None,
+    /// The checksum was verified by the device (`CHECKSUM_UNNECESSARY`).
+    Unnecessary,
+    /// `skb->csum` holds the checksum of the whole packet (`CHECKSUM_COMPLETE`).
+    Complete,
+    /// The checksum must still be computed from `csum_start` and stored at `csum_offset`
+    /// (`CHECKSUM_PARTIAL`).
+    Partial,
+}
+
+impl Checksum {
+    fn from_raw(v: u8) -> Self {
+        match u32::from(v) {
+            bindings::CHECKSUM_UNNECESSARY => Self::Unnecessary,
+            bindings::CHECKSUM_COMPLETE => Self::Complete,
+            bindings::CHECKSUM_PARTIAL => Self::Partial,
+            _ => Self::None,
+        }
+    }
+}
+
+/// Segmentation offload type of a socket buffer (`skb_shinfo(skb)->gso_type`), a set of
+/// `SKB_GSO_*` flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GsoType(u32);
+
+impl GsoType {
+    /// No segmentation offload.
+    pub const NONE: Self = Self(0);
+    /// TCP over IPv4 (`SKB_GSO_TCPV4`).
+    pub const TCPV4: Self = Self(bindings::SKB_GSO_TCPV4 as u32);
+    /// TCP over IPv6 (`SKB_GSO_TCPV6`).
+    pub const TCPV6: Self = Self(bindings::SKB_GSO_TCPV6 as u32);
+    /// The packet comes from an untrusted source; its GSO fields must be verified
+    /// (`SKB_GSO_DODGY`).
+    pub const DODGY: Self = Self(bindings::SKB_GSO_DODGY as u32);
+    /// TCP with ECN CWR set (`SKB_GSO_TCP_ECN`).
+    pub const TCP_ECN: Self = Self(bindings::SKB_GSO_TCP_ECN as u32);
+    /// UDP segmentation (`SKB_GSO_UDP_L4`).
+    pub const UDP_L4: Self = Self(bindings::SKB_GSO_UDP_L4 as u32);
+
+    /// Returns the raw `SKB_GSO_*` bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Creates a value from raw `SKB_GSO_*` bits.
+    pub const fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+
+    /// Returns whether all flags of `other` are set in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Returns whether `self` and `other` have a flag in common.
+    pub const fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl core::ops::BitOr for GsoType {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// Kind of a packet hash (`enum pkt_hash_types`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum HashType {
+    /// Undefined type (`PKT_HASH_TYPE_NONE`).
+    None = bindings::pkt_hash_types_PKT_HASH_TYPE_NONE,
+    /// Hash over layer 2 fields (`PKT_HASH_TYPE_L2`).
+    L2 = bindings::pkt_hash_types_PKT_HASH_TYPE_L2,
+    /// Hash over IP addresses (`PKT_HASH_TYPE_L3`).
+    L3 = bindings::pkt_hash_types_PKT_HASH_TYPE_L3,
+    /// Hash over IP addresses and ports (`PKT_HASH_TYPE_L4`).
+    L4 = bindings::pkt_hash_types_PKT_HASH_TYPE_L4,
+}
+
+/// A page fragment of a socket buffer (`skb_frag_t`).
+///
+/// # Invariants
+///
+/// `self.0` is a fragment of a valid socket buffer, within its `nr_frags` first fragments.
+#[repr(transparent)]
+pub struct Frag(Opaque<bindings::skb_frag_t>);
+
+impl Frag {
+    /// Returns the page the fragment data is in, or [`None`] for fragments that are not backed
+    /// by a page (`net_iov` memory).
+    pub fn page(&self) -> Option<BorrowedPage<'_>> {
+        // SAFETY: `self.0` is a valid fragment by the type invariant.
+        let page = NonNull::new(unsafe { bindings::skb_frag_page(self.0.get()) })?;
+        // SAFETY: The socket buffer holds a reference to the fragment page for as long as the
+        // fragment is part of it, which is at least as long as `self` is borrowed.
+        Some(unsafe { BorrowedPage::from_raw(page) })
+    }
+
+    /// Returns the offset of the fragment data in its page.
+    pub fn offset(&self) -> u32 {
+        // SAFETY: `self.0` is a valid fragment by the type invariant.
+        unsafe { bindings::skb_frag_off(self.0.get()) }
+    }
+
+    /// Returns the length of the fragment data.
+    pub fn size(&self) -> u32 {
+        // SAFETY: `self.0` is a valid fragment by the type invariant.
+        unsafe { bindings::skb_frag_size(self.0.get()) }
+    }
+}
+
+/// A borrowed socket buffer: read access to its metadata and data.
+///
+/// [`SkBuff`] dereferences to it, and [`Operations::select_queue`] receives one.
+///
+/// [`Operations::select_queue`]: super::dev::Operations::select_queue
+///
+/// # Invariants
+///
+/// `self.0` is a valid `struct sk_buff`. While `&self` is live, the buffer is only modified
+/// through `&self` on the current thread (the type is not `Sync`), and only in fields that no
+/// reference returned by its methods covers.
+#[repr(transparent)]
+pub struct SkBuffRef(Opaque<bindings::sk_buff>);
+
+impl SkBuffRef {
+    /// Creates a reference to a socket buffer from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct sk_buff` that nobody modifies, and that stays valid,
+    /// for the lifetime `'a`.
+    pub unsafe fn from_raw<'a>(ptr: *const bindings::sk_buff) -> &'a Self {
+        // CAST: `SkBuffRef` is a transparent wrapper of `Opaque<sk_buff>`, which has the same
+        // layout as `sk_buff`.
+        // SAFETY: By the safety requirements, `ptr` is valid for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns the raw pointer to the `struct sk_buff`.
+    pub fn as_raw(&self) -> *mut bindings::sk_buff {
+        self.0.get()
+    }
+
+    fn shinfo(&self) -> *mut bindings::skb_shared_info {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_shinfo(self.as_raw()) }
+    }
+
+    /// Returns the length of the packet data, linear area and fragments (`skb->len`).
+    pub fn len(&self) -> u32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { (*self.as_raw()).len }
+    }
+
+    /// Returns whether the packet has no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the length of the data in fragments (`skb->data_len`).
+    pub fn data_len(&self) -> u32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { (*self.as_raw()).data_len }
+    }
+
+    /// Returns the length of the data in the linear area (`skb_headlen()`).
+    pub fn headlen(&self) -> u32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_headlen(self.as_raw()) }
+    }
+
+    /// Returns the free space in front of the data (`skb_headroom()`).
+    pub fn headroom(&self) -> u32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_headroom(self.as_raw()) }
+    }
+
+    /// Returns the free space after the linear data (`skb_tailroom()`); 0 for a non-linear
+    /// buffer.
+    pub fn tailroom(&self) -> u32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        let room = unsafe { bindings::skb_tailroom(self.as_raw()) };
+        u32::try_from(room).unwrap_or(0)
+    }
+
+    /// Returns the true size of the buffer, the memory it accounts for (`skb->truesize`).
+    pub fn truesize(&self) -> u32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { (*self.as_raw()).truesize }
+    }
+
+    /// Returns whether part of the data is in fragments (`skb_is_nonlinear()`).
+    pub fn is_nonlinear(&self) -> bool {
+        self.data_len() != 0
+    }
+
+    /// Returns whether the data is shared with a clone (`skb_cloned()`).
+    pub fn is_cloned(&self) -> bool {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_cloned(self.as_raw()) != 0 }
+    }
+
+    /// Returns the linear data (`skb->data`, `skb_headlen()` bytes).
+    pub fn data(&self) -> &[u8] {
+        let skb = self.as_raw();
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant; `data` points to
+        // `skb_headlen()` initialised bytes, which cannot be modified while `&self` is live
+        // (writers need `&mut SkBuff` and an unshared header).
+        unsafe { core::slice::from_raw_parts((*skb).data, self.headlen() as usize) }
+    }
+
+    /// Returns the page that holds byte `offset` of the linear data, and the offset of that byte
+    /// in the page.
+    ///
+    /// The linear data is physically contiguous but may cross page boundaries; drivers that
+    /// share the data page by page (e.g. with Xen grants) call this once per page.
+    ///
+    /// Returns [`None`] if `offset` is not within the linear data.
+    pub fn data_page(&self, offset: u32) -> Option<(BorrowedPage<'_>, usize)> {
+        if offset >= self.headlen() {
+            return None;
+        }
+        // SAFETY: `offset < headlen`, so the address is inside the linear data.
+        let addr = unsafe { (*self.as_raw()).data.add(offset as usize) };
+        // SAFETY: The linear area of a socket buffer is in the kernel's direct mapping.
+        let page = NonNull::new(unsafe { bindings::virt_to_page(addr.cast()) })?;
+        // SAFETY: The page holds the linear data of the socket buffer, which is not freed while
+        // `self` is borrowed.
+        let page = unsafe { BorrowedPage::from_raw(page) };
+        Some((page, addr as usize & (PAGE_SIZE - 1)))
+    }
+
+    /// Copies `buf.len()` bytes of packet data starting at `offset` into `buf`, from the linear
+    /// area and the fragments (`skb_copy_bits()`).
+    pub fn copy_bits(&self, offset: u32, buf: &mut [u8]) -> Result {
+        let len = c_int::try_from(buf.len())?;
+        let offset = c_int::try_from(offset)?;
+        // SAFETY: `self.0` is a valid socket buffer; `buf` is valid for writes of `len` bytes.
+        to_result(unsafe {
+            bindings::skb_copy_bits(self.as_raw(), offset, buf.as_mut_ptr().cast(), len)
+        })
+    }
+
+    /// Returns the page fragments.
+    pub fn frags(&self) -> &[Frag] {
+        let shinfo = self.shinfo();
+        // SAFETY: `shinfo` is valid; `nr_frags <= MAX_SKB_FRAGS` is a socket buffer invariant.
+        let nr = usize::from(unsafe { (*shinfo).nr_frags });
+        // CAST: `Frag` is a transparent wrapper of `Opaque<skb_frag_t>`.
+        // SAFETY: The first `nr` fragments are initialised and live as long as the buffer.
+        unsafe { core::slice::from_raw_parts((*shinfo).frags.as_ptr().cast::<Frag>(), nr) }
+    }
+
+    /// Returns the number of page fragments.
+    pub fn nr_frags(&self) -> usize {
+        // SAFETY: `shinfo()` returns a valid pointer.
+        usize::from(unsafe { (*self.shinfo()).nr_frags })
+    }
+
+    /// Returns whether segmentation offload is requested (`skb_is_gso()`).
+    pub fn is_gso(&self) -> bool {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_is_gso(self.as_raw()) }
+    }
+
+    /// Returns the segment size for segmentation offload (`skb_shinfo(skb)->gso_size`).
+    pub fn gso_size(&self) -> u16 {
+        // SAFETY: `shinfo()` returns a valid pointer.
+        unsafe { (*self.shinfo()).gso_size }
+    }
+
+    /// Returns the segmentation offload type (`skb_shinfo(skb)->gso_type`).
+    pub fn gso_type(&self) -> GsoType {
+        // SAFETY: `shinfo()` returns a valid pointer.
+        GsoType(unsafe { (*self.shinfo()).gso_type })
+    }
+
+    /// Returns the number of segments (`skb_shinfo(skb)->gso_segs`).
+    pub fn gso_segs(&self) -> u16 {
+        // SAFETY: `shinfo()` returns a valid pointer.
+        unsafe { (*self.shinfo()).gso_segs }
+    }
+
+    /// Returns the checksum state (`skb->ip_summed`).
+    pub fn ip_summed(&self) -> Checksum {
+        // SAFETY: `self.0` is a valid socket buffer; `headers` is the named view of the header
+        // fields, which are always initialised.
+        Checksum::from_raw(
+            unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref() }.ip_summed(),
+        )
+    }
+
+    /// Returns the offset from `skb->data` where checksumming starts, for
+    /// [`Checksum::Partial`] (`skb_checksum_start_offset()`).
+    pub fn csum_start_offset(&self) -> i32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_checksum_start_offset(self.as_raw()) }
+    }
+
+    /// Returns the offset from the checksum start where the checksum is stored, for
+    /// [`Checksum::Partial`] (`skb->csum_offset`).
+    pub fn csum_offset(&self) -> u16 {
+        // SAFETY: `self.0` is a valid socket buffer; `csum_offset` is a plain field of the
+        // `csum` union, valid to read as an integer.
+        unsafe {
+            (*self.as_raw())
+                .__bindgen_anon_4
+                .headers
+                .as_ref()
+                .__bindgen_anon_1
+                .__bindgen_anon_1
+                .csum_offset
+        }
+    }
+
+    /// Returns the link-layer protocol (`skb->protocol`, in host byte order, e.g. `0x0800`).
+    pub fn protocol(&self) -> u16 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        u16::from_be(unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref().protocol })
+    }
+
+    /// Returns the packet hash without computing it (`skb_get_hash_raw()`); 0 if none is set.
+    pub fn hash_raw(&self) -> u32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref().hash }
+    }
+
+    /// Returns the flow hash of the packet, computing it from the headers and caching it in the
+    /// buffer if none is set yet (`skb_get_hash()`), e.g. to pick a queue.
+    pub fn hash(&self) -> u32 {
+        // SAFETY: `self.0` is valid; the hash fields it may update are only accessed from this
+        // thread (`SkBuffRef` is not `Sync`), and no reference to them is live.
+        unsafe { bindings::skb_get_hash(self.as_raw()) }
+    }
+
+    /// Returns whether the hash covers the layer 4 ports (`skb->l4_hash`).
+    pub fn has_l4_hash(&self) -> bool {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref().l4_hash() != 0 }
+    }
+
+    /// Returns the transmit queue chosen for the packet (`skb_get_queue_mapping()`).
+    pub fn queue_mapping(&self) -> u16 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_get_queue_mapping(self.as_raw()) }
+    }
+
+    /// Returns the offset of the network header from `skb->data` (`skb_network_offset()`).
+    pub fn network_offset(&self) -> i32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_network_offset(self.as_raw()) }
+    }
+
+    /// Returns the offset of the transport header from `skb->data` (`skb_transport_offset()`).
+    pub fn transport_offset(&self) -> i32 {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant.
+        unsafe { bindings::skb_transport_offset(self.as_raw()) }
+    }
+}
+
+/// An owned socket buffer.
+///
+/// Dropping an `SkBuff` frees it as dropped with [`DropReason::NotSpecified`]; use
+/// [`SkBuff::consume`] for a packet that was handled successfully, and [`SkBuff::drop_reason`]
+/// to give a precise reason.
+///
+/// # Invariants
+///
+/// `ptr` points to a valid `struct sk_buff` and `self` owns one reference to it.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::skb::SkBuff;
+///
+/// let mut skb = SkBuff::alloc(128, GFP_KERNEL)?;
+/// skb.reserve(16)?;
+/// skb.put_data(&[1, 2, 3, 4])?;
+/// skb.push_data(&[0xaa, 0xbb])?;
+/// assert_eq!(skb.data(), &[0xaa, 0xbb, 1, 2, 3, 4]);
+/// skb.pull(2)?;
+/// assert_eq!(skb.len(), 4);
+/// assert_eq!(skb.headroom(), 16);
+/// // Pulling more than the linear data is an error, not a crash.
+/// assert!(skb.pull(5).is_err());
+/// skb.consume();
+/// # Ok::<(), Error>(())
+/// ```
+pub struct SkBuff {
+    ptr: NonNull<bindings::sk_buff>,
+}
+
+// SAFETY: A socket buffer that is owned may be handed to and freed on any CPU.
+unsafe impl Send for SkBuff {}
+
+impl SkBuff {
+    /// Allocates a socket buffer with `size` bytes of linear data space (`alloc_skb()`).
+    pub fn alloc(size: u32, flags: Flags) -> Result<Self, AllocError> {
+        // SAFETY: `alloc_skb` has no preconditions.
+        let ptr = unsafe { bindings::alloc_skb(size, flags.as_raw()) };
+        // INVARIANT: A newly allocated socket buffer has one reference, owned by us.
+        Ok(Self {
+            ptr: NonNull::new(ptr).ok_or(AllocError)?,
+        })
+    }
+
+    /// Allocates a receive buffer of `len` bytes for `dev`, with the standard headroom
+    /// (`netdev_alloc_skb()`, `GFP_ATOMIC`).
+    pub fn netdev_alloc(dev: &Device, len: u32) -> Result<Self, AllocError> {
+        // SAFETY: `dev` is a valid network device.
+        let ptr = unsafe { bindings::netdev_alloc_skb(dev.as_raw(), len) };
+        // INVARIANT: A newly allocated socket buffer has one reference, owned by us.
+        Ok(Self {
+            ptr: NonNull::new(ptr).ok_or(AllocError)?,
+        })
+    }
+
+    /// Creates an owned socket buffer from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct sk_buff` and the caller must own a reference to it,
+    /// which is transferred to the returned object.
+    pub unsafe fn from_raw(ptr: NonNull<bindings::sk_buff>) -> Self {
+        // INVARIANT: By the safety requirements.
+        Self { ptr }
+    }
+
+    /// Consumes the object and returns the raw pointer and the reference it owned.
+    pub fn into_raw(self) -> NonNull<bindings::sk_buff> {
+        ManuallyDrop::new(self).ptr
+    }
+
+    /// Frees the buffer as consumed: the packet was handled successfully
+    /// (`dev_consume_skb_any()`).
+    pub fn consume(self) {
+        let ptr = self.into_raw();
+        // SAFETY: We own a reference to a valid socket buffer; `dev_kfree_skb_any_reason` can be
+        // called in any context.
+        unsafe {
+            bindings::dev_kfree_skb_any_reason(ptr.as_ptr(), bindings::skb_drop_reason_SKB_CONSUMED)
+        };
+    }
+
+    /// Frees the buffer as dropped for `reason` (`dev_kfree_skb_any_reason()`).
+    pub fn drop_reason(self, reason: DropReason) {
+        let ptr = self.into_raw();
+        // SAFETY: We own a reference to a valid socket buffer; `dev_kfree_skb_any_reason` can be
+        // called in any context.
+        unsafe { bindings::dev_kfree_skb_any_reason(ptr.as_ptr(), reason as u32) };
+    }
+
+    /// Frees the buffer as consumed from a NAPI poll (`napi_consume_skb()`).
+    ///
+    /// `budget` is the NAPI budget of the current poll, or 0 outside a NAPI poll (for example
+    /// under netpoll). Inside a poll prefer
+    /// [`PollContext::consume`](super::napi::PollContext::consume), which passes the right
+    /// budget.
+    pub fn napi_consume(self, budget: u32) {
+        let ptr = self.into_raw();
+        let budget = c_int::try_from(budget).unwrap_or(c_int::MAX);
+        // SAFETY: We own a reference to a valid socket buffer; with a nonzero budget the caller
+        // states it runs in a NAPI poll (softirq), where `napi_consume_skb` may use the per-CPU
+        // cache; with 0 it falls back to `dev_consume_skb_any`.
+        unsafe { bindings::napi_consume_skb(ptr.as_ptr(), budget) };
+    }
+
+    /// Hands the packet to the network stack (`netif_receive_skb()`).
+    ///
+    /// Returns `false` if the stack dropped it (`NET_RX_DROP`).
+    pub fn netif_receive(self) -> bool {
+        let ptr = self.into_raw();
+        // SAFETY: We own a reference to a valid socket buffer, which we pass to the stack.
+        unsafe { bindings::netif_receive_skb(ptr.as_ptr()) == bindings::NET_RX_SUCCESS as c_int }
+    }
+
+    /// Returns a mutable reference to the `sk_buff` when nothing else can observe it.
+    fn raw(&mut self) -> *mut bindings::sk_buff {
+        self.ptr.as_ptr()
+    }
+
+    /// Reserves `len` bytes of headroom in an empty buffer (`skb_reserve()`).
+    ///
+    /// Fails with `EINVAL` if the buffer has data or less than `len` bytes of tailroom.
+    pub fn reserve(&mut self, len: u32) -> Result {
+        if !self.is_empty() || len > self.tailroom() {
+            return Err(EINVAL);
+        }
+        let len = c_int::try_from(len)?;
+        // SAFETY: We own the buffer; it is empty and has at least `len` bytes of tailroom.
+        unsafe { bindings::skb_reserve(self.raw(), len) };
+        Ok(())
+    }
+
+    /// Extends the linear data by `len` zeroed bytes at the end (`skb_put_zero()`) and returns
+    /// them for writing.
+    ///
+    /// Fails with `ENOSPC` if the tailroom is too small (where `skb_put()` would panic).
+    pub fn put_zero(&mut self, len: u32) -> Result<&mut [u8]> {
+        if self.is_nonlinear() || len > self.tailroom() {
+            return Err(ENOSPC);
+        }
+        // SAFETY: We own the buffer, which is linear and has `len` bytes of tailroom.
+        let p = unsafe { bindings::skb_put(self.raw(), len) }.cast::<u8>();
+        // SAFETY: `skb_put` returned the start of `len` bytes that now belong to the data.
+        unsafe { core::ptr::write_bytes(p, 0, len as usize) };
+        // SAFETY: The bytes are initialised and exclusively ours while `self` is borrowed.
+        Ok(unsafe { core::slice::from_raw_parts_mut(p, len as usize) })
+    }
+
+    /// Appends `data` to the linear data (`skb_put_data()`).
+    ///
+    /// Fails with `ENOSPC` if the tailroom is too small.
+    pub fn put_data(&mut self, data: &[u8]) -> Result {
+        self.put_zero(u32::try_from(data.len())?)?
+            .copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Prepends `data` to the linear data, using headroom (`skb_push()`).
+    ///
+    /// Fails with `ENOSPC` if the headroom is too small (where `skb_push()` would panic).
+    pub fn push_data(&mut self, data: &[u8]) -> Result {
+        let len = u32::try_from(data.len())?;
+        if len > self.headroom() {
+            return Err(ENOSPC);
+        }
+        // SAFETY: We own the buffer, which has `len` bytes of headroom.
+        let p = unsafe { bindings::skb_push(self.raw(), len) }.cast::<u8>();
+        // SAFETY: `p` is the start of `len` bytes that now belong to the linear data.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        Ok(())
+    }
+
+    /// Removes `len` bytes from the start of the linear data (`skb_pull()`).
+    ///
+    /// Fails with `EINVAL` if the linear data is shorter than `len` bytes; use
+    /// [`SkBuff::may_pull`] first to move data from fragments into the linear area.
+    pub fn pull(&mut self, len: u32) -> Result {
+        if len > self.headlen() {
+            return Err(EINVAL);
+        }
+        // SAFETY: We own the buffer, whose linear data has at least `len` bytes.
+        let p = unsafe { bindings::skb_pull(self.raw(), len) };
+        if p.is_null() {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the first `len` bytes of the packet are in the linear area, moving them from
+    /// the fragments if needed (`pskb_may_pull()`).
+    ///
+    /// Returns `false` if the packet is shorter than `len` or memory ran out.
+    pub fn may_pull(&mut self, len: u32) -> bool {
+        // SAFETY: We own the buffer.
+        unsafe { bindings::pskb_may_pull(self.raw(), len) }
+    }
+
+    /// Moves all fragment data into the linear area (`skb_linearize()`).
+    pub fn linearize(&mut self) -> Result {
+        // SAFETY: We own the buffer.
+        to_result(unsafe { bindings::skb_linearize(self.raw()) })
+    }
+
+    /// Returns the linear data for writing.
+    ///
+    /// Fails with `EBUSY` if the header is shared with a clone (`skb_header_cloned()`), since
+    /// writing would change the clone's data too.
+    pub fn data_mut(&mut self) -> Result<&mut [u8]> {
+        let skb = self.raw();
+        // SAFETY: We own the buffer.
+        if unsafe { bindings::skb_header_cloned(skb) } != 0 {
+            return Err(EBUSY);
+        }
+        let len = self.headlen() as usize;
+        // SAFETY: The linear data is `len` initialised bytes, not shared with clones, and
+        // exclusively ours while `self` is mutably borrowed.
+        Ok(unsafe { core::slice::from_raw_parts_mut((*skb).data, len) })
+    }
+
+    /// Appends `size` bytes at `offset` in `page` as a new fragment (`skb_add_rx_frag()`).
+    ///
+    /// The buffer takes over the page; `truesize` is the memory the fragment accounts for (at
+    /// least `size`, usually the page size). Fails with `EINVAL` if the range is not in the page
+    /// or `size` is 0, and with `ENOSPC` if the buffer already has [`MAX_FRAGS`] fragments; the
+    /// page is freed then.
+    pub fn add_rx_frag(&mut self, page: Page, offset: u32, size: u32, truesize: u32) -> Result {
+        let end = offset.checked_add(size).ok_or(EINVAL)?;
+        if size == 0 || end as usize > PAGE_SIZE || truesize < size {
+            return Err(EINVAL);
+        }
+        let i = self.nr_frags();
+        if i >= MAX_FRAGS {
+            return Err(ENOSPC);
+        }
+        let page = ManuallyDrop::new(page);
+        // SAFETY: We own the buffer; `i` is the next free fragment slot; the page reference we
+        // owned is transferred to the buffer, which drops it when freed.
+        unsafe {
+            bindings::skb_add_rx_frag(
+                self.raw(),
+                i as c_int,
+                page.as_ptr(),
+                offset as c_int,
+                size as c_int,
+                truesize,
+            )
+        };
+        Ok(())
+    }
+
+    /// Sets the segmentation offload metadata (`gso_size`, `gso_type`; `gso_segs` is reset so
+    /// the stack recomputes it).
+    pub fn set_gso(&mut self, size: u16, gso_type: GsoType) {
+        let shinfo = self.shinfo();
+        // SAFETY: We own the buffer, so nothing else accesses its shared info.
+        unsafe {
+            (*shinfo).gso_size = size;
+            (*shinfo).gso_type = gso_type.0;
+            (*shinfo).gso_segs = 0;
+        }
+    }
+
+    /// Marks the checksum as needing to be computed from `start` (offset from `skb->data`) and
+    /// stored at `offset` from there (`skb_partial_csum_set()`).
+    ///
+    /// Fails with `EINVAL` if the range is not within the linear data.
+    pub fn set_partial_checksum(&mut self, start: u16, offset: u16) -> Result {
+        // SAFETY: We own the buffer; `skb_partial_csum_set` checks the range.
+        if unsafe { bindings::skb_partial_csum_set(self.raw(), start, offset) } {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
+
+    /// Sets the checksum state to [`Checksum::None`] or [`Checksum::Unnecessary`].
+    ///
+    /// Use [`SkBuff::set_partial_checksum`] or [`SkBuff::checksum_setup`] for
+    /// [`Checksum::Partial`]. Fails with `EINVAL` for the other states.
+    pub fn set_ip_summed(&mut self, state: Checksum) -> Result {
+        let v = match state {
+            Checksum::None => bindings::CHECKSUM_NONE,
+            Checksum::Unnecessary => bindings::CHECKSUM_UNNECESSARY,
+            _ => return Err(EINVAL),
+        };
+        let skb = self.raw();
+        // SAFETY: We own the buffer, so nothing else accesses its fields.
+        unsafe {
+            (*skb)
+                .__bindgen_anon_4
+                .headers
+                .as_mut()
+                .set_ip_summed(v as u8)
+        };
+        Ok(())
+    }
+
+    /// Sets up `csum_start` and `csum_offset` from the IPv4 or IPv6 and TCP or UDP headers of a
+    /// packet whose transport checksum is partial (`skb_checksum_setup()`).
+    ///
+    /// With `recalculate`, the pseudo-header checksum is also written into the transport header.
+    /// `skb->protocol` and the network header must be set (see [`SkBuff::eth_type_trans`]).
+    pub fn checksum_setup(&mut self, recalculate: bool) -> Result {
+        // SAFETY: We own the buffer.
+        to_result(unsafe { bindings::skb_checksum_setup(self.raw(), recalculate) })
+    }
+
+    /// Sets the packet hash (`skb_set_hash()`).
+    pub fn set_hash(&mut self, hash: u32, kind: HashType) {
+        // SAFETY: We own the buffer.
+        unsafe { bindings::skb_set_hash(self.raw(), hash, kind as u32) };
+    }
+
+    /// Sets the link-layer protocol (`skb->protocol`), given in host byte order.
+    pub fn set_protocol(&mut self, protocol: u16) {
+        let skb = self.raw();
+        // SAFETY: We own the buffer, so nothing else accesses its fields.
+        unsafe { (*skb).__bindgen_anon_4.headers.as_mut().protocol = protocol.to_be() };
+    }
+
+    /// Sets the transmit queue (`skb_set_queue_mapping()`).
+    pub fn set_queue_mapping(&mut self, queue: u16) {
+        // SAFETY: We own the buffer.
+        unsafe { bindings::skb_set_queue_mapping(self.raw(), queue) };
+    }
+
+    /// Sets the MAC header at the current data position (`skb_reset_mac_header()`).
+    pub fn reset_mac_header(&mut self) {
+        // SAFETY: We own the buffer.
+        unsafe { bindings::skb_reset_mac_header(self.raw()) };
+    }
+
+    /// Sets the network header at the current data position (`skb_reset_network_header()`).
+    pub fn reset_network_header(&mut self) {
+        // SAFETY: We own the buffer.
+        unsafe { bindings::skb_reset_network_header(self.raw()) };
+    }
+
+    /// Sets the transport header at the current data position
+    /// (`skb_reset_transport_header()`).
+    pub fn reset_transport_header(&mut self) {
+        // SAFETY: We own the buffer.
+        unsafe { bindings::skb_reset_transport_header(self.raw()) };
+    }
+
+    /// Prepares a received Ethernet frame for the stack (`eth_type_trans()`): sets `skb->dev`,
+    /// the MAC header, the packet type and `skb->protocol`, and pulls the Ethernet header.
+    ///
+    /// Returns the protocol in host byte order. Fails with `EINVAL` (and leaves the buffer
+    /// unchanged) if the packet is shorter than an Ethernet header.
+    pub fn eth_type_trans(&mut self, dev: &Device) -> Result<u16> {
+        if !self.may_pull(ETH_HLEN) {
+            return Err(EINVAL);
+        }
+        // SAFETY: We own the buffer, whose linear area holds an Ethernet header; `dev` is valid.
+        let proto = unsafe { bindings::eth_type_trans(self.raw(), dev.as_raw()) };
+        Ok(u16::from_be(proto))
+    }
+}
+
+impl Deref for SkBuff {
+    type Target = SkBuffRef;
+
+    fn deref(&self) -> &SkBuffRef {
+        // SAFETY: `ptr` is valid by the type invariant; modifications need `&mut self`.
+        unsafe { SkBuffRef::from_raw(self.ptr.as_ptr()) }
+    }
+}
+
+impl Drop for SkBuff {
+    fn drop(&mut self) {
+        // SAFETY: We own a reference to a valid socket buffer; `dev_kfree_skb_any_reason` can be
+        // called in any context.
+        unsafe {
+            bindings::dev_kfree_skb_any_reason(
+                self.ptr.as_ptr(),
+                bindings::skb_drop_reason_SKB_DROP_REASON_NOT_SPECIFIED,
+            )
+        };
+    }
+}
+
+/// An owned FIFO of socket buffers, linked through the buffers themselves (`skb->next`), with
+/// its length in packets and bytes.
+///
+/// It does no locking and no allocation: keep it in a lock (e.g. a
+/// [`SpinLockBh`](crate::sync::SpinLockBh)) when several contexts use it. Dropping the list
+/// frees the buffers still in it with [`DropReason::QueuePurge`].
+///
+/// # Invariants
+///
+/// `head` is null and `len == 0`, or `head` starts a chain of `len` socket buffers linked by
+/// `next` and ending at `tail`, whose `next` is null. The list owns one reference to each
+/// buffer; `bytes` is the sum of their `len`.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::skb::{SkBuff, SkBuffList};
+///
+/// let mut q = SkBuffList::new();
+/// for n in 1..=3u8 {
+///     let mut skb = SkBuff::alloc(64, GFP_KERNEL)?;
+///     skb.put_data(&[n; 10])?;
+///     q.push_back(skb);
+/// }
+/// assert_eq!((q.len(), q.bytes()), (3, 30));
+/// assert_eq!(q.front().map(|s| s.data()[0]), Some(1));
+/// let first = q.pop_front().ok_or(EINVAL)?;
+/// assert_eq!(first.data()[0], 1);
+/// first.consume();
+/// assert_eq!((q.len(), q.bytes()), (2, 20));
+/// // The remaining two are freed with `DropReason::QueuePurge`.
+/// drop(q);
+/// # Ok::<(), Error>(())
+/// ```
+pub struct SkBuffList {
+    head: *mut bindings::sk_buff,
+    tail: *mut bindings::sk_buff,
+    len: usize,
+    bytes: usize,
+}
+
+// SAFETY: The list owns its buffers, which may be handed to and freed on any CPU.
+unsafe impl Send for SkBuffList {}
+
+impl SkBuffList {
+    /// Creates an empty list.
+    pub const fn new() -> Self {
+        Self {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Returns the number of buffers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Returns the total length of the buffers (the sum of [`SkBuffRef::len`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends a buffer.
+    pub fn push_back(&mut self, skb: SkBuff) {
+        let len = skb.len() as usize;
+        let skb = skb.into_raw().as_ptr();
+        // SAFETY: We own `skb` (from `into_raw`); its `next` pointer is free for the owner's use.
+        unsafe { (*skb).__bindgen_anon_1.__bindgen_anon_1.next = core::ptr::null_mut() };
+        if self.tail.is_null() {
+            self.head = skb;
+        } else {
+            // SAFETY: `tail` is the last buffer of the list, which we own.
+            unsafe { (*self.tail).__bindgen_anon_1.__bindgen_anon_1.next = skb };
+        }
+        // INVARIANT: `skb` is linked at the end and accounted for.
+        self.tail = skb;
+        self.len += 1;
+        self.bytes += len;
+    }
+
+    /// Removes and returns the first buffer.
+    pub fn pop_front(&mut self) -> Option<SkBuff> {
+        let skb = NonNull::new(self.head)?;
+        // SAFETY: `head` is the first buffer of the list, which we own.
+        unsafe {
+            let raw = skb.as_ptr();
+            self.head = (*raw).__bindgen_anon_1.__bindgen_anon_1.next;
+            // Hand it out unlinked (`skb_mark_not_on_list()`).
+            (*raw).__bindgen_anon_1.__bindgen_anon_1.next = core::ptr::null_mut();
+        }
+        if self.head.is_null() {
+            self.tail = core::ptr::null_mut();
+        }
+        // SAFETY: The list owned a reference to the buffer, which is transferred to the caller.
+        let skb = unsafe { SkBuff::from_raw(skb) };
+        // INVARIANT: The buffer is unlinked and no longer accounted for.
+        self.len -= 1;
+        self.bytes -= skb.len() as usize;
+        Some(skb)
+    }
+
+    /// Returns the first buffer without removing it.
+    pub fn front(&self) -> Option<&SkBuffRef> {
+        if self.head.is_null() {
+            return None;
+        }
+        // SAFETY: `head` is a valid buffer owned by the list; it can only be modified through
+        // `&mut self`.
+        Some(unsafe { SkBuffRef::from_raw(self.head) })
+    }
+}
+
+impl Default for SkBuffList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SkBuffList {
+    fn drop(&mut self) {
+        while let Some(skb) = self.pop_front() {
+            skb.drop_reason(DropReason::QueuePurge);
+        }
+    }
+}
+
+#[kunit_tests(rust_skbuff)]
+mod tests {
+    use super::*;
+    use crate::page::Page;
+
+    /// Returns the reference count of a socket buffer (`refcount_read(&skb->users)`).
+    fn users(skb: &SkBuffRef) -> i32 {
+        // SAFETY: `skb` is valid; the counter is an aligned `int` only modified atomically.
+        unsafe { core::ptr::addr_of!((*skb.as_raw()).users.refs.counter).read_volatile() }
+    }
+
+    /// Takes an extra reference (`skb_get()`), so that the test can observe a free.
+    fn hold(skb: &SkBuff) -> NonNull<bindings::sk_buff> {
+        // SAFETY: `skb` is valid; the new reference is returned to the caller.
+        unsafe { bindings::refcount_inc(core::ptr::addr_of_mut!((*skb.as_raw()).users)) };
+        NonNull::new(skb.as_raw()).unwrap()
+    }
+
+    /// Builds an Ethernet + IPv4 + TCP frame with `payload` bytes of payload.
+    fn tcp4_frame(payload: usize) -> KVec<u8> {
+        let mut f = KVec::new();
+        let total = 20 + 20 + payload;
+        // Ethernet: dst, src, type IPv4.
+        f.extend_from_slice(
+            &[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00],
+            GFP_KERNEL,
+        )
+        .unwrap();
+        // IPv4: version 4, IHL 5, total length, TTL 64, protocol TCP, 10.0.0.1 -> 10.0.0.2.
+        f.extend_from_slice(
+            &[
+                0x45,
+                0,
+                (total >> 8) as u8,
+                total as u8,
+                0,
+                0,
+                0x40,
+                0,
+                64,
+                6,
+                0,
+                0,
+                10,
+                0,
+                0,
+                1,
+                10,
+                0,
+                0,
+                2,
+            ],
+            GFP_KERNEL,
+        )
+        .unwrap();
+        // TCP: ports 1000 -> 2000, data offset 5, flags ACK, checksum 0.
+        f.extend_from_slice(
+            &[
+                0x03, 0xe8, 0x07, 0xd0, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
+            ],
+            GFP_KERNEL,
+        )
+        .unwrap();
+        for i in 0..payload {
+            f.push(i as u8, GFP_KERNEL).unwrap();
+        }
+        f
+    }
+
+    /// Ones' complement sum of the TCP/IPv4 pseudo header, folded (not inverted).
+    fn pseudo_sum(tcp_len: u32) -> u16 {
+        let mut sum: u32 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6 + tcp_len;
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn linear_ops() -> Result {
+        let mut skb = SkBuff::alloc(256, GFP_KERNEL)?;
+        assert!(skb.is_empty());
+        let room = skb.tailroom();
+        assert!(room >= 256);
+        skb.reserve(32)?;
+        assert_eq!(skb.headroom(), 32);
+        assert_eq!(skb.tailroom(), room - 32);
+        // Reserving on a buffer with data is refused.
+        skb.put_data(&[1, 2, 3])?;
+        assert!(skb.reserve(1).is_err());
+        // Too much data for the tailroom: refused, buffer unchanged.
+        let tail = skb.tailroom();
+        assert_eq!(skb.put_zero(tail + 1).err(), Some(ENOSPC));
+        assert_eq!(skb.len(), 3);
+        let z = skb.put_zero(2)?;
+        assert_eq!(z, &[0, 0]);
+        z[1] = 9;
+        assert_eq!(skb.data(), &[1, 2, 3, 0, 9]);
+        // Headroom: 32 bytes, pushing 33 is refused.
+        let big = [0u8; 33];
+        assert_eq!(skb.push_data(&big).err(), Some(ENOSPC));
+        skb.push_data(&[7, 8])?;
+        assert_eq!(skb.data(), &[7, 8, 1, 2, 3, 0, 9]);
+        assert_eq!(skb.headroom(), 30);
+        assert_eq!(skb.pull(8).err(), Some(EINVAL));
+        skb.pull(2)?;
+        assert_eq!(skb.data(), &[1, 2, 3, 0, 9]);
+        skb.data_mut()?[0] = 42;
+        assert_eq!(skb.data()[0], 42);
+        assert!(!skb.is_nonlinear());
+        assert!(!skb.is_cloned());
+        let (page, off) = skb.data_page(1).ok_or(EINVAL)?;
+        // SAFETY: `data` points into the linear area, in the direct mapping.
+        let expected = unsafe { bindings::virt_to_page((*skb.as_raw()).data.add(1).cast()) };
+        assert_eq!(page.as_ptr(), expected);
+        // SAFETY: As above.
+        assert_eq!(
+            off,
+            unsafe { (*skb.as_raw()).data.add(1) } as usize % PAGE_SIZE
+        );
+        assert!(skb.data_page(5).is_none());
+        skb.consume();
+        Ok(())
+    }
+
+    #[test]
+    fn frags_with_pages() -> Result {
+        let mut skb = SkBuff::alloc(64, GFP_KERNEL)?;
+        skb.put_data(&[0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9])?;
+        let page = Page::alloc_page(GFP_KERNEL)?;
+        let pattern: [u8; 200] = core::array::from_fn(|i| i as u8);
+        // SAFETY: `pattern` is valid for reads of 200 bytes; 100 + 200 <= PAGE_SIZE.
+        unsafe { page.write_raw(pattern.as_ptr(), 100, 200)? };
+        let page_ptr = page.as_ptr();
+        skb.add_rx_frag(page, 100, 200, PAGE_SIZE as u32)?;
+        assert_eq!(skb.len(), 210);
+        assert_eq!(skb.data_len(), 200);
+        assert_eq!(skb.headlen(), 10);
+        assert!(skb.is_nonlinear());
+        assert_eq!(skb.tailroom(), 0);
+        assert_eq!(skb.nr_frags(), 1);
+        let f = &skb.frags()[0];
+        assert_eq!((f.offset(), f.size()), (100, 200));
+        assert_eq!(f.page().ok_or(EINVAL)?.as_ptr(), page_ptr);
+
+        // Copy across the linear area and the fragment.
+        let mut buf = [0u8; 8];
+        skb.copy_bits(6, &mut buf)?;
+        assert_eq!(buf, [0xa6, 0xa7, 0xa8, 0xa9, 0, 1, 2, 3]);
+        assert!(skb.copy_bits(205, &mut buf).is_err());
+
+        // Invalid fragments are refused and do not change the buffer.
+        assert_eq!(
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 0, 4096)
+                .err(),
+            Some(EINVAL)
+        );
+        assert_eq!(
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 4000, 200, 4096)
+                .err(),
+            Some(EINVAL)
+        );
+        assert_eq!(
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 10, 5)
+                .err(),
+            Some(EINVAL)
+        );
+        assert_eq!(skb.len(), 210);
+
+        // Appending to a non-linear buffer's linear area is refused.
+        assert!(skb.put_data(&[1]).is_err());
+
+        // Pull 50 bytes into the linear area.
+        assert!(skb.may_pull(50));
+        assert_eq!(skb.headlen(), 50);
+        assert_eq!(skb.data()[10..14], [0, 1, 2, 3]);
+        assert_eq!((skb.frags()[0].offset(), skb.frags()[0].size()), (140, 160));
+        assert!(!skb.may_pull(211));
+
+        // Fill up the fragment slots.
+        while skb.nr_frags() < MAX_FRAGS {
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 16, 4096)?;
+        }
+        assert_eq!(
+            skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 16, 4096)
+                .err(),
+            Some(ENOSPC)
+        );
+        let len = skb.len();
+        assert_eq!(len, 210 + 16 * (MAX_FRAGS as u32 - 1));
+
+        skb.linearize()?;
+        assert_eq!(skb.nr_frags(), 0);
+        assert_eq!(skb.headlen(), len);
+        assert_eq!(skb.data()[10..14], [0, 1, 2, 3]);
+        assert_eq!(skb.data()[209], 199);
+        skb.consume();
+        Ok(())
+    }
+
+    #[test]
+    fn checksum_partial() -> Result {
+        let frame = tcp4_frame(100);
+        let mut skb = SkBuff::alloc(256, GFP_KERNEL)?;
+        skb.put_data(&frame)?;
+        assert_eq!(skb.ip_summed(), Checksum::None);
+        skb.reset_mac_header();
+        skb.pull(ETH_HLEN)?;
+        skb.set_protocol(0x0800);
+        assert_eq!(skb.protocol(), 0x0800);
+        skb.reset_network_header();
+        assert_eq!(skb.network_offset(), 0);
+        skb.checksum_setup(true)?;
+        assert_eq!(skb.ip_summed(), Checksum::Partial);
+        assert_eq!(skb.csum_start_offset(), 20);
+        assert_eq!(skb.csum_offset(), 16);
+        assert_eq!(skb.transport_offset(), 20);
+        let check = u16::from_be_bytes([skb.data()[36], skb.data()[37]]);
+        assert_eq!(check, pseudo_sum(120));
+
+        // Set by hand; the range must be inside the linear data.
+        let mut skb2 = SkBuff::alloc(256, GFP_KERNEL)?;
+        skb2.put_data(&frame[14..])?;
+        assert!(skb2.set_partial_checksum(200, 16).is_err());
+        skb2.set_partial_checksum(20, 16)?;
+        assert_eq!(skb2.ip_summed(), Checksum::Partial);
+        assert_eq!((skb2.csum_start_offset(), skb2.csum_offset()), (20, 16));
+        skb2.set_ip_summed(Checksum::Unnecessary)?;
+        assert_eq!(skb2.ip_summed(), Checksum::Unnecessary);
+        assert!(skb2.set_ip_summed(Checksum::Partial).is_err());
+
+        // A transport protocol without checksum offload (ICMP) is rejected.
+        let mut bad = SkBuff::alloc(256, GFP_KERNEL)?;
+        let mut f = frame;
+        f[14 + 9] = 1;
+        bad.put_data(&f[14..])?;
+        bad.set_protocol(0x0800);
+        bad.reset_network_header();
+        assert!(bad.checksum_setup(true).is_err());
+        bad.drop_reason(DropReason::HdrTrunc);
+        skb.consume();
+        skb2.consume();
+        Ok(())
+    }
+
+    #[test]
+    fn gso_hash_queue() -> Result {
+        let mut skb = SkBuff::alloc(128, GFP_KERNEL)?;
+        assert!(!skb.is_gso());
+        skb.set_gso(1448, GsoType::TCPV4 | GsoType::DODGY);
+        assert!(skb.is_gso());
+        assert_eq!(skb.gso_size(), 1448);
+        assert!(skb.gso_type().contains(GsoType::TCPV4));
+        assert!(!skb.gso_type().intersects(GsoType::TCPV6));
+        assert_eq!(skb.gso_segs(), 0);
+        skb.set_hash(0xdead_beef, HashType::L4);
+        assert_eq!(skb.hash_raw(), 0xdead_beef);
+        assert!(skb.has_l4_hash());
+        assert_eq!(skb.hash(), 0xdead_beef);
+        skb.set_queue_mapping(3);
+        assert_eq!(skb.queue_mapping(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn free_paths() -> Result {
+        // Each way of giving up an `SkBuff` releases exactly its one reference.
+        for how in 0..5 {
+            let skb = SkBuff::alloc(64, GFP_KERNEL)?;
+            let extra = hold(&skb);
+            assert_eq!(users(&skb), 2);
+            match how {
+                0 => drop(skb),
+                1 => skb.consume(),
+                2 => skb.drop_reason(DropReason::FullRing),
+                3 => skb.napi_consume(0),
+                _ => {
+                    let raw = skb.into_raw();
+                    // SAFETY: `into_raw` gave us the reference back.
+                    unsafe { SkBuff::from_raw(raw) }.consume();
+                }
+            }
+            // SAFETY: `extra` is the reference taken by `hold`.
+            let skb = unsafe { SkBuff::from_raw(extra) };
+            assert_eq!(users(&skb), 1);
+            skb.consume();
+        }
+        Ok(())
+    }
+}

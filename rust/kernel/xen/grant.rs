@@ -1,0 +1,990 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Grant tables.
+//!
+//! A domain shares its memory page by page with another domain by *granting* it access through
+//! an entry of its grant table, named by a [`GrantRef`]. The other domain then maps the page, or
+//! asks the hypervisor to copy to or from it. Granting is the only way memory is shared between
+//! the frontend and the backend of a device.
+//!
+//! - [`RefPool`] reserves grant references up front (`gnttab_alloc_grant_references()`), so the
+//!   data path never fails to find one; an [`UnusedRef`] is a reference owned and not in use.
+//! - [`Grant`] grants access to memory it owns (a [`Page`], or anything [`Grantable`]). It never
+//!   lets the memory be reused while the other domain may still access it: [`Grant::end`] gives
+//!   the memory back only if access could be ended, and dropping a [`Grant`] the other domain
+//!   still maps hands the memory to the grant table code, which frees it once the other domain
+//!   let go of it (XSA-396).
+//! - [`CopyBatch`] collects grant copy operations between local memory and pages granted by the
+//!   other domain, submits them in one hypercall (`gnttab_batch_copy()`), and reports the status
+//!   of each operation.
+//! - [`RingPages`] (frontend) and [`MappedRing`] (backend) are the memory of a shared ring, for
+//!   [`ring`](super::ring).
+//! - [`chunks`] and [`count_grants`] split a buffer at Xen page boundaries, one grant per piece.
+//!
+//! Grant references and grants only exist in a Xen domain: [`RefPool::new`] and
+//! [`UnusedRef::alloc`] fail with [`ENODEV`] elsewhere.
+//!
+//! C header: [`include/xen/grant_table.h`](srctree/include/xen/grant_table.h)
+
+use crate::{
+    alloc::Flags,
+    bindings,
+    device,
+    error::to_result,
+    page::Page,
+    prelude::*,
+    sync::aref::ARef,
+    xen::{
+        ring::RingMemory,
+        xenbus,
+        DomId,
+        PAGE_SIZE, //
+    }, //
+};
+use core::{
+    marker::PhantomData,
+    mem::ManuallyDrop,
+    ptr::NonNull, //
+};
+
+/// The number of a grant table entry (`grant_ref_t`), as written in requests and in xenstore.
+///
+/// It is only a number: owning a reference is [`UnusedRef`], granting access through it is
+/// [`Grant`].
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GrantRef(pub u32);
+
+impl GrantRef {
+    /// A reference that is never valid (`INVALID_GRANT_REF`).
+    pub const INVALID: GrantRef = GrantRef(u32::MAX);
+}
+
+/// A Xen guest frame number (`xen_pfn_t`): the number of a Xen page as the hypervisor knows it.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gfn(pub u64);
+
+/// Whether the other domain may write to granted memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The other domain may only read.
+    ReadOnly,
+    /// The other domain may read and write.
+    ReadWrite,
+}
+
+/// Returns an error unless the kernel runs in a Xen domain, where grant tables exist.
+fn check_xen() -> Result {
+    if super::xen_domain() {
+        Ok(())
+    } else {
+        Err(ENODEV)
+    }
+}
+
+/// A grant reference owned by this domain and not granting access to anything.
+///
+/// Dropping it returns it to the grant table (`gnttab_free_grant_reference()`).
+///
+/// # Invariants
+///
+/// `self.0` is a grant reference allocated by this domain, owned by `self`, whose entry grants no
+/// access.
+#[derive(Debug)]
+pub struct UnusedRef(u32);
+
+impl UnusedRef {
+    /// Allocates one grant reference.
+    ///
+    /// Fails with [`ENOSPC`] if the grant table is full, [`ENODEV`] outside Xen.
+    pub fn alloc() -> Result<Self> {
+        let mut pool = RefPool::new(1)?;
+        pool.claim()
+    }
+
+    /// Returns the number of the reference.
+    pub fn gref(&self) -> GrantRef {
+        GrantRef(self.0)
+    }
+
+    fn into_raw(self) -> u32 {
+        ManuallyDrop::new(self).0
+    }
+}
+
+impl Drop for UnusedRef {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants, the reference is owned and grants no access.
+        unsafe { bindings::gnttab_free_grant_reference(self.0) };
+    }
+}
+
+/// Grant references reserved for later use (`gnttab_alloc_grant_references()`).
+///
+/// Claiming from the pool cannot fail for lack of space in the grant table, only because the pool
+/// is empty. The references left in the pool are returned to the grant table when it is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::grant::RefPool;
+///
+/// // Outside Xen there is no grant table.
+/// # if !kernel::xen::xen_domain() {
+/// assert_eq!(RefPool::new(256).err(), Some(ENODEV));
+/// # }
+/// ```
+///
+/// # Invariants
+///
+/// `head` is the head of a private list (`gnttab_entry()` links) of `available` grant references
+/// owned by the pool and granting no access, or `GNTTAB_LIST_END` if `available` is zero.
+pub struct RefPool {
+    head: bindings::grant_ref_t,
+    available: u32,
+}
+
+impl RefPool {
+    /// Reserves `count` grant references.
+    ///
+    /// Fails with [`ENOSPC`] if the grant table cannot provide them, with [`ENODEV`] outside Xen.
+    pub fn new(count: u16) -> Result<Self> {
+        check_xen()?;
+        let mut head = 0;
+        // SAFETY: `head` is valid for writes.
+        to_result(unsafe { bindings::gnttab_alloc_grant_references(count, &mut head) })?;
+        // INVARIANT: On success, `head` is a private list of `count` free references.
+        Ok(Self {
+            head,
+            available: count.into(),
+        })
+    }
+
+    /// Returns the number of references left in the pool.
+    pub fn available(&self) -> u32 {
+        self.available
+    }
+
+    /// Returns whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.available == 0
+    }
+
+    /// Takes a reference out of the pool (`gnttab_claim_grant_reference()`).
+    ///
+    /// Fails with [`ENOSPC`] if the pool is empty.
+    pub fn claim(&mut self) -> Result<UnusedRef> {
+        if self.available == 0 {
+            return Err(ENOSPC);
+        }
+        // SAFETY: By the type invariants, `head` is the head of a private list of references.
+        let gref = unsafe { bindings::gnttab_claim_grant_reference(&mut self.head) };
+        let gref = u32::try_from(gref).map_err(|_| ENOSPC)?;
+        self.available -= 1;
+        // INVARIANT: The reference was in the pool, so it is owned and grants no access.
+        Ok(UnusedRef(gref))
+    }
+
+    /// Puts an unused reference (back) into the pool (`gnttab_release_grant_reference()`).
+    pub fn release(&mut self, gref: UnusedRef) {
+        // SAFETY: By the type invariants of `UnusedRef` and `Self`, `gref` is owned and grants no
+        // access, and `head` is the head of the pool's private list.
+        unsafe { bindings::gnttab_release_grant_reference(&mut self.head, gref.into_raw()) };
+        // INVARIANT: The list holds one more reference.
+        self.available += 1;
+    }
+}
+
+impl Drop for RefPool {
+    fn drop(&mut self) {
+        if self.available != 0 {
+            // SAFETY: By the type invariants, `head` is a private list of owned references.
+            unsafe { bindings::gnttab_free_grant_references(self.head) };
+        }
+    }
+}
+
+/// Memory that can be granted to another domain: one Xen page, or the first Xen page of a larger
+/// kernel page.
+///
+/// # Safety
+///
+/// - [`Grantable::gfn`] returns the frame of memory owned by the value, which stays allocated,
+///   and is not used for anything else by this kernel, for as long as the value exists.
+/// - [`Grantable::into_page_ref`] either returns a page reference covering that frame, which the
+///   caller then owns (and releases with `put_page()`), or leaks the memory (the value is never
+///   dropped, the memory is never reused).
+pub unsafe trait Grantable: Sized {
+    /// Returns the frame of the memory.
+    fn gfn(&self) -> Gfn;
+
+    /// Gives up the memory while the other domain may still access it.
+    ///
+    /// Returns a reference to its page for the grant table code to release once the other
+    /// domain's access has ended; the default leaks the value instead.
+    fn into_page_ref(self) -> Option<NonNull<bindings::page>> {
+        core::mem::forget(self);
+        None
+    }
+}
+
+// SAFETY: A `Page` owns an order-0 page (one reference to it) until dropped. The returned page
+// reference is the one the `Page` owned: releasing it with `put_page()` frees the page, as
+// dropping the `Page` would.
+unsafe impl Grantable for Page {
+    fn gfn(&self) -> Gfn {
+        // SAFETY: `self.as_ptr()` is a valid `struct page`.
+        Gfn(unsafe { bindings::xen_page_to_gfn(self.as_ptr()) } as u64)
+    }
+
+    fn into_page_ref(self) -> Option<NonNull<bindings::page>> {
+        let page = ManuallyDrop::new(self);
+        NonNull::new(page.as_ptr())
+    }
+}
+
+/// Access to memory granted to another domain (`gnttab_grant_foreign_access_ref()`).
+///
+/// The grant owns the memory: nothing else in this kernel can use it while the other domain
+/// may access it.
+///
+/// - [`Grant::end`] ends the access and gives back the memory and the reference, unless the
+///   other domain still maps the memory.
+/// - Dropping the grant ends the access too (`gnttab_end_foreign_access()`). If the other domain
+///   still maps the memory, it is kept out of reuse until the other domain unmaps it: a page
+///   reference is handed to the grant table code, which releases it later (XSA-396).
+///
+/// # Invariants
+///
+/// `gref` is a grant reference owned by `self`, whose entry grants domain `domid` access to the
+/// frame of `mem`.
+pub struct Grant<M: Grantable> {
+    gref: u32,
+    domid: DomId,
+    mem: ManuallyDrop<M>,
+}
+
+impl<M: Grantable> Grant<M> {
+    /// Grants domain `domid` access to `mem` through `gref`.
+    pub fn new(gref: UnusedRef, domid: DomId, mem: M, access: Access) -> Self {
+        let gref = gref.into_raw();
+        // SAFETY: `gref` is owned and grants no access (type invariant of `UnusedRef`), and the
+        // frame of `mem` stays allocated while `mem` lives (safety requirement of `Grantable`).
+        unsafe {
+            bindings::gnttab_grant_foreign_access_ref(
+                gref,
+                domid.0,
+                mem.gfn().0 as c_ulong,
+                c_int::from(access == Access::ReadOnly),
+            )
+        };
+        // INVARIANT: The entry of `gref` now grants `domid` access to the frame of `mem`.
+        Self {
+            gref,
+            domid,
+            mem: ManuallyDrop::new(mem),
+        }
+    }
+
+    /// Returns the reference to give to the other domain.
+    pub fn gref(&self) -> GrantRef {
+        GrantRef(self.gref)
+    }
+
+    /// Returns the domain the memory is granted to.
+    pub fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    /// Returns the granted memory.
+    ///
+    /// The other domain may access it concurrently.
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// Ends the access (`gnttab_end_foreign_access_ref()`) and returns the reference, for reuse,
+    /// and the memory.
+    ///
+    /// Fails, returning the grant unchanged, if the other domain still maps the memory. A peer
+    /// that keeps memory mapped after the protocol says it is done with it is broken: stop using
+    /// it, and drop the grant, which keeps the memory out of reuse.
+    pub fn end(self) -> core::result::Result<(UnusedRef, M), Self> {
+        // SAFETY: By the type invariants, `self.gref` is owned and grants access.
+        if unsafe { bindings::gnttab_end_foreign_access_ref(self.gref) } == 0 {
+            return Err(self);
+        }
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this.mem` is initialised and never used again: `this` is not dropped.
+        let mem = unsafe { ManuallyDrop::take(&mut this.mem) };
+        // INVARIANT: The access has ended: the reference is owned and grants no access.
+        Ok((UnusedRef(this.gref), mem))
+    }
+}
+
+impl<M: Grantable> Drop for Grant<M> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants, `self.gref` is owned and grants access.
+        if unsafe { bindings::gnttab_try_end_foreign_access(self.gref) } != 0 {
+            // The access has ended and the reference has been freed: the memory is ours again.
+            //
+            // SAFETY: `self.mem` is initialised and not used after this.
+            unsafe { ManuallyDrop::drop(&mut self.mem) };
+            return;
+        }
+        // The other domain still maps the memory: hand it to the grant table code, which ends
+        // the access, frees the reference and releases the page once it is unmapped. Without a
+        // page reference (`NULL`), it takes one on the granted frame itself.
+        //
+        // SAFETY: `self.mem` is initialised and not used after this.
+        let mem = unsafe { ManuallyDrop::take(&mut self.mem) };
+        let page = mem
+            .into_page_ref()
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr);
+        // SAFETY: `self.gref` is owned and grants access to the frame of `page` (if not NULL),
+        // whose reference we own (safety requirements of `Grantable`); both are handed over.
+        unsafe { bindings::gnttab_end_foreign_access(self.gref, page) };
+    }
+}
+
+/// A piece of a buffer that lies within one Xen page, as returned by [`chunks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Index of the Xen page, counted from the page of the start of the buffer's region.
+    pub page: usize,
+    /// Offset of the piece in its Xen page.
+    pub offset: usize,
+    /// Length of the piece.
+    pub len: usize,
+}
+
+/// An iterator over the pieces of a buffer that lie in one Xen page each ([`chunks`]).
+pub struct Chunks {
+    pos: usize,
+    end: usize,
+    first_page: usize,
+}
+
+impl Iterator for Chunks {
+    type Item = Chunk;
+
+    fn next(&mut self) -> Option<Chunk> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let offset = self.pos % PAGE_SIZE;
+        let len = (PAGE_SIZE - offset).min(self.end - self.pos);
+        let chunk = Chunk {
+            page: self.pos / PAGE_SIZE - self.first_page,
+            offset,
+            len,
+        };
+        self.pos += len;
+        Some(chunk)
+    }
+}
+
+/// Splits the region of `len` bytes at `offset` from the start of a page into pieces that each lie
+/// in one Xen page, as `gnttab_foreach_grant_in_range()` does: one grant (or one grant copy) per
+/// piece.
+///
+/// An empty region has no pieces. An offset and a length whose sum overflows are cut at
+/// `usize::MAX`.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::grant::{chunks, Chunk};
+///
+/// let mut it = chunks(4000, 200);
+/// assert_eq!(it.next(), Some(Chunk { page: 0, offset: 4000, len: 96 }));
+/// assert_eq!(it.next(), Some(Chunk { page: 1, offset: 0, len: 104 }));
+/// assert_eq!(it.next(), None);
+/// ```
+pub fn chunks(offset: usize, len: usize) -> Chunks {
+    Chunks {
+        pos: offset,
+        end: offset.saturating_add(len),
+        first_page: offset / PAGE_SIZE,
+    }
+}
+
+/// Returns the number of grants the region of `len` bytes at `offset` needs
+/// (`gnttab_count_grant()`).
+///
+/// As in C, an empty region that does not start on a page boundary counts one grant.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::grant::count_grants;
+///
+/// assert_eq!(count_grants(0, 4096), 1);
+/// assert_eq!(count_grants(4000, 200), 2);
+/// assert_eq!(count_grants(8192 + 10, 65536), 17);
+/// ```
+pub fn count_grants(offset: usize, len: usize) -> usize {
+    (offset % PAGE_SIZE).saturating_add(len).div_ceil(PAGE_SIZE)
+}
+
+/// Grant copy operations, submitted together (`gnttab_batch_copy()`).
+///
+/// Each operation copies between local memory, borrowed for `'a`, and a page the other domain
+/// granted (by reference). Local memory must be in the kernel's linear mapping (not `vmalloc()` or
+/// stack memory) and each operation stays within one Xen page on both sides: split longer copies
+/// with [`chunks`].
+///
+/// After [`CopyBatch::submit`], [`CopyBatch::status`] tells the result of each operation: the
+/// other domain may have given a bad reference or offset, which fails that operation only.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::{grant::{CopyBatch, GrantRef}, DomId};
+///
+/// let mut header = KBox::new([0u8; 128], GFP_KERNEL)?;
+/// let mut batch = CopyBatch::with_capacity(1, GFP_KERNEL)?;
+/// // Copy the first 128 bytes of the frontend's buffer (reference 42, offset 100).
+/// batch.copy_from_peer(DomId(1), GrantRef(42), 100, &mut header[..])?;
+/// assert_eq!(batch.len(), 1);
+/// # Ok::<(), Error>(())
+/// ```
+pub struct CopyBatch<'a> {
+    ops: KVec<bindings::gnttab_copy>,
+    submitted: bool,
+    _mem: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> CopyBatch<'a> {
+    /// Creates an empty batch.
+    pub fn new() -> Self {
+        Self {
+            ops: KVec::new(),
+            submitted: false,
+            _mem: PhantomData,
+        }
+    }
+
+    /// Creates an empty batch with room for `capacity` operations.
+    ///
+    /// Operations added beyond the capacity are allocated with `GFP_ATOMIC`, as batches are
+    /// usually filled in softirq context: reserve room up front.
+    pub fn with_capacity(capacity: usize, flags: Flags) -> Result<Self> {
+        Ok(Self {
+            ops: KVec::with_capacity(capacity, flags)?,
+            submitted: false,
+            _mem: PhantomData,
+        })
+    }
+
+    /// Empties the batch, keeping its allocation, for memory borrowed for another lifetime.
+    pub fn reset<'b>(self) -> CopyBatch<'b> {
+        let mut ops = self.ops;
+        ops.clear();
+        CopyBatch {
+            ops,
+            submitted: false,
+            _mem: PhantomData,
+        }
+    }
+
+    /// Returns the number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Returns whether the batch has no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Returns the frame and offset of local memory, checking that the operation can use it.
+    fn local(mem: &[u8]) -> Result<(Gfn, u16)> {
+        let addr = mem.as_ptr();
+        let offset = addr as usize % PAGE_SIZE;
+        if mem.is_empty() || offset + mem.len() > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        // SAFETY: `virt_addr_valid()` only looks at the address.
+        if !unsafe { bindings::virt_addr_valid(addr.cast()) } {
+            return Err(EINVAL);
+        }
+        // SAFETY: `addr` is in the linear mapping (checked above).
+        let gfn = unsafe { bindings::virt_to_gfn(addr.cast()) };
+        Ok((Gfn(gfn as u64), offset as u16))
+    }
+
+    /// Checks the other domain's side of an operation.
+    fn remote(offset: u16, len: usize) -> Result {
+        if usize::from(offset) + len > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, op: bindings::gnttab_copy) -> Result<usize> {
+        if self.submitted {
+            return Err(EBUSY);
+        }
+        self.ops.push(op, GFP_ATOMIC)?;
+        Ok(self.ops.len() - 1)
+    }
+
+    /// Adds an operation that copies `dst.len()` bytes from offset `offset` of the page that
+    /// domain `domid` granted with `gref` into `dst` (`GNTCOPY_source_gref`).
+    ///
+    /// Returns the index of the operation. Fails with [`EINVAL`] if `dst` is empty, not in the
+    /// linear mapping, or crosses a Xen page boundary, or if the copy would go past the end of
+    /// the granted page; with [`EBUSY`] if the batch was submitted.
+    pub fn copy_from_peer(
+        &mut self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &'a mut [u8],
+    ) -> Result<usize> {
+        Self::remote(offset, dst.len())?;
+        let (gfn, dst_offset) = Self::local(dst)?;
+        let mut op: bindings::gnttab_copy = pin_init::zeroed();
+        op.source.u.ref_ = gref.0;
+        op.source.domid = domid.0;
+        op.source.offset = offset;
+        op.dest.u.gmfn = gfn.0 as bindings::xen_pfn_t;
+        op.dest.domid = DomId::SELF.0;
+        op.dest.offset = dst_offset;
+        op.len = dst.len() as u16;
+        op.flags = bindings::GNTCOPY_source_gref as u16;
+        self.push(op)
+    }
+
+    /// Adds an operation that copies `src` to offset `offset` of the page that domain `domid`
+    /// granted with `gref` (`GNTCOPY_dest_gref`).
+    ///
+    /// Returns the index of the operation. Fails like [`CopyBatch::copy_from_peer`].
+    pub fn copy_to_peer(
+        &mut self,
+        src: &'a [u8],
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+    ) -> Result<usize> {
+        Self::remote(offset, src.len())?;
+        let (gfn, src_offset) = Self::local(src)?;
+        let mut op: bindings::gnttab_copy = pin_init::zeroed();
+        op.source.u.gmfn = gfn.0 as bindings::xen_pfn_t;
+        op.source.domid = DomId::SELF.0;
+        op.source.offset = src_offset;
+        op.dest.u.ref_ = gref.0;
+        op.dest.domid = domid.0;
+        op.dest.offset = offset;
+        op.len = src.len() as u16;
+        op.flags = bindings::GNTCOPY_dest_gref as u16;
+        self.push(op)
+    }
+
+    /// Adds an operation that copies `len` bytes at `src_offset` of the local page `src` to
+    /// offset `offset` of the page that domain `domid` granted with `gref`.
+    ///
+    /// The page must not be written while the batch lives. Returns the index of the operation.
+    /// Fails with [`EINVAL`] if either side would cross a Xen page boundary or `len` is zero.
+    pub fn copy_page_to_peer(
+        &mut self,
+        src: &'a Page,
+        src_offset: u16,
+        len: usize,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+    ) -> Result<usize> {
+        Self::remote(offset, len)?;
+        if len == 0 || usize::from(src_offset) + len > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let mut op: bindings::gnttab_copy = pin_init::zeroed();
+        op.source.u.gmfn = src.gfn().0 as bindings::xen_pfn_t;
+        op.source.domid = DomId::SELF.0;
+        op.source.offset = src_offset;
+        op.dest.u.ref_ = gref.0;
+        op.dest.domid = domid.0;
+        op.dest.offset = offset;
+        op.len = len as u16;
+        op.flags = bindings::GNTCOPY_dest_gref as u16;
+        self.push(op)
+    }
+
+    /// Performs all operations (`gnttab_batch_copy()`).
+    ///
+    /// The hypervisor retries operations on paged-out frames; each operation then has its final
+    /// status. Further operations cannot be added.
+    pub fn submit(&mut self) {
+        if self.submitted || self.ops.is_empty() {
+            self.submitted = true;
+            return;
+        }
+        // SAFETY: `ops` holds `len` initialised operations whose local sides are memory borrowed
+        // for `'a` (or a `Page`), in the linear mapping, within one page; the hypervisor writes
+        // only to that memory and to the status fields.
+        unsafe { bindings::gnttab_batch_copy(self.ops.as_mut_ptr(), self.ops.len() as c_uint) };
+        self.submitted = true;
+    }
+
+    /// Returns the raw status of operation `index` (`GNTST_*`), if it was submitted.
+    pub fn raw_status(&self, index: usize) -> Option<i16> {
+        if !self.submitted {
+            return None;
+        }
+        self.ops.get(index).map(|op| op.status)
+    }
+
+    /// Returns the result of operation `index`: `Ok` if the copy was done (`GNTST_okay`).
+    ///
+    /// Fails with [`EINVAL`] if there is no such operation or the batch was not submitted, and
+    /// with the error of the failed operation otherwise: [`EACCES`] for a permission problem,
+    /// [`EAGAIN`] if the frame stayed paged out, [`EIO`] for anything else the other domain got
+    /// wrong (a bad reference, offset or domain).
+    pub fn status(&self, index: usize) -> Result {
+        status_to_result(self.raw_status(index).ok_or(EINVAL)?)
+    }
+}
+
+impl Default for CopyBatch<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Converts a grant operation status (`GNTST_*`) to a result.
+fn status_to_result(status: i16) -> Result {
+    let status = i32::from(status);
+    if status == bindings::GNTST_okay as i32 {
+        Ok(())
+    } else if status == bindings::GNTST_permission_denied as i32 {
+        Err(EACCES)
+    } else if status == bindings::GNTST_eagain as i32 {
+        Err(EAGAIN)
+    } else {
+        Err(EIO)
+    }
+}
+
+/// The maximum number of pages of a shared ring (`XENBUS_MAX_RING_GRANTS`).
+pub const MAX_RING_PAGES: usize = bindings::XENBUS_MAX_RING_GRANTS as usize;
+
+/// The memory of a shared ring, allocated by a frontend and granted to the backend
+/// (`xenbus_setup_ring()`).
+///
+/// The pages are zeroed and granted read-write to the other end of the device; their references
+/// ([`RingPages::grefs`]) go into xenstore. Dropping the value ends the grants and frees the pages,
+/// which stay out of reuse until the backend unmaps them (`xenbus_teardown_ring()`).
+///
+/// # Invariants
+///
+/// `vaddr` is the start of `nr_pages` Xen pages allocated with `alloc_pages_exact()` and owned by
+/// `self`, whose frames are granted through `grefs[..nr_pages]`; the memory is only accessed
+/// through [`RingMemory`].
+pub struct RingPages {
+    vaddr: NonNull<c_void>,
+    nr_pages: usize,
+    grefs: [GrantRef; MAX_RING_PAGES],
+}
+
+impl RingPages {
+    /// Allocates, zeroes and grants `nr_pages` pages to the other end of `dev`.
+    ///
+    /// Fails with [`EINVAL`] for 0 or more than [`MAX_RING_PAGES`] pages, and with the error of
+    /// the allocation or of the grant otherwise (which the xenbus core also reports in xenstore).
+    pub fn setup(dev: &xenbus::Device<device::Core<'_>>, nr_pages: usize) -> Result<Self> {
+        if nr_pages == 0 || nr_pages > MAX_RING_PAGES {
+            return Err(EINVAL);
+        }
+        let mut vaddr: *mut c_void = core::ptr::null_mut();
+        let mut grefs = [GrantRef::INVALID; MAX_RING_PAGES];
+        // SAFETY: `dev` is a valid xenbus device, `vaddr` is valid for writes and `grefs` for
+        // `nr_pages` references (`GrantRef` is a transparent `grant_ref_t`).
+        to_result(unsafe {
+            bindings::xenbus_setup_ring(
+                dev.as_raw(),
+                GFP_KERNEL.as_raw(),
+                &mut vaddr,
+                nr_pages as c_uint,
+                grefs.as_mut_ptr().cast(),
+            )
+        })?;
+        // INVARIANT: On success, `vaddr` is the zeroed, granted ring memory.
+        Ok(Self {
+            vaddr: NonNull::new(vaddr).ok_or(ENOMEM)?,
+            nr_pages,
+            grefs,
+        })
+    }
+
+    /// Returns the references of the pages, to write into xenstore (`ring-ref`, or
+    /// `ring-ref<N>` for rings of several pages).
+    pub fn grefs(&self) -> &[GrantRef] {
+        &self.grefs[..self.nr_pages]
+    }
+}
+
+impl Drop for RingPages {
+    fn drop(&mut self) {
+        let mut vaddr = self.vaddr.as_ptr();
+        // SAFETY: By the type invariants, `vaddr` and `grefs` are the memory and the grants of a
+        // ring set up by `xenbus_setup_ring()`, owned by `self`.
+        unsafe {
+            bindings::xenbus_teardown_ring(
+                &mut vaddr,
+                self.nr_pages as c_uint,
+                self.grefs.as_mut_ptr().cast(),
+            )
+        };
+    }
+}
+
+// SAFETY: `as_ptr()` and `size()` are constant; the memory is valid for `size()` bytes while
+// `self` lives and is only accessed through the ring types (type invariant).
+unsafe impl RingMemory for RingPages {
+    fn as_ptr(&self) -> NonNull<u8> {
+        self.vaddr.cast()
+    }
+
+    fn size(&self) -> usize {
+        self.nr_pages * PAGE_SIZE
+    }
+}
+
+// SAFETY: The memory is owned; the grant and free functions may be called from any thread.
+unsafe impl Send for RingPages {}
+
+// SAFETY: `&RingPages` gives access to the references and the address only.
+unsafe impl Sync for RingPages {}
+
+/// The memory of a shared ring granted by a frontend, mapped by a backend
+/// (`xenbus_map_ring_valloc()`).
+///
+/// The references come from the frontend (through xenstore) and are not trusted: mapping fails
+/// if they are not valid grants of that domain. Dropping the value unmaps the memory
+/// (`xenbus_unmap_ring_vfree()`), which may sleep: drop it in process context.
+///
+/// # Invariants
+///
+/// `vaddr` is the start of `nr_pages` Xen pages mapped by `xenbus_map_ring_valloc()` for `dev`;
+/// the memory is only accessed through [`RingMemory`].
+pub struct MappedRing {
+    dev: ARef<xenbus::Device>,
+    vaddr: NonNull<c_void>,
+    nr_pages: usize,
+}
+
+impl MappedRing {
+    /// Maps the pages the other end of `dev` granted with `grefs`.
+    ///
+    /// Fails with [`EINVAL`] for no or more than [`MAX_RING_PAGES`] references, and with the error
+    /// of the mapping otherwise (which the xenbus core also reports in xenstore).
+    pub fn map(dev: &xenbus::Device<device::Core<'_>>, grefs: &[GrantRef]) -> Result<Self> {
+        if grefs.is_empty() || grefs.len() > MAX_RING_PAGES {
+            return Err(EINVAL);
+        }
+        let mut refs = [GrantRef::INVALID; MAX_RING_PAGES];
+        refs[..grefs.len()].copy_from_slice(grefs);
+        let mut vaddr: *mut c_void = core::ptr::null_mut();
+        // SAFETY: `dev` is a valid xenbus device, `refs` holds `grefs.len()` references
+        // (`GrantRef` is a transparent `grant_ref_t`), `vaddr` is valid for writes.
+        to_result(unsafe {
+            bindings::xenbus_map_ring_valloc(
+                dev.as_raw(),
+                refs.as_mut_ptr().cast(),
+                grefs.len() as c_uint,
+                &mut vaddr,
+            )
+        })?;
+        // INVARIANT: On success, `vaddr` is the mapped memory.
+        Ok(Self {
+            dev: dev.into(),
+            vaddr: NonNull::new(vaddr).ok_or(ENOMEM)?,
+            nr_pages: grefs.len(),
+        })
+    }
+}
+
+impl Drop for MappedRing {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants, `vaddr` was mapped by `xenbus_map_ring_valloc()` for
+        // `dev`. On failure the xenbus core reports the error and leaves the memory mapped.
+        let _ =
+            unsafe { bindings::xenbus_unmap_ring_vfree(self.dev.as_raw(), self.vaddr.as_ptr()) };
+    }
+}
+
+// SAFETY: `as_ptr()` and `size()` are constant; the memory is valid for `size()` bytes while
+// `self` lives and is only accessed through the ring types (type invariant).
+unsafe impl RingMemory for MappedRing {
+    fn as_ptr(&self) -> NonNull<u8> {
+        self.vaddr.cast()
+    }
+
+    fn size(&self) -> usize {
+        self.nr_pages * PAGE_SIZE
+    }
+}
+
+// SAFETY: The mapping is owned; unmapping may be done from any (sleepable) thread.
+unsafe impl Send for MappedRing {}
+
+// SAFETY: `&MappedRing` gives access to the address only.
+unsafe impl Sync for MappedRing {}
+
+#[cfg(CONFIG_RUST_XEN_KUNIT_TEST)]
+#[macros::kunit_tests(rust_xen_grant)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_split() {
+        let all: [(usize, usize, &[(usize, usize, usize)]); 7] = [
+            (0, 0, &[]),
+            (0, 1, &[(0, 0, 1)]),
+            (0, 4096, &[(0, 0, 4096)]),
+            (0, 4097, &[(0, 0, 4096), (1, 0, 1)]),
+            (4095, 2, &[(0, 4095, 1), (1, 0, 1)]),
+            (8192 + 100, 4096, &[(0, 100, 3996), (1, 0, 100)]),
+            (
+                10,
+                3 * 4096,
+                &[(0, 10, 4086), (1, 0, 4096), (2, 0, 4096), (3, 0, 10)],
+            ),
+        ];
+        for (offset, len, expected) in all {
+            let mut n = 0;
+            for (chunk, &(page, off, l)) in chunks(offset, len).zip(expected.iter()) {
+                assert_eq!(
+                    chunk,
+                    Chunk {
+                        page,
+                        offset: off,
+                        len: l
+                    }
+                );
+                n += 1;
+            }
+            assert_eq!(n, expected.len());
+            assert_eq!(chunks(offset, len).count(), expected.len());
+            assert_eq!(chunks(offset, len).map(|c| c.len).sum::<usize>(), len);
+        }
+        // Saturates instead of overflowing.
+        assert!(chunks(usize::MAX - 10, 100).all(|c| c.len <= PAGE_SIZE));
+    }
+
+    #[test]
+    fn grant_count() {
+        for offset in [0, 1, 100, 4095, 4096, 5000] {
+            for len in [1, 2, 100, 4095, 4096, 4097, 65535, 65536] {
+                assert_eq!(count_grants(offset, len), chunks(offset, len).count());
+            }
+        }
+        // Same as C for empty regions.
+        assert_eq!(count_grants(0, 0), 0);
+        assert_eq!(count_grants(100, 0), 1);
+        // The largest packet (64 KiB - 1) at the worst offset needs 17 grants.
+        assert_eq!(count_grants(4095, 65535), 17);
+    }
+
+    #[test]
+    fn copy_batch_checks() -> Result {
+        let mut buf = KBox::new([0u8; 256], GFP_KERNEL)?;
+        let (bad, good) = buf.split_at_mut(128);
+        let mut empty = KBox::new([0u8; 64], GFP_KERNEL)?;
+        let src = KBox::new([1u8; 64], GFP_KERNEL)?;
+        let mut batch = CopyBatch::with_capacity(4, GFP_KERNEL)?;
+
+        // The other domain's side must stay within its page.
+        assert_eq!(
+            batch.copy_from_peer(DomId(1), GrantRef(8), 4096 - 127, bad),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            batch.copy_to_peer(&src[..], DomId(1), GrantRef(8), 4090),
+            Err(EINVAL)
+        );
+        // Empty local memory.
+        assert_eq!(
+            batch.copy_from_peer(DomId(1), GrantRef(8), 0, &mut empty[..0]),
+            Err(EINVAL)
+        );
+        assert!(batch.is_empty());
+
+        // Valid operations are recorded as given.
+        assert_eq!(
+            batch.copy_from_peer(DomId(3), GrantRef(8), 4096 - 128, good),
+            Ok(0)
+        );
+        assert_eq!(
+            batch.copy_to_peer(&src[..], DomId(3), GrantRef(9), 17),
+            Ok(1)
+        );
+        let op = &batch.ops[0];
+        assert_eq!(op.flags, bindings::GNTCOPY_source_gref as u16);
+        // SAFETY: This operation's source is a reference.
+        assert_eq!(unsafe { op.source.u.ref_ }, 8);
+        assert_eq!(
+            (op.source.domid, op.source.offset, op.len),
+            (3, 4096 - 128, 128)
+        );
+        assert_eq!(op.dest.domid, DomId::SELF.0);
+        let op = &batch.ops[1];
+        assert_eq!(op.flags, bindings::GNTCOPY_dest_gref as u16);
+        // SAFETY: This operation's destination is a reference.
+        assert_eq!(unsafe { op.dest.u.ref_ }, 9);
+        assert_eq!((op.dest.domid, op.dest.offset, op.len), (3, 17, 64));
+
+        // No status before submission.
+        assert_eq!(batch.status(0), Err(EINVAL));
+        assert_eq!(batch.raw_status(0), None);
+        Ok(())
+    }
+
+    #[test]
+    fn copy_batch_rejects_vmalloc() -> Result {
+        // vmalloc memory is not in the linear mapping: its frame cannot be computed.
+        let mut buf = VBox::new([0u8; 64], GFP_KERNEL)?;
+        let mut batch = CopyBatch::new();
+        assert_eq!(
+            batch.copy_from_peer(DomId(1), GrantRef(1), 0, &mut buf[..]),
+            Err(EINVAL)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn copy_batch_rejects_page_crossing() -> Result {
+        let mut buf = KBox::new([0u8; 2 * 4096], GFP_KERNEL)?;
+        let start = PAGE_SIZE - buf.as_ptr() as usize % PAGE_SIZE;
+        let mut batch = CopyBatch::new();
+        // Crosses the page boundary at `start` by one byte each way.
+        let crossing = &mut buf[start - 1..start + 1];
+        assert_eq!(
+            batch.copy_from_peer(DomId(1), GrantRef(1), 0, crossing),
+            Err(EINVAL)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(status_to_result(0), Ok(()));
+        assert_eq!(status_to_result(-8), Err(EACCES));
+        assert_eq!(status_to_result(-12), Err(EAGAIN));
+        for status in [-1, -3, -10, -13, -100, 1, i16::MIN] {
+            assert_eq!(status_to_result(status), Err(EIO));
+        }
+    }
+
+    #[test]
+    fn without_xen() {
+        if crate::xen::xen_domain() {
+            return;
+        }
+        assert_eq!(RefPool::new(16).err(), Some(ENODEV));
+        assert_eq!(UnusedRef::alloc().err(), Some(ENODEV));
+    }
+}
