@@ -1088,8 +1088,8 @@ def fc_split_headers(fe, res):
     headers spread across slots, total below the copy length."""
     f = ipv4_udp_frame(mac_bytes(fe.mac), b"\xff" * 6, "10.9.9.2", "10.9.9.255", b"s" * 48)
     n = 19
-    cuts = [6] * (n - 1)
-    cuts.append(len(f) - sum(cuts))
+    cuts = [4] * (n - 1)
+    cuts.append(len(f) - sum(cuts))       # 90-byte frame: 18 x 4 bytes + 18
     pos = 0
     for k, c in enumerate(cuts):     # all pieces in one page, 64 bytes apart
         piece = f[pos:pos + c]
@@ -1243,11 +1243,30 @@ def run_frontend_case(case, handle, hold=2.0):
             for r in meta.get("remove", []):
                 keys.pop(r, None)
             fe.publish(keys, remove=meta.get("remove", []), state=meta.get("state", XB_CONNECTED))
-            st = fe.xs.wait_state(fe.bep, {XB_CONNECTED, XB_CLOSING, XB_CLOSED}, 30)
+            seen = set()
+            end = time.time() + 4     # sample: a refusal may show Closing only briefly
+            while time.time() < end:
+                seen.add(fe.be_state())
+                time.sleep(0.03)
+            time.sleep(1)
+            st = fe.be_state()
+            seen.add(st)
+            res.info("backend_states_seen", sorted(seen))
+            # does the backend serve the rings we offered? (a good packet on our TX ring)
+            served = None
+            if fe.tx is not None:
+                fe.tx_pvt = 0
+                fe.tx.req_prod = 0
+                fe.send_good(0)
+                served = [x[1] for x in fe.wait_rsp(1, 3)] == [RSP_OKAY]
             if kind == "connect":
-                res.check("backend-refuses", st in (XB_CLOSING, XB_CLOSED), "backend state %d (%s)" % (st, STATE_NAMES.get(st)))
+                res.check("backend-refuses", served is False,
+                          "good packet on the offered rings answered: %s; states seen %s" % (served, sorted(seen)))
+                res.check("backend-state-closing", st in (XB_CLOSING, XB_CLOSED),
+                          "backend state %d (%s) after the refusal" % (st, STATE_NAMES.get(st)))
             else:
-                res.check("backend-sane", st in (XB_CONNECTED, XB_CLOSING, XB_CLOSED), "backend state %d (%s)" % (st, STATE_NAMES.get(st)))
+                res.check("backend-sane", st in (XB_CONNECTED, XB_CLOSING, XB_CLOSED),
+                          "backend state %d (%s), good packet answered: %s" % (st, STATE_NAMES.get(st), served))
         else:
             st = fe.connect(ctrl=(kind == "ctrl"))
             if not res.check("connect", st == XB_CONNECTED, "backend state %d (%s)" % (st, STATE_NAMES.get(st))):

@@ -35,6 +35,13 @@ KNOWN = {
     ("backend", "rx-rsp-prod-back", "fresh-connect"): ("c", WEDGE_REASON),
     ("backend", "rx-grant-kept", "fresh-connect"): ("c", WEDGE_REASON),
 }
+# Measured (run hostile-front-c-c-f2): the C netback's connect() is void; after xenbus_dev_fatal()
+# (state Closing) set_backend_state() goes on with backend_switch_state(Connected), so the backend
+# ends up advertising Connected with no data path. Its log has the refusal; the state lies.
+for _c in ("xs-queues-0", "xs-queues-huge", "xs-no-ring-ref", "xs-ring-ref-junk", "xs-ring-ref-bad", "xs-no-evtchn",
+           "xs-evtchn-bad", "xs-ring-attach-overflow", "xs-ctrl-ring-bad"):
+    KNOWN[("frontend", _c, "backend-state-closing")] = (
+        "c", "C netback: connect() failure (xenbus_dev_fatal -> Closing) is followed by backend_switch_state(Connected)")
 
 
 def apply_known(d, r):
