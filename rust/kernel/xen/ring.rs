@@ -700,6 +700,32 @@ where
         virt_mb();
         Ok(self.unconsumed_requests()? != 0)
     }
+
+    /// Returns whether at least `needed` requests are unconsumed; if not, asks the frontend for a
+    /// notification when it publishes the next one.
+    ///
+    /// This is the check netback does before it takes the slots of a whole packet
+    /// (`xenvif_rx_ring_slots_available()`). The check is repeated while the frontend moves its
+    /// producer index, at most a ring's worth of times: the frontend cannot make it spin forever.
+    pub fn final_check_for_requests_at_least(
+        &mut self,
+        needed: u32,
+    ) -> Result<bool, ProtocolError> {
+        for _ in 0..self.size() {
+            let prod = self.req_prod()?;
+            if prod.wrapping_sub(self.req_cons) >= needed {
+                return Ok(true);
+            }
+            let header = self.shared.header();
+            header.req_event.store(prod.wrapping_add(1), Relaxed);
+            // The frontend must see `req_event` before we look at its producer index again.
+            virt_mb();
+            if header.req_prod.load(Relaxed) == prod {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// The requests published by the frontend of a [`BackRing`], taken one at a time.
@@ -1206,6 +1232,119 @@ mod tests {
         assert_eq!(responses.next(), None);
         assert_eq!(front.responses()?.next(), None);
         assert_eq!(front.rsp_cons(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn final_check_at_least() -> Result {
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
+        let mut front = Front::new(mem)?;
+        let mut back = Back::attach(mem)?;
+
+        front.push_request(0)?;
+        front.push_requests();
+        // One request is there, two are needed: ask for a notification at the next one.
+        assert!(!back.final_check_for_requests_at_least(2)?);
+        assert_eq!(mem.peek(REQ_EVENT), 2);
+        front.push_request(1)?;
+        assert!(front.push_requests_and_check_notify());
+        assert!(back.final_check_for_requests_at_least(2)?);
+        assert!(back.final_check_for_requests_at_least(0)?);
+        assert!(!back.final_check_for_requests_at_least(3)?);
+
+        // A hostile producer index is reported.
+        let cons = back.req_cons();
+        mem.poke(REQ_PROD, cons.wrapping_sub(1));
+        assert_eq!(
+            back.final_check_for_requests_at_least(1),
+            Err(ProtocolError {
+                prod: cons.wrapping_sub(1),
+                cons
+            })
+        );
+        Ok(())
+    }
+
+    /// A deterministic pseudo-random sequence (a 64-bit LCG).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 32) as u32
+        }
+    }
+
+    #[test]
+    fn hostile_fuzz() -> Result {
+        // Both ends run while the "other domain" scribbles over the header and the slots. Whatever
+        // it writes, no operation panics (arithmetic overflow checks included) and neither end
+        // ends up with more than a ring's worth in flight.
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
+        let mut rng = Lcg(0x5eed);
+        let mut front = Front::new_at(mem, u32::MAX - 100)?;
+        let mut back = Back::attach(mem)?;
+        let mut protocol_errors = 0u32;
+        for _ in 0..20000 {
+            let r = rng.next();
+            let near = |idx: RingIdx| idx.wrapping_add(r >> 24).wrapping_sub(8);
+            match r % 13 {
+                0 | 1 => {
+                    let _ = front.push_request(u64::from(r));
+                }
+                2 => {
+                    front.push_requests_and_check_notify();
+                }
+                3 | 4 => match back.requests() {
+                    Ok(mut requests) => {
+                        requests.next();
+                    }
+                    Err(_) => protocol_errors += 1,
+                },
+                5 => {
+                    let _ = back.push_response(r);
+                }
+                6 => {
+                    back.push_responses_and_check_notify();
+                }
+                7 | 8 => match front.responses() {
+                    Ok(mut responses) => {
+                        responses.next();
+                    }
+                    Err(_) => protocol_errors += 1,
+                },
+                9 => {
+                    let _ = front.final_check_for_responses();
+                }
+                10 => {
+                    let _ = back.final_check_for_requests_at_least(r % 6);
+                }
+                // The other domain at work.
+                11 => match (r >> 4) % 4 {
+                    0 => mem.poke(REQ_PROD, near(back.req_cons())),
+                    1 => mem.poke(RSP_PROD, near(front.rsp_cons())),
+                    2 => mem.poke(REQ_EVENT, rng.next()),
+                    _ => mem.poke(RSP_EVENT, rng.next()),
+                },
+                _ => mem.write(slot((r as usize >> 4) % 4), u64::from(rng.next())),
+            }
+            assert!(front.req_prod_pvt().wrapping_sub(front.rsp_cons()) <= front.size());
+            assert!(front.free_requests() <= front.size());
+            assert!(back.req_cons().wrapping_sub(back.rsp_prod_pvt()) <= back.size());
+            if let Ok(n) = front.unconsumed_responses() {
+                assert!(n <= front.size());
+            }
+            if let Ok(n) = back.unconsumed_requests() {
+                assert!(n <= back.size());
+            }
+        }
+        // The other domain did break the protocol now and then, and was caught.
+        assert!(protocol_errors > 0);
         Ok(())
     }
 }
