@@ -3,8 +3,9 @@
 # Every test of the project (make check; .ci/run calls exactly `make check`).
 #
 # 1. virtme-ng, no Xen: the KUnit suites (kernel crate doctests and the project's suites) and
-#    loading/unloading both Rust modules outside Xen.
-# 2. The Xen-in-QEMU rig: the scenarios, each driver pairing that carries traffic today.
+#    loading/unloading both Rust modules outside Xen; make rustdoc without warnings.
+# 2. The Xen-in-QEMU rig: its FPU-state self-test, then the scenarios for each driver pairing
+#    that carries traffic today.
 # Every step writes build/results/<step>.json; the summary below counts their checks.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,11 @@ step() { # name cmd...
 
 rm -f "$results"/*.json "$results"/*.txt
 step kunit python3 selftests/vng/kunit.py
+step rustdoc python3 selftests/rustdoc-check.py
 step images bash selftests/rig/images.sh
+# The rig checks itself first: FPU/AVX register state must survive vCPU switches under the
+# QEMU/Xen flags the rig uses (selftests/rig/README.md: the TCG XSAVE bug).
+step fpstress python3 selftests/rig/run.py fpstress
 # Driver pairings (front/back): C against C always; each Rust driver joins, against the C peer
 # and against the other Rust driver, once selftests/rust-ready says it carries traffic.
 ready=$(sed 's/#.*//' selftests/rust-ready 2>/dev/null | tr -s '\n\t' '  ')

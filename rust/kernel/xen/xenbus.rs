@@ -14,7 +14,7 @@
 //!
 //! The other end is not trusted: the state it writes is parsed strictly (anything that is not a
 //! state is [`State::Unknown`]), and what it writes into its other nodes should be read with the
-//! range-checked functions of [`xenstore`](super::xenstore).
+//! range-checked functions of [`xenstore`].
 //!
 //! C headers: [`include/xen/xenbus.h`](srctree/include/xen/xenbus.h),
 //! [`include/xen/interface/io/xenbus.h`](srctree/include/xen/interface/io/xenbus.h)

@@ -377,7 +377,7 @@ pub trait Store: private::Sealed {
 
 /// Xenstore operations outside any transaction (`XBT_NIL`).
 ///
-/// The functions of this module ([`read`], [`write`], …) use it.
+/// The functions of this module ([`read()`], [`write()`], …) use it.
 pub struct NoTransaction;
 
 impl private::Sealed for NoTransaction {}
