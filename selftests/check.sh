@@ -31,6 +31,9 @@ step images bash selftests/rig/images.sh
 # The rig checks itself first: FPU/AVX register state must survive vCPU switches under the
 # QEMU/Xen flags the rig uses (selftests/rig/README.md: the TCG XSAVE bug).
 step fpstress python3 selftests/rig/run.py fpstress
+# A hostile backend (selftests/hostile) against the frontend: malformed responses, grants kept,
+# event storms; the frontend must mark itself broken, never crash, and reconnect afterwards.
+step hostile-back python3 selftests/rig/run.py hostile-back --front c --back c
 # Driver pairings (front/back): C against C always; each Rust driver joins, against the C peer
 # and against the other Rust driver, once selftests/rust-ready says it carries traffic.
 ready=$(sed 's/#.*//' selftests/rust-ready 2>/dev/null | tr -s '\n\t' '  ')
