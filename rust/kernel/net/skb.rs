@@ -1080,10 +1080,8 @@ mod tests {
         let expected = unsafe { bindings::virt_to_page((*skb.as_raw()).data.add(1).cast()) };
         assert_eq!(page.as_ptr(), expected);
         // SAFETY: As above.
-        assert_eq!(
-            off,
-            unsafe { (*skb.as_raw()).data.add(1) } as usize % PAGE_SIZE
-        );
+        let addr = unsafe { (*skb.as_raw()).data.add(1) } as usize;
+        assert_eq!(off, addr % PAGE_SIZE);
         assert!(skb.data_page(5).is_none());
         skb.consume();
         Ok(())
