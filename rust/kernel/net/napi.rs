@@ -53,7 +53,7 @@ pub trait Poller: Sized + Send + Sync {
 ///
 /// # Invariants
 ///
-/// `napi` was added to `dev` with `netif_napi_add_weight()` and [`Self::poll_callback`], and is
+/// `napi` was added to `dev` with `netif_napi_add_weight()` and `poll_callback`, and is
 /// removed only in `drop`. `enabled` is `true` exactly when `napi` is enabled.
 #[pin_data(PinnedDrop)]
 pub struct Napi<T: Poller> {
