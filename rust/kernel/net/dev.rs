@@ -805,6 +805,10 @@ impl<T: Operations> Adapter<T> {
         unsafe { (Device::from_raw(dev), Self::data(dev)) }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn open_callback(dev: *mut bindings::net_device) -> c_int {
         from_result(|| {
             // SAFETY: The stack calls `ndo_open` with a device whose operations we installed.
@@ -814,6 +818,10 @@ impl<T: Operations> Adapter<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn stop_callback(dev: *mut bindings::net_device) -> c_int {
         from_result(|| {
             // SAFETY: The stack calls `ndo_stop` with a device whose operations we installed.
@@ -823,6 +831,10 @@ impl<T: Operations> Adapter<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn start_xmit_callback(
         skb: *mut bindings::sk_buff,
         dev: *mut bindings::net_device,
@@ -842,6 +854,10 @@ impl<T: Operations> Adapter<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn change_mtu_callback(
         dev: *mut bindings::net_device,
         new_mtu: c_int,
@@ -859,6 +875,10 @@ impl<T: Operations> Adapter<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn fix_features_callback(
         dev: *mut bindings::net_device,
         features: bindings::netdev_features_t,
@@ -869,6 +889,10 @@ impl<T: Operations> Adapter<T> {
         T::fix_features(d, this, Features(features)).0
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn set_features_callback(
         dev: *mut bindings::net_device,
         features: bindings::netdev_features_t,
@@ -882,6 +906,10 @@ impl<T: Operations> Adapter<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn get_stats64_callback(
         dev: *mut bindings::net_device,
         storage: *mut bindings::rtnl_link_stats64,
@@ -893,6 +921,10 @@ impl<T: Operations> Adapter<T> {
         T::get_stats64(d, this, stats);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn select_queue_callback(
         dev: *mut bindings::net_device,
         skb: *mut bindings::sk_buff,
@@ -906,6 +938,10 @@ impl<T: Operations> Adapter<T> {
         T::select_queue(d, this, skb)
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn set_mac_address_callback(
         dev: *mut bindings::net_device,
         addr: *mut c_void,
@@ -929,6 +965,10 @@ impl<T: Operations> Adapter<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn tx_timeout_callback(dev: *mut bindings::net_device, txqueue: c_uint) {
         // SAFETY: The stack calls `ndo_tx_timeout` with a device whose operations we installed.
         let (d, this) = unsafe { Self::args(dev) };
@@ -1164,10 +1204,8 @@ mod tests {
             // SAFETY: As above.
             assert!(unsafe { bindings::dev_set_mtu(dev.as_raw(), 9001) } < 0);
             // SAFETY: As above.
-            assert_eq!(
-                unsafe { bindings::dev_set_mtu(dev.as_raw(), 1234) },
-                EINVAL.to_errno()
-            );
+            let ret = unsafe { bindings::dev_set_mtu(dev.as_raw(), 1234) };
+            assert_eq!(ret, EINVAL.to_errno());
             assert_eq!(dev.mtu(), 9000);
             assert_eq!(data.mtu_changes.get(), 1);
 
@@ -1241,9 +1279,7 @@ mod tests {
         let get_drvinfo = ops.get_drvinfo.ok_or(EINVAL)?;
         // SAFETY: As above.
         unsafe { get_drvinfo(d, &mut info) };
-        // CAST: `c_char` and `u8` have the same layout.
-        let driver = info.driver.map(|c| c as u8);
-        assert_eq!(&driver[..17], b"rust_netdev_test\0");
+        assert_eq!(&info.driver[..17], b"rust_netdev_test\0");
         let get_link = ops.get_link.ok_or(EINVAL)?;
         // SAFETY: As above.
         assert_eq!(unsafe { get_link(d) }, 1);

@@ -135,6 +135,10 @@ pub(crate) fn ops_table<T: Operations + super::dev::Operations>() -> &'static bi
 struct Adapter<T>(PhantomData<T>);
 
 impl<T: Operations + super::dev::Operations> Adapter<T> {
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_drvinfo_callback(
         dev: *mut bindings::net_device,
         info: *mut bindings::ethtool_drvinfo,
@@ -147,12 +151,20 @@ impl<T: Operations + super::dev::Operations> Adapter<T> {
         T::get_drvinfo(d, this, info);
     }
 
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_link_callback(dev: *mut bindings::net_device) -> u32 {
         // SAFETY: Ethtool calls this for a device whose operations `Registration<T>` installed.
         let (d, this) = unsafe { DevAdapter::<T>::args(dev) };
         u32::from(T::get_link(d, this))
     }
 
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_sset_count_callback(
         _dev: *mut bindings::net_device,
         sset: c_int,
@@ -164,6 +176,10 @@ impl<T: Operations + super::dev::Operations> Adapter<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_strings_callback(
         _dev: *mut bindings::net_device,
         sset: u32,
@@ -182,6 +198,10 @@ impl<T: Operations + super::dev::Operations> Adapter<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_ethtool_stats_callback(
         dev: *mut bindings::net_device,
         _stats: *mut bindings::ethtool_stats,
@@ -195,6 +215,10 @@ impl<T: Operations + super::dev::Operations> Adapter<T> {
         T::get_stats(d, this, values);
     }
 
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_channels_callback(
         dev: *mut bindings::net_device,
         ch: *mut bindings::ethtool_channels,
@@ -213,6 +237,10 @@ impl<T: Operations + super::dev::Operations> Adapter<T> {
         ch.combined_count = c.combined_count;
     }
 
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_ringparam_callback(
         dev: *mut bindings::net_device,
         ring: *mut bindings::ethtool_ringparam,

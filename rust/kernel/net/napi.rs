@@ -53,7 +53,7 @@ pub trait Poller: Sized + Send + Sync {
 ///
 /// # Invariants
 ///
-/// `napi` was added to `dev` with `netif_napi_add_weight()` and `Self::poll_callback`, and is
+/// `napi` was added to `dev` with `netif_napi_add_weight()` and `poll_callback`, and is
 /// removed only in `drop`. `enabled` is `true` exactly when `napi` is enabled.
 #[pin_data(PinnedDrop)]
 pub struct Napi<T: Poller> {
@@ -142,6 +142,9 @@ impl<T: Poller> Napi<T> {
         unsafe { bindings::napi_schedule(self.napi.get()) }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the poll function of a context added in [`Napi::new`].
     unsafe extern "C" fn poll_callback(napi: *mut bindings::napi_struct, budget: c_int) -> c_int {
         // SAFETY: The stack calls the poll function of a NAPI context added in `new`, which is
         // the `napi` field of a pinned `Napi<T>` that lives until it is removed.

@@ -702,6 +702,14 @@ impl SkBuff {
         }
     }
 
+    /// Sets the number of segments (`skb_shinfo(skb)->gso_segs`), e.g. computed from the
+    /// payload length and [`SkBuffRef::gso_size`] for a packet from an untrusted source.
+    pub fn set_gso_segs(&mut self, segs: u16) {
+        let shinfo = self.shinfo();
+        // SAFETY: We own the buffer, so nothing else accesses its shared info.
+        unsafe { (*shinfo).gso_segs = segs };
+    }
+
     /// Marks the checksum as needing to be computed from `start` (offset from `skb->data`) and
     /// stored at `offset` from there (`skb_partial_csum_set()`).
     ///
@@ -1072,10 +1080,8 @@ mod tests {
         let expected = unsafe { bindings::virt_to_page((*skb.as_raw()).data.add(1).cast()) };
         assert_eq!(page.as_ptr(), expected);
         // SAFETY: As above.
-        assert_eq!(
-            off,
-            unsafe { (*skb.as_raw()).data.add(1) } as usize % PAGE_SIZE
-        );
+        let addr = unsafe { (*skb.as_raw()).data.add(1) } as usize;
+        assert_eq!(off, addr % PAGE_SIZE);
         assert!(skb.data_page(5).is_none());
         skb.consume();
         Ok(())
@@ -1211,6 +1217,8 @@ mod tests {
         assert!(skb.gso_type().contains(GsoType::TCPV4));
         assert!(!skb.gso_type().intersects(GsoType::TCPV6));
         assert_eq!(skb.gso_segs(), 0);
+        skb.set_gso_segs(3);
+        assert_eq!(skb.gso_segs(), 3);
         skb.set_hash(0xdead_beef, HashType::L4);
         assert_eq!(skb.hash_raw(), 0xdead_beef);
         assert!(skb.has_l4_hash());
