@@ -309,15 +309,21 @@ unsafe impl<T: Handler> Send for Registration<T> {}
 // from any context.
 unsafe impl<T: Handler> Sync for Registration<T> {}
 
+/// Returns the flags of the late EOI `what` asks for, if any.
+fn eoi_flags(what: Eoi) -> Option<c_uint> {
+    match what {
+        Eoi::Done => Some(0),
+        Eoi::Spurious => Some(bindings::XEN_EOI_FLAG_SPURIOUS),
+        Eoi::Deferred => None,
+    }
+}
+
 /// Signals a late EOI on `irq` as `what` says.
 fn eoi(irq: u32, what: Eoi) {
-    let flags = match what {
-        Eoi::Done => 0,
-        Eoi::Spurious => bindings::XEN_EOI_FLAG_SPURIOUS,
-        Eoi::Deferred => return,
-    };
-    // SAFETY: `xen_irq_lateeoi()` ignores interrupts that are not bound to an event channel.
-    unsafe { bindings::xen_irq_lateeoi(irq, flags) };
+    if let Some(flags) = eoi_flags(what) {
+        // SAFETY: `xen_irq_lateeoi()` ignores interrupts that are not bound to an event channel.
+        unsafe { bindings::xen_irq_lateeoi(irq, flags) };
+    }
 }
 
 /// # Safety
@@ -338,4 +344,19 @@ unsafe extern "C" fn handle_callback<T: Handler>(
     eoi(irq, registration.handler.handle());
     // Xen event channels are never shared: an event is always for this handler.
     bindings::irqreturn::IRQ_HANDLED
+}
+
+#[cfg(CONFIG_RUST_XEN_KUNIT_TEST)]
+#[macros::kunit_tests(rust_xen_evtchn)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eoi_kinds() {
+        assert_eq!(eoi_flags(Eoi::Done), Some(0));
+        // The flag that makes the event channel code count the event as spurious and delay
+        // the next EOI when this repeats.
+        assert_eq!(eoi_flags(Eoi::Spurious), Some(1));
+        assert_eq!(eoi_flags(Eoi::Deferred), None);
+    }
 }

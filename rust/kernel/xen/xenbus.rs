@@ -298,8 +298,17 @@ impl<U: 'static, const N: usize> IdArray<U, N> {
     }
 }
 
+mod private {
+    pub trait Sealed {}
+}
+
+impl<U: 'static, const N: usize> private::Sealed for IdArray<U, N> {}
+
 /// The interface of [`IdArray`] that does not depend on the number of entries.
-pub trait IdTableOps<U: 'static>: Sync {
+///
+/// This trait is sealed: [`IdArray`] is its only implementation, so the C code can rely on
+/// [`IdTableOps::as_ptr`].
+pub trait IdTableOps<U: 'static>: Sync + private::Sealed {
     /// Returns the zero-terminated array of `struct xenbus_device_id` for the C code.
     fn as_ptr(&self) -> *const bindings::xenbus_device_id;
 
@@ -767,11 +776,18 @@ impl<'a> Device<device::Core<'a>> {
     ///
     /// The other end may write anything into the nodes under it.
     pub fn otherend(&self) -> &CStr {
-        // SAFETY: By the type invariant `self.as_raw()` is a valid `struct xenbus_device`. In the
-        // callbacks of a bound driver (`Core`), `otherend` is a NUL-terminated string: the xenbus
-        // core reads it before probe and resume, and frees or replaces it only after remove or
-        // before resume, with the other end's watch unregistered.
-        unsafe { CStr::from_char_ptr((*self.as_raw()).otherend) }
+        // SAFETY: By the type invariant `self.as_raw()` is a valid `struct xenbus_device`; in a
+        // core context the xenbus core does not write `otherend` concurrently (see below).
+        let otherend = unsafe { (*self.as_raw()).otherend };
+        if otherend.is_null() {
+            // Not expected in a core context; an empty path reads nothing.
+            return c"";
+        }
+        // SAFETY: In the callbacks of a bound driver (`Core`), a non-NULL `otherend` is a
+        // NUL-terminated string that stays valid for the callback: the xenbus core reads it before
+        // probe and resume, and frees or replaces it only after remove or before resume, with the
+        // other end's watch (which calls `otherend_changed`) unregistered.
+        unsafe { CStr::from_char_ptr(otherend) }
     }
 
     /// Returns the domain of the other end of the device.
