@@ -25,10 +25,10 @@ export PATH
 mkdir -p /tmp /run; mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run
 mount -t debugfs debugfs /sys/kernel/debug
 D=/sys/kernel/debug
-census() { echo "== census ($1)"; cat $D/xen_pt_census | tr '\n' ' '; echo; }
+census() { echo "== census ($1) $(cat $D/xen_pt_census | tr '\n' ' ')"; }
 echo "PVMMU-BEGIN"
 echo "== cmdline $(cat /proc/cmdline)"
-dmesg | grep -E 'xen: |Write protecting|Freeing unused kernel image' | sed 's/^/== dmesg /'
+dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|PV superpage install|user mappings kept)|Write protecting|Freeing unused kernel image' | sed 's/^/== dmesg /'
 census boot
 echo "== klp $(cat $D/xen_kernel_large_pages)"
 echo "== ptdump-kernel-image"
@@ -44,8 +44,8 @@ fi
 echo "== load"
 i=0; while [ $i -lt 20 ]; do ls -R /usr/lib >/dev/null 2>&1; python3 -c 'import json,re,zlib; print(sum(range(10**5)))' >/dev/null || echo "== load: python3 rc=$?"; i=$((i + 1)); done
 census after-load
-dmesg | grep -ciE 'bug|oops|warn' | sed 's/^/== dmesg-bug-oops-warn-lines /'
-dmesg | grep -iE 'bug|oops|warn' | head -20
+echo "== dmesg-crash-lines $(dmesg | grep -cE 'BUG:|Oops|WARNING:|general protection|Kernel panic|segfault')"
+dmesg | grep -E 'BUG:|Oops|WARNING:|general protection|Kernel panic|segfault' | head -20
 echo "PVMMU-END"
 sync
 busybox poweroff -f
@@ -89,7 +89,7 @@ def main():
     disk = os.path.join(rd, "dom0.qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk], check=True)
     xen_cmd = ("console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M loglvl=all guest_loglvl=all noreboot " + a.xen_append).strip()
-    dom0_cmd = ("root=/dev/vda rw console=hvc0 earlyprintk=xen init=/sbin/rig-init rig.role=dom0 rig.disk=/dev/vdb " + a.dom0_append).strip()
+    dom0_cmd = ("root=/dev/vda rw console=hvc0 earlyprintk=xen init=/sbin/rig-init rig.role=dom0 rig.disk=/dev/vdb kunit.autorun=0 " + a.dom0_append).strip()
     cmd = ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max,-xsave", "-smp", "2", "-m", "3072",
            "-nographic", "-nic", "none", "-no-reboot", "-kernel", os.path.abspath(a.xen), "-append", xen_cmd,
            "-initrd", "%s %s" % (bz, dom0_cmd),
