@@ -40,6 +40,10 @@ if [ "$1" = 1 ]; then
 	census 4k
 	echo 1 >$D/xen_kernel_large_pages; echo "== klp after echo 1: rc=$? $(cat $D/xen_kernel_large_pages)"
 	census 2M
+	echo split >$D/xen_kernel_large_pages; echo "== klp after echo split: rc=$? $(cat $D/xen_kernel_large_pages)"
+	census split
+	echo "== ptdump-GLB-lines-after-split $(grep -c GLB $D/page_tables/kernel)"
+	sed -n '/High Kernel Mapping/,/Modules/p' $D/page_tables/kernel 2>&1 | head -8
 fi
 echo "== load"
 i=0; while [ $i -lt 20 ]; do ls -R /usr/lib >/dev/null 2>&1; python3 -c 'import json,re,zlib; print(sum(range(10**5)))' >/dev/null || echo "== load: python3 rc=$?"; i=$((i + 1)); done

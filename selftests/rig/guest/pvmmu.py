@@ -9,7 +9,8 @@ the same kernel), and asserts what each domain must show given its own kernel co
                     direct_2m == direct_1g == 0 (the direct map stays 4k), user_present > 0
   superpages off    image_2m == 0, large-pages file "0 0 0", dmesg "disabled (xen_superpages=off)"
   on, Xen refuses   image_2m == 0, large-pages file "0 0 N" (N > 0 candidates), dmesg "refuses"
-  on, Xen accepts   image_2m == mapped > 0, large=1; debugfs revert to 4k and back works
+  on, Xen accepts   image_2m == mapped > 0, large=1; debugfs revert to 4k and back works;
+                    a CPA split of one superpage leaves image_2m one lower, kernel_global 0
   globals on        user_global == user_present, user_b52 == 0 (Xen makes user PTEs global)
   globals off       user_global == 0, user_b52 == user_present (bit 52 stops adjust_guest_l1e)
 
@@ -115,6 +116,13 @@ def one_domain(dom, run, check, metric, xen_cmdline):
                   c0.get("kernel_global") == 0 and c1.get("kernel_global") == 0,
                   "4k: image_2m=%s image_4k=%s; 2M again: image_2m=%s (rc %s/%s)" % (
                       c0.get("image_2m"), c0.get("image_4k"), c1.get("image_2m"), rc0, rc1))
+            # hazard H4: a CPA split of a kernel superpage must not yield global kernel PTEs
+            rc2, _ = run("echo split > %s" % KLP, 30, True)
+            c2, _ = census(run)
+            check("pvmmu-%s-superpage-split" % dom,
+                  rc2 == 0 and c2.get("image_2m") == klp[1] - 1 and c2.get("kernel_global") == 0,
+                  "after split: image_2m=%s image_4k=%s kernel_global=%s (rc %s)" % (
+                      c2.get("image_2m"), c2.get("image_4k"), c2.get("kernel_global"), rc2))
 
     # user global mappings
     g_off = is_off(param(cmdline, "xen_global_pages"))
