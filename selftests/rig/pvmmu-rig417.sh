@@ -37,7 +37,7 @@ if [ ! -s "$R/base.img" ]; then
 		{ tail -20 "$R/mmdebstrap.log" >&2; die "mmdebstrap failed"; }
 	rm -rf "$rootfs/usr/lib/modules" "$rootfs/lib/modules"
 	ln -s /rig/modules "$rootfs/usr/lib/modules"
-	[ -e "$rootfs/lib/modules" ] || ln -s /rig/modules "$rootfs/lib/modules"
+	[ -e "$rootfs/lib/modules" ] || [ -L "$rootfs/lib/modules" ] || ln -s /rig/modules "$rootfs/lib/modules"
 	install -m 0755 "$here/guest/rig-init" "$rootfs/sbin/rig-init"
 	echo rig >"$rootfs/etc/hostname"
 	printf '127.0.0.1 localhost\n10.0.0.1 dom0\n10.0.0.2 domu\n' >"$rootfs/etc/hosts"
