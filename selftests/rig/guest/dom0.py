@@ -471,6 +471,9 @@ def scenario():
     metric("domu-ready", round(up(), 1), "s dom0 uptime")
     rc, out = ag.run("uname -r; cat /proc/cmdline; nproc; grep MemTotal /proc/meminfo", 30)
     check("domu-agent", rc == 0 and CONF["krel"] in out, out.strip()[:300])
+    if SCEN in ("boot", "run", "basic") and os.path.exists("/rig/pvmmu.py"):  # issue 6 (pvmmu.py)
+        import pvmmu
+        pvmmu.step(sh, ag.run, check, metric)
     global AG
     AG = ag
     if SCEN == "boot":

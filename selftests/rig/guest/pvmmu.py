@@ -1,0 +1,151 @@
+"""Issue 6 rig step (runs in dom0, imported by dom0.py): PV superpages and global mappings.
+
+Reads the page-table census of patches/0103 (/sys/kernel/debug/xen_pt_census) and the superpage
+state of patches/0101 (/sys/kernel/debug/xen_kernel_large_pages) in dom0 and in the domU (both run
+the same kernel), and asserts what each domain must show given its own kernel command line
+(xen_superpages=, xen_global_pages=) and the hypervisor's (pv-superpages, patched Xen 4.17 only):
+
+  always            kernel_global == 0 (no global kernel mapping in a 64-bit PV guest),
+                    direct_2m == direct_1g == 0 (the direct map stays 4k), user_present > 0
+  superpages off    image_2m == 0, large-pages file "0 0 0", dmesg "disabled (xen_superpages=off)"
+  on, Xen refuses   image_2m == 0, large-pages file "0 0 N" (N > 0 candidates), dmesg "refuses"
+  on, Xen accepts   image_2m == mapped > 0, large=1; debugfs revert to 4k and back works;
+                    a CPA split of one superpage leaves image_2m one lower, kernel_global 0
+  globals on        user_global == user_present, user_b52 == 0 (Xen makes user PTEs global)
+  globals off       user_global == 0, user_b52 == user_present (bit 52 stops adjust_guest_l1e)
+
+Checks are named pvmmu-<dom>-<what>; metrics pvmmu-<dom>-<census field>. See patches/README.md 9.1.
+"""
+import re
+
+CENSUS = "/sys/kernel/debug/xen_pt_census"
+KLP = "/sys/kernel/debug/xen_kernel_large_pages"
+FIELDS = ["image_2m", "image_4k", "direct_1g", "direct_2m", "direct_4k", "modules_4k",
+          "kernel_global", "user_present", "user_global", "user_b52"]
+
+
+def param(cmdline, name):
+    """Last value of name= on a command line (the kernel's early_param sees the last one)."""
+    v = None
+    for w in cmdline.split():
+        if w.startswith(name + "="):
+            v = w.split("=", 1)[1]
+    return v
+
+
+def is_off(v):
+    return v is not None and (v.lower() in ("off", "no", "false") or v[:1] in ("0", "n", "N"))
+
+
+def xen_accepts_superpages(xen_cmdline):
+    """pv-superpages is a boolean Xen option of the patched 4.17 (default off); stock Xen has none."""
+    v = None
+    for w in xen_cmdline.split():
+        if w == "pv-superpages":
+            v = True
+        elif w.startswith("pv-superpages="):
+            v = not is_off(w.split("=", 1)[1])
+        elif w == "no-pv-superpages":
+            v = False
+    return bool(v)
+
+
+def parse_census(text):
+    c = {}
+    for line in text.splitlines():
+        m = re.match(r"(\w+) (\d+)$", line.strip())
+        if m and m.group(1) in FIELDS:
+            c[m.group(1)] = int(m.group(2))
+    return c
+
+
+def census(run):
+    rc, out = run("cat %s" % CENSUS, 60, True)
+    return (parse_census(out) if rc == 0 else {}), out
+
+
+def klp_state(run):
+    rc, out = run("cat %s" % KLP, 30, True)
+    m = re.match(r"\s*(\d+) (\d+) (\d+)\s*$", out) if rc == 0 else None
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def one_domain(dom, run, check, metric, xen_cmdline):
+    run("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug", 30, True)
+    _, cmdline = run("cat /proc/cmdline", 20, True)
+    rc, _ = run("test -r %s" % CENSUS, 20, True)
+    if not check("pvmmu-%s-census" % dom, rc == 0, "%s readable (patches/0103 in the kernel, debugfs)" % CENSUS):
+        return
+    c, raw = census(run)
+    if not check("pvmmu-%s-census-parse" % dom, all(f in c for f in FIELDS), raw.strip().replace("\n", ", ")[:400]):
+        return
+    for f in FIELDS:
+        metric("pvmmu-%s-%s" % (dom, f), c[f], "entries")
+    klp = klp_state(run)
+    _, dm = run("dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|"
+                "PV superpage install|user mappings kept)'", 20, True)
+    dm = dm.strip()
+    summary = ", ".join("%s=%d" % (f, c[f]) for f in FIELDS)
+
+    # always
+    check("pvmmu-%s-no-kernel-global" % dom, c["kernel_global"] == 0, summary)
+    check("pvmmu-%s-direct-map-4k" % dom, c["direct_1g"] == 0 and c["direct_2m"] == 0 and c["direct_4k"] > 0, summary)
+
+    # superpages
+    sp_off = param(cmdline, "xen_superpages") == "off"
+    accepts = xen_accepts_superpages(xen_cmdline)
+    detail = "cmdline xen_superpages=%s, Xen pv-superpages=%s, large-pages file %s, image_2m=%d image_4k=%d | %s" % (
+        param(cmdline, "xen_superpages"), accepts, klp, c["image_2m"], c["image_4k"], dm[:300])
+    if sp_off:
+        ok = c["image_2m"] == 0 and klp == (0, 0, 0) and "disabled (xen_superpages=off)" in dm
+        check("pvmmu-%s-superpages-off" % dom, ok, detail)
+    elif not accepts:
+        ok = (c["image_2m"] == 0 and klp is not None and klp[:2] == (0, 0) and klp[2] > 0 and
+              "hypervisor refuses PV superpages" in dm)
+        check("pvmmu-%s-superpages-refused" % dom, ok, detail)
+    else:
+        ok = klp is not None and klp[0] == 1 and klp[1] > 0 and c["image_2m"] == klp[1] and "2M chunks mapped" in dm
+        if check("pvmmu-%s-superpages-on" % dom, ok, detail):
+            # same-boot revert to the 4k L1 tables and back (patches/0101 debugfs switch)
+            rc0, _ = run("echo 0 > %s" % KLP, 30, True)
+            c0, _ = census(run)
+            rc1, _ = run("echo 1 > %s" % KLP, 30, True)
+            c1, _ = census(run)
+            check("pvmmu-%s-superpages-revert" % dom,
+                  rc0 == 0 and rc1 == 0 and c0.get("image_2m") == 0 and c1.get("image_2m") == klp[1] and
+                  c0.get("kernel_global") == 0 and c1.get("kernel_global") == 0,
+                  "4k: image_2m=%s image_4k=%s; 2M again: image_2m=%s (rc %s/%s)" % (
+                      c0.get("image_2m"), c0.get("image_4k"), c1.get("image_2m"), rc0, rc1))
+            # hazard H4: a CPA split of a kernel superpage must not yield global kernel PTEs
+            rc2, _ = run("echo split > %s" % KLP, 30, True)
+            c2, _ = census(run)
+            check("pvmmu-%s-superpage-split" % dom,
+                  rc2 == 0 and c2.get("image_2m") == klp[1] - 1 and c2.get("kernel_global") == 0,
+                  "after split: image_2m=%s image_4k=%s kernel_global=%s (rc %s)" % (
+                      c2.get("image_2m"), c2.get("image_4k"), c2.get("kernel_global"), rc2))
+
+    # user global mappings
+    g_off = is_off(param(cmdline, "xen_global_pages"))
+    detail = "cmdline xen_global_pages=%s: user_present=%d user_global=%d user_b52=%d" % (
+        param(cmdline, "xen_global_pages"), c["user_present"], c["user_global"], c["user_b52"])
+    if g_off:
+        ok = (c["user_present"] > 0 and c["user_global"] == 0 and c["user_b52"] == c["user_present"] and
+              "user mappings kept non-global" in dm)
+        check("pvmmu-%s-user-global-off" % dom, ok, detail)
+    else:
+        ok = c["user_present"] > 0 and c["user_global"] == c["user_present"] and c["user_b52"] == 0
+        check("pvmmu-%s-user-global-on" % dom, ok, detail)
+
+
+def step(sh, agent_run, check, metric):
+    """The issue-6 step: dom0 first (sh), then the domU (the console agent's run)."""
+    _, info = sh("xl info", 30, True)
+    m = re.search(r"^xen_commandline\s*:\s*(.*)$", info, re.M)
+    xen_cmdline = m.group(1) if m else ""
+    m = re.search(r"^xen_version\s*:\s*(\S+)", info, re.M)
+    check("pvmmu-xen-info", m is not None, "xen %s, command line: %s" % (m.group(1) if m else "?", xen_cmdline))
+    for dom, run in (("dom0", sh), ("domu", agent_run)):
+        try:
+            one_domain(dom, run, check, metric, xen_cmdline)
+        except Exception as e:  # a bug here must not stop the scenario
+            check("pvmmu-%s-exception" % dom, False, repr(e))
