@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The Ethernet device: operations, features and ethtool.
+
+use crate::queue::Queue;
+use kernel::{
+    net::{
+        dev::{
+            self,
+            Device,
+            Features,
+            NetdevTx, //
+        },
+        ethtool,
+        napi::Napi,
+        skb::{
+            DropReason,
+            SkBuff, //
+        },
+        stats::Stats64,
+    },
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        new_spinlock_bh,
+        Arc,
+        SpinLockBh, //
+    },
+};
+
+/// What the backend offers (`feature-*` keys in its directory).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BackendFeatures {
+    pub(crate) sg: bool,
+    pub(crate) gso_tcpv4: bool,
+    pub(crate) gso_tcpv6: bool,
+    pub(crate) ipv6_csum: bool,
+}
+
+impl BackendFeatures {
+    fn encode(self) -> u32 {
+        u32::from(self.sg)
+            | u32::from(self.gso_tcpv4) << 1
+            | u32::from(self.gso_tcpv6) << 2
+            | u32::from(self.ipv6_csum) << 3
+    }
+
+    fn decode(v: u32) -> Self {
+        Self {
+            sg: v & 1 != 0,
+            gso_tcpv4: v & 2 != 0,
+            gso_tcpv6: v & 4 != 0,
+            ipv6_csum: v & 8 != 0,
+        }
+    }
+
+    /// Clears the offloads the backend does not accept (`xennet_fix_features`).
+    pub(crate) fn fix(self, mut features: Features) -> Features {
+        if !self.sg {
+            features &= !Features::SG;
+        }
+        if !self.ipv6_csum {
+            features &= !Features::IPV6_CSUM;
+        }
+        if !self.gso_tcpv4 {
+            features &= !Features::TSO;
+        }
+        if !self.gso_tcpv6 {
+            features &= !Features::TSO6;
+        }
+        features
+    }
+}
+
+/// Ethernet MTU without scatter-gather.
+const ETH_DATA_LEN: u32 = kernel::net::dev::ETH_DATA_LEN;
+
+/// Private data of the net_device.
+#[pin_data]
+pub(crate) struct NetPriv {
+    /// The connected queue, if any.
+    #[pin]
+    pub(crate) queue: SpinLockBh<Option<Arc<Napi<Queue>>>>,
+    backend: Atomic<u32>,
+}
+
+impl NetPriv {
+    pub(crate) fn new(features: BackendFeatures) -> impl PinInit<Self> {
+        pin_init!(Self {
+            queue <- new_spinlock_bh!(None),
+            backend: Atomic::new(features.encode()),
+        })
+    }
+
+    pub(crate) fn set_backend(&self, features: BackendFeatures) {
+        self.backend.store(features.encode(), Relaxed);
+    }
+
+    fn backend(&self) -> BackendFeatures {
+        BackendFeatures::decode(self.backend.load(Relaxed))
+    }
+
+    pub(crate) fn queue(&self) -> Option<Arc<Napi<Queue>>> {
+        self.queue.lock().clone()
+    }
+}
+
+/// Features on by default (`xennet_create_dev`).
+pub(crate) fn default_features() -> Features {
+    Features::IP_CSUM | Features::RXCSUM | Features::GSO_ROBUST | hw_features()
+}
+
+/// Features the user may toggle.
+pub(crate) fn hw_features() -> Features {
+    Features::SG | Features::IPV6_CSUM | Features::TSO | Features::TSO6
+}
+
+#[vtable]
+impl dev::Operations for NetPriv {
+    fn open(dev: &Device, this: Pin<&Self>) -> Result {
+        if let Some(q) = this.queue() {
+            q.enable();
+            // Consume whatever arrived while down, and any EOI left pending.
+            q.schedule();
+        }
+        dev.start_all_queues();
+        Ok(())
+    }
+
+    fn stop(dev: &Device, this: Pin<&Self>) -> Result {
+        dev.stop_all_queues();
+        if let Some(q) = this.queue() {
+            q.disable();
+        }
+        Ok(())
+    }
+
+    fn start_xmit(dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
+        let Some(q) = this.queue() else {
+            skb.drop_reason(DropReason::DevReady);
+            return NetdevTx::Ok;
+        };
+        match q.xmit(dev, skb) {
+            Ok(()) => NetdevTx::Ok,
+            Err(skb) => NetdevTx::Busy(skb),
+        }
+    }
+
+    fn change_mtu(dev: &Device, this: Pin<&Self>, new_mtu: u32) -> Result {
+        let max = if dev.features().contains(Features::SG) && this.backend().sg {
+            dev.max_mtu()
+        } else {
+            ETH_DATA_LEN
+        };
+        if new_mtu > max {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn fix_features(dev: &Device, this: Pin<&Self>, features: Features) -> Features {
+        let _ = dev;
+        this.backend().fix(features)
+    }
+
+    fn set_features(dev: &Device, _this: Pin<&Self>, features: Features) -> Result {
+        if !features.contains(Features::SG) && dev.mtu() > ETH_DATA_LEN {
+            // The C driver drops the MTU to 1500 here; we refuse instead of changing it
+            // behind the user's back.
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
+        if let Some(q) = this.queue() {
+            stats.add_rx(&q.rx_stats);
+            stats.add_tx(&q.tx_stats);
+        }
+    }
+}
+
+#[vtable]
+impl ethtool::Operations for NetPriv {
+    const STATS: &'static [&'static CStr] = &[c"rx_gso_checksum_fixup"];
+
+    fn get_drvinfo(_dev: &Device, _this: Pin<&Self>, info: &mut ethtool::DrvInfo) {
+        info.set_driver(c"vif");
+    }
+
+    fn get_link(dev: &Device, _this: Pin<&Self>) -> bool {
+        dev.carrier_ok()
+    }
+
+    fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
+        if let Some(v) = values.first_mut() {
+            *v = this.queue().map_or(0, |q| q.rx_gso_checksum_fixup.get());
+        }
+    }
+}

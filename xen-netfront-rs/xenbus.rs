@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The xenbus side: probe, negotiation with the backend, the state machine and teardown.
+
+use crate::{
+    netdev::{
+        self,
+        BackendFeatures,
+        NetPriv, //
+    },
+    queue::{
+        Irq,
+        Queue, //
+    },
+};
+use kernel::{
+    device::Core,
+    net::{
+        dev::{
+            self as netdev_api,
+            RtnlGuard, //
+        },
+        napi::Napi,
+    },
+    prelude::*,
+    str::CString,
+    sync::{
+        new_mutex,
+        Arc,
+        Mutex, //
+    },
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
+    xen::{
+        evtchn::{
+            Registration,
+            UnboundPort, //
+        },
+        grant::RingPages,
+        netif::keys,
+        xenbus::{
+            self as xb,
+            DeviceId,
+            State, //
+        },
+        xenstore::{
+            self,
+            Store, //
+        },
+    },
+};
+
+/// The driver.
+pub(crate) struct NetFront;
+
+kernel::xenbus_device_table!(NETFRONT_TABLE, (), [(DeviceId::new(c"vif"), ())]);
+
+/// Largest MTU with scatter-gather (`XEN_NETIF_MAX_TX_SIZE`).
+const MAX_MTU: u32 = 65535;
+
+/// Largest GSO packet: the protocol's 16-bit size less room for the headers the stack adds
+/// (`XEN_NETIF_MAX_TX_SIZE - MAX_TCP_HEADER` in C; 512 bytes covers `MAX_TCP_HEADER`).
+const TSO_MAX_SIZE: u32 = 0xffff - 512;
+
+/// Connection state of one device, changed in process context only.
+struct Inner {
+    netdev: Option<KBox<netdev_api::Registration<NetPriv>>>,
+    queue: Option<Arc<Napi<Queue>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        disconnect(self);
+        // The netdev goes last: NAPI holds a reference to it.
+        self.netdev.take();
+    }
+}
+
+/// Per-device data.
+#[pin_data]
+pub(crate) struct FrontData {
+    #[pin]
+    inner: Mutex<Inner>,
+}
+
+/// Stops and frees the queue; the netdev stays registered (as over suspend/resume in C).
+fn disconnect(inner: &mut Inner) {
+    let Some(queue) = inner.queue.take() else {
+        return;
+    };
+    if let Some(reg) = inner.netdev.as_ref() {
+        let dev = reg.device();
+        dev.carrier_off();
+        dev.stop_all_queues();
+        reg.data().queue.lock().take();
+    }
+    queue.disable();
+    // Unbind the event channel outside the lock; this breaks the reference cycle
+    // queue -> event channel -> handler -> queue.
+    let evt = queue.evtchn.lock().take();
+    drop(evt);
+    drop(queue);
+}
+
+fn read_backend_features(dev: &xb::Device<Core<'_>>) -> Result<BackendFeatures> {
+    let be = dev.otherend();
+    if !xenstore::read_bool_or(be, keys::FEATURE_RX_COPY, false)? {
+        dev_err!(dev, "backend does not support copying receive path\n");
+        return Err(ENODEV);
+    }
+    Ok(BackendFeatures {
+        sg: xenstore::read_bool_or(be, keys::FEATURE_SG, false)?,
+        gso_tcpv4: xenstore::read_bool_or(be, keys::FEATURE_GSO_TCPV4, false)?,
+        gso_tcpv6: xenstore::read_bool_or(be, keys::FEATURE_GSO_TCPV6, false)?,
+        ipv6_csum: xenstore::read_bool_or(be, keys::FEATURE_IPV6_CSUM_OFFLOAD, false)?,
+    })
+}
+
+fn read_mac(dev: &xb::Device<Core<'_>>) -> Result<[u8; 6]> {
+    let value = xenstore::read(dev.nodename(), c"mac")?;
+    xenstore::parse_mac(value.as_bytes())
+}
+
+/// Connects to a backend in InitWait (`xennet_connect` + `talk_to_netback`).
+fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
+    let features = read_backend_features(dev)?;
+    let mac = read_mac(dev).inspect_err(|_| dev_err!(dev, "reading mac address\n"))?;
+
+    // A reconnect (after resume or a backend restart) starts from scratch.
+    disconnect(inner);
+
+    if inner.netdev.is_none() {
+        let mut opts = netdev_api::Options::new();
+        opts.features = netdev::default_features();
+        opts.hw_features = netdev::hw_features();
+        opts.max_mtu = MAX_MTU;
+        opts.mac = Some(mac);
+        opts.tso_max_size = TSO_MAX_SIZE;
+        inner.netdev = Some(KBox::new(
+            netdev_api::Registration::new(&opts, NetPriv::new(features))?,
+            GFP_KERNEL,
+        )?);
+    }
+    let Some(reg) = inner.netdev.as_ref() else {
+        return Err(EINVAL);
+    };
+    let ndev = reg.device();
+    reg.data().set_backend(features);
+    {
+        let rtnl = RtnlGuard::lock();
+        ndev.update_features(&rtnl);
+    }
+
+    let domid = dev.otherend_id();
+    let tx_ring = RingPages::setup(dev, 1)?;
+    let rx_ring = RingPages::setup(dev, 1)?;
+    let queue = Arc::pin_init(
+        Napi::new(ndev, Queue::new(domid, tx_ring, rx_ring)?),
+        GFP_KERNEL,
+    )?;
+
+    let port = UnboundPort::alloc(dev)?;
+    let port_nr = port.port().0;
+    let name = CString::try_from_fmt(fmt!("{}-q0", ndev.name().to_str().unwrap_or("vif")))?;
+    let evt = KBox::pin_init(
+        Registration::bind(
+            port,
+            name,
+            Ok::<_, Error>(Irq {
+                queue: queue.clone(),
+            }),
+        ),
+        GFP_KERNEL,
+    )?;
+    *queue.evtchn.lock() = Some(evt);
+    // From here on `disconnect` undoes everything.
+    inner.queue = Some(queue.clone());
+
+    queue.refill_rx();
+
+    let (tx_ref, rx_ref) = queue.ring_refs();
+    let node = dev.nodename();
+    xenstore::transaction(|t| {
+        t.write_fmt(node, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
+        t.write_fmt(node, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
+        t.write_fmt(node, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+        t.write(node, keys::REQUEST_RX_COPY, c"1")?;
+        t.write(node, keys::FEATURE_RX_NOTIFY, c"1")?;
+        t.write(node, keys::FEATURE_SG, c"1")?;
+        t.write(node, keys::FEATURE_GSO_TCPV4, c"1")?;
+        t.write(node, keys::FEATURE_GSO_TCPV6, c"1")?;
+        t.write(node, keys::FEATURE_IPV6_CSUM_OFFLOAD, c"1")?;
+        Ok(())
+    })
+    .inspect_err(|_| dev_err!(dev, "writing xenstore keys\n"))?;
+
+    {
+        let _rtnl = RtnlGuard::lock();
+        *reg.data().queue.lock() = Some(queue.clone());
+        if ndev.is_running() {
+            queue.enable();
+            queue.schedule();
+        }
+        ndev.carrier_on();
+        ndev.wake_all_queues();
+    }
+    Ok(())
+}
+
+impl xb::Driver for NetFront {
+    type IdInfo = ();
+    type Data<'bound> = FrontData;
+    const ID_TABLE: xb::IdTable<Self::IdInfo> = &NETFRONT_TABLE;
+
+    fn probe<'bound>(
+        _dev: &'bound xb::Device<Core<'_>>,
+        _info: &'bound Self::IdInfo,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        try_pin_init!(FrontData {
+            inner <- new_mutex!(Inner {
+                netdev: None,
+                queue: None,
+            }),
+        }? Error)
+    }
+
+    fn otherend_changed<'bound>(
+        dev: &'bound xb::Device<Core<'_>>,
+        this: Pin<&Self::Data<'bound>>,
+        state: State,
+    ) {
+        match state {
+            State::InitWait => {
+                if dev.state() != State::Initialising {
+                    return;
+                }
+                let mut inner = this.inner.lock();
+                if let Err(e) = connect(dev, &mut inner) {
+                    disconnect(&mut inner);
+                    dev.dev_fatal(e, fmt!("connecting to {:?}", dev.otherend()));
+                    return;
+                }
+                if let Err(e) = dev.switch_state(State::Connected) {
+                    dev.dev_fatal(e, fmt!("switching to Connected"));
+                }
+            }
+            State::Connected => {
+                // Gratuitous ARP once the backend is on its bridge.
+                let inner = this.inner.lock();
+                if let Some(reg) = inner.netdev.as_ref() {
+                    reg.device().notify_peers();
+                }
+            }
+            State::Closed if dev.state() == State::Closed => {}
+            State::Closing | State::Closed => {
+                dev.frontend_closed();
+            }
+            _ => {}
+        }
+    }
+
+    fn unbind<'bound>(dev: &'bound xb::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        bus_close(dev);
+        let mut inner = this.inner.lock();
+        disconnect(&mut inner);
+    }
+
+    fn resume<'bound>(dev: &'bound xb::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) -> Result {
+        let _ = dev;
+        let mut inner = this.inner.lock();
+        disconnect(&mut inner);
+        Ok(())
+    }
+}
+
+/// Waits up to `timeout_ms` for the backend to reach one of `states`.
+fn wait_backend(dev: &xb::Device<Core<'_>>, states: &[State], timeout_ms: u32) -> bool {
+    let mut waited = 0;
+    loop {
+        if states.contains(&dev.read_otherend_state()) {
+            return true;
+        }
+        if waited >= timeout_ms {
+            return false;
+        }
+        fsleep(Delta::from_millis(20));
+        waited += 20;
+    }
+}
+
+/// Orderly close on removal (`xennet_bus_close`): Closing, then Closed, 5 s each at most.
+fn bus_close(dev: &xb::Device<Core<'_>>) {
+    if dev.read_otherend_state() == State::Closed {
+        return;
+    }
+    let _ = dev.switch_state(State::Closing);
+    if !wait_backend(dev, &[State::Closing, State::Closed, State::Unknown], 5000) {
+        dev_warn!(dev, "timeout closing device\n");
+    }
+    let _ = dev.switch_state(State::Closed);
+    if !wait_backend(dev, &[State::Closed, State::Unknown], 5000) {
+        dev_warn!(dev, "timeout closing device\n");
+    }
+}
