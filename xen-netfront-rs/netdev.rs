@@ -201,3 +201,34 @@ impl ethtool::Operations for NetPriv {
         }
     }
 }
+
+#[kernel::macros::kunit_tests(xen_netfront_rs_features)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_features_clear_offloads() {
+        let all = default_features();
+        let none = BackendFeatures::default();
+        let fixed = none.fix(all);
+        assert!(!fixed.intersects(hw_features()));
+        assert!(fixed.contains(Features::IP_CSUM | Features::RXCSUM));
+
+        let sg_only = BackendFeatures {
+            sg: true,
+            ..Default::default()
+        };
+        let fixed = sg_only.fix(all);
+        assert!(fixed.contains(Features::SG));
+        assert!(!fixed.intersects(Features::TSO | Features::TSO6 | Features::IPV6_CSUM));
+
+        let full = BackendFeatures {
+            sg: true,
+            gso_tcpv4: true,
+            gso_tcpv6: true,
+            ipv6_csum: true,
+        };
+        assert_eq!(full.fix(all), all);
+        assert_eq!(BackendFeatures::decode(full.encode()).fix(all), all);
+    }
+}

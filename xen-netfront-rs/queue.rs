@@ -324,7 +324,7 @@ impl Queue {
             first_flags = first_flags | TxFlags::from(TxFlag::ExtraInfo);
         }
 
-        let (notify, stop) = {
+        let notify = {
             let mut guard = self.tx.lock();
             let tx = &mut *guard;
             if tx.ring.free_requests() < needed || tx.free_ids.len() < data_slots {
@@ -378,13 +378,14 @@ impl Queue {
                 }
             }
             let notify = tx.ring.push_requests_and_check_notify();
-            (notify, tx.ring.free_requests() < TX_MAX_SLOTS)
-        };
-        if stop {
-            if let Some(q) = dev.tx_queue(0) {
-                q.stop();
+            // Stop under the lock, so that a completion cannot miss the stopped queue.
+            if tx.ring.free_requests() < TX_MAX_SLOTS {
+                if let Some(q) = dev.tx_queue(0) {
+                    q.stop();
+                }
             }
-        }
+            notify
+        };
         if notify {
             self.notify();
         }
@@ -397,7 +398,7 @@ impl Queue {
     fn tx_gc(&self, dev: &Device) -> bool {
         let mut work = false;
         let mut bad: Option<&str> = None;
-        let wake = {
+        {
             let mut guard = self.tx.lock();
             let tx = &mut *guard;
             loop {
@@ -446,18 +447,16 @@ impl Queue {
                     }
                 }
             }
-            tx.ring.free_requests() >= TX_MAX_SLOTS
-        };
-        if let Some(why) = bad {
-            self.mark_broken(dev, why);
-            return work;
-        }
-        if wake && dev.carrier_ok() {
-            if let Some(q) = dev.tx_queue(0) {
-                if q.is_stopped() {
-                    q.wake();
+            if bad.is_none() && tx.ring.free_requests() >= TX_MAX_SLOTS && dev.carrier_ok() {
+                if let Some(q) = dev.tx_queue(0) {
+                    if q.is_stopped() {
+                        q.wake();
+                    }
                 }
             }
+        }
+        if let Some(why) = bad {
+            self.mark_broken(dev, why);
         }
         work
     }
@@ -683,5 +682,39 @@ impl Poller for Queue {
             }
         }
         done
+    }
+}
+
+#[kernel::macros::kunit_tests(xen_netfront_rs_queue)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_slot_counting() {
+        assert_eq!(tx_data_slots(1), 1);
+        assert_eq!(tx_data_slots(PAGE_SIZE), 1);
+        assert_eq!(tx_data_slots(PAGE_SIZE + 1), 2);
+        assert_eq!(tx_data_slots(netif::MAX_TX_SIZE as usize), 16);
+        // The largest packet plus its GSO extra fits the slots the queue keeps free.
+        assert!(tx_data_slots(netif::MAX_TX_SIZE as usize) + 1 <= TX_MAX_SLOTS as usize);
+    }
+
+    #[test]
+    fn tx_pieces_cover_the_packet() {
+        for len in [1usize, 14, 4095, 4096, 4097, 9000, 65535] {
+            let slots = tx_data_slots(len);
+            let total: usize = (0..slots).map(|i| tx_piece(len, i)).sum();
+            assert_eq!(total, len);
+            for i in 0..slots {
+                assert!(tx_piece(len, i) > 0 && tx_piece(len, i) <= PAGE_SIZE);
+            }
+            assert_eq!(tx_piece(len, slots), 0);
+        }
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(TX_RING, 256);
+        assert_eq!(RX_RING, 256);
     }
 }

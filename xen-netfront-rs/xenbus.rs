@@ -215,9 +215,18 @@ impl xb::Driver for NetFront {
     const ID_TABLE: xb::IdTable<Self::IdInfo> = &NETFRONT_TABLE;
 
     fn probe<'bound>(
-        _dev: &'bound xb::Device<Core<'_>>,
+        dev: &'bound xb::Device<Core<'_>>,
         _info: &'bound Self::IdInfo,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        // As `xennet_create_dev`: announce ourselves and give a closed backend (e.g. after our
+        // previous instance closed it) time to come back to InitWait before the state watch
+        // starts, so that its Closed is not taken for a close request.
+        for _ in 0..3 {
+            let _ = dev.switch_state(State::Initialising);
+            if wait_backend(dev, |s| s != State::Closed && s != State::Unknown, 5000) {
+                break;
+            }
+        }
         try_pin_init!(FrontData {
             inner <- new_mutex!(Inner {
                 netdev: None,
@@ -275,11 +284,11 @@ impl xb::Driver for NetFront {
     }
 }
 
-/// Waits up to `timeout_ms` for the backend to reach one of `states`.
-fn wait_backend(dev: &xb::Device<Core<'_>>, states: &[State], timeout_ms: u32) -> bool {
+/// Waits up to `timeout_ms` for the backend to reach a state `ok` accepts.
+fn wait_backend(dev: &xb::Device<Core<'_>>, ok: impl Fn(State) -> bool, timeout_ms: u32) -> bool {
     let mut waited = 0;
     loop {
-        if states.contains(&dev.read_otherend_state()) {
+        if ok(dev.read_otherend_state()) {
             return true;
         }
         if waited >= timeout_ms {
@@ -296,11 +305,15 @@ fn bus_close(dev: &xb::Device<Core<'_>>) {
         return;
     }
     let _ = dev.switch_state(State::Closing);
-    if !wait_backend(dev, &[State::Closing, State::Closed, State::Unknown], 5000) {
+    if !wait_backend(
+        dev,
+        |s| matches!(s, State::Closing | State::Closed | State::Unknown),
+        5000,
+    ) {
         dev_warn!(dev, "timeout closing device\n");
     }
     let _ = dev.switch_state(State::Closed);
-    if !wait_backend(dev, &[State::Closed, State::Unknown], 5000) {
+    if !wait_backend(dev, |s| matches!(s, State::Closed | State::Unknown), 5000) {
         dev_warn!(dev, "timeout closing device\n");
     }
 }
