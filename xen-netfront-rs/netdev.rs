@@ -103,8 +103,18 @@ impl NetPriv {
         BackendFeatures::decode(self.backend.load(Relaxed))
     }
 
+    /// Returns a reference to the queue, for process context only: the last reference may be
+    /// dropped by the caller, and dropping a queue sleeps.
     pub(crate) fn queue(&self) -> Option<Arc<Napi<Queue>>> {
         self.queue.lock().clone()
+    }
+
+    /// Runs `f` on the queue under the queue lock, without taking a reference, so that a
+    /// disconnect (which takes the queue out under the same lock) waits for `f` and the queue
+    /// is never freed in atomic context.
+    fn with_queue<R>(&self, f: impl FnOnce(Option<&Napi<Queue>>) -> R) -> R {
+        let guard = self.queue.lock();
+        f(guard.as_deref())
     }
 }
 
@@ -139,14 +149,16 @@ impl dev::Operations for NetPriv {
     }
 
     fn start_xmit(dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
-        let Some(q) = this.queue() else {
-            skb.drop_reason(DropReason::DevReady);
-            return NetdevTx::Ok;
-        };
-        match q.xmit(dev, skb) {
-            Ok(()) => NetdevTx::Ok,
-            Err(skb) => NetdevTx::Busy(skb),
-        }
+        this.with_queue(|q| {
+            let Some(q) = q else {
+                skb.drop_reason(DropReason::DevReady);
+                return NetdevTx::Ok;
+            };
+            match q.xmit(dev, skb) {
+                Ok(()) => NetdevTx::Ok,
+                Err(skb) => NetdevTx::Busy(skb),
+            }
+        })
     }
 
     fn change_mtu(dev: &Device, this: Pin<&Self>, new_mtu: u32) -> Result {
@@ -176,10 +188,12 @@ impl dev::Operations for NetPriv {
     }
 
     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
-        if let Some(q) = this.queue() {
-            stats.add_rx(&q.rx_stats);
-            stats.add_tx(&q.tx_stats);
-        }
+        this.with_queue(|q| {
+            if let Some(q) = q {
+                stats.add_rx(&q.rx_stats);
+                stats.add_tx(&q.tx_stats);
+            }
+        });
     }
 }
 
@@ -197,7 +211,7 @@ impl ethtool::Operations for NetPriv {
 
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
         if let Some(v) = values.first_mut() {
-            *v = this.queue().map_or(0, |q| q.rx_gso_checksum_fixup.get());
+            *v = this.with_queue(|q| q.map_or(0, |q| q.rx_gso_checksum_fixup.get()));
         }
     }
 }

@@ -204,7 +204,9 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
             queue.schedule();
         }
         ndev.carrier_on();
-        ndev.wake_all_queues();
+        if ndev.is_running() {
+            ndev.wake_all_queues();
+        }
     }
     Ok(())
 }
