@@ -626,6 +626,7 @@ impl Queue {
             skb.drop_reason(DropReason::DevHdr);
             return None;
         }
+        skb.reset_network_header();
         if let Some(g) = gso {
             skb.set_gso(
                 g.size(),
