@@ -303,7 +303,7 @@ fn wait_backend(dev: &xb::Device<Core<'_>>, ok: impl Fn(State) -> bool, timeout_
 
 /// Orderly close on removal (`xennet_bus_close`): Closing, then Closed, 5 s each at most.
 fn bus_close(dev: &xb::Device<Core<'_>>) {
-    if dev.read_otherend_state() == State::Closed {
+    if dev.state() == State::Closed || dev.read_otherend_state() == State::Closed {
         return;
     }
     let _ = dev.switch_state(State::Closing);
