@@ -4,6 +4,7 @@
 
 use crate::queue::Queue;
 use kernel::{
+    alloc::flags::GFP_ATOMIC,
     net::{
         dev::{
             self,
@@ -81,16 +82,16 @@ const ETH_DATA_LEN: u32 = kernel::net::dev::ETH_DATA_LEN;
 /// Private data of the net_device.
 #[pin_data]
 pub(crate) struct NetPriv {
-    /// The connected queue, if any.
+    /// The connected queues (none while disconnected).
     #[pin]
-    pub(crate) queue: SpinLockBh<Option<Arc<Napi<Queue>>>>,
+    pub(crate) queues: SpinLockBh<KVec<Arc<Napi<Queue>>>>,
     backend: Atomic<u32>,
 }
 
 impl NetPriv {
     pub(crate) fn new(features: BackendFeatures) -> impl PinInit<Self> {
         pin_init!(Self {
-            queue <- new_spinlock_bh!(None),
+            queues <- new_spinlock_bh!(KVec::new()),
             backend: Atomic::new(features.encode()),
         })
     }
@@ -103,18 +104,38 @@ impl NetPriv {
         BackendFeatures::decode(self.backend.load(Relaxed))
     }
 
-    /// Returns a reference to the queue, for process context only: the last reference may be
-    /// dropped by the caller, and dropping a queue sleeps.
-    pub(crate) fn queue(&self) -> Option<Arc<Napi<Queue>>> {
-        self.queue.lock().clone()
+    /// Runs `f` on each queue, in process context (`f` may sleep: the queues are referenced
+    /// outside the lock; the last reference may be dropped here, which sleeps too).
+    fn for_each_queue(&self, f: impl Fn(&Napi<Queue>)) {
+        let queues: KVec<Arc<Napi<Queue>>> = {
+            let guard = self.queues.lock();
+            let mut v = KVec::new();
+            for q in guard.iter() {
+                if v.push(q.clone(), GFP_ATOMIC).is_err() {
+                    break;
+                }
+            }
+            v
+        };
+        for q in queues.iter() {
+            f(q);
+        }
     }
 
-    /// Runs `f` on the queue under the queue lock, without taking a reference, so that a
-    /// disconnect (which takes the queue out under the same lock) waits for `f` and the queue
-    /// is never freed in atomic context.
-    fn with_queue<R>(&self, f: impl FnOnce(Option<&Napi<Queue>>) -> R) -> R {
-        let guard = self.queue.lock();
-        f(guard.as_deref())
+    /// Runs `f` on queue `index` under the queue lock, without taking a reference, so that a
+    /// disconnect (which takes the queues out under the same lock) waits for `f` and a queue is
+    /// never freed in atomic context.
+    fn with_queue<R>(&self, index: usize, f: impl FnOnce(Option<&Napi<Queue>>) -> R) -> R {
+        let guard = self.queues.lock();
+        f(guard.get(index).map(|q| &**q))
+    }
+
+    /// Runs `f` on every queue under the queue lock (any context).
+    fn with_queues(&self, mut f: impl FnMut(&Napi<Queue>)) {
+        let guard = self.queues.lock();
+        for q in guard.iter() {
+            f(q);
+        }
     }
 }
 
@@ -131,25 +152,24 @@ pub(crate) fn hw_features() -> Features {
 #[vtable]
 impl dev::Operations for NetPriv {
     fn open(dev: &Device, this: Pin<&Self>) -> Result {
-        if let Some(q) = this.queue() {
+        this.for_each_queue(|q| {
             q.enable();
             // Consume whatever arrived while down, and any EOI left pending.
             q.schedule();
-        }
+        });
         dev.start_all_queues();
         Ok(())
     }
 
     fn stop(dev: &Device, this: Pin<&Self>) -> Result {
         dev.stop_all_queues();
-        if let Some(q) = this.queue() {
-            q.disable();
-        }
+        this.for_each_queue(|q| q.disable());
         Ok(())
     }
 
     fn start_xmit(dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
-        this.with_queue(|q| {
+        let index = usize::from(skb.queue_mapping());
+        this.with_queue(index, |q| {
             let Some(q) = q else {
                 skb.drop_reason(DropReason::DevReady);
                 return NetdevTx::Ok;
@@ -188,11 +208,9 @@ impl dev::Operations for NetPriv {
     }
 
     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
-        this.with_queue(|q| {
-            if let Some(q) = q {
-                stats.add_rx(&q.rx_stats);
-                stats.add_tx(&q.tx_stats);
-            }
+        this.with_queues(|q| {
+            stats.add_rx(&q.rx_stats);
+            stats.add_tx(&q.tx_stats);
         });
     }
 }
@@ -211,7 +229,9 @@ impl ethtool::Operations for NetPriv {
 
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
         if let Some(v) = values.first_mut() {
-            *v = this.with_queue(|q| q.map_or(0, |q| q.rx_gso_checksum_fixup.get()));
+            let mut sum = 0;
+            this.with_queues(|q| sum += q.rx_gso_checksum_fixup.get());
+            *v = sum;
         }
     }
 }

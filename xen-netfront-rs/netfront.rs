@@ -6,7 +6,7 @@
 //! in a guest domain, negotiates with the backend through xenstore, shares one TX and one RX
 //! ring per queue and registers an Ethernet device.
 //!
-//! Differences from the C driver so far: one queue; TX data is always bounced into pages owned
+//! Differences from the C driver so far: TX data is always bounced into pages owned
 //! by the driver (what the C driver does only for an untrusted backend), so the backend never
 //! sees any other kernel memory (XSA-403 by construction).
 
@@ -23,4 +23,10 @@ kernel::module_xenbus_frontend_driver! {
     description: "Xen virtual network device frontend (Rust)",
     license: "GPL",
     alias: ["xen:vif"],
+    params: {
+        max_queues: u32 {
+            default: 8,
+            description: "Maximum number of queues per virtual interface",
+        },
+    },
 }

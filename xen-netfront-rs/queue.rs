@@ -155,6 +155,8 @@ struct Rx {
 #[pin_data]
 pub(crate) struct Queue {
     domid: DomId,
+    /// Index of the queue (netdev TX queue and `queue-N` in xenstore).
+    index: u16,
     #[pin]
     tx: SpinLockBh<Tx>,
     #[pin]
@@ -175,6 +177,7 @@ impl Queue {
     /// Creates the queue with freshly granted ring pages.
     pub(crate) fn new(
         domid: DomId,
+        index: u16,
         tx_ring: RingPages,
         rx_ring: RingPages,
     ) -> Result<impl PinInit<Self, Error>> {
@@ -210,6 +213,7 @@ impl Queue {
         };
         Ok(try_pin_init!(Self {
             domid,
+            index,
             tx <- new_spinlock_bh!(tx),
             rx <- new_spinlock_bh!(rx),
             evtchn <- new_spinlock_bh!(None),
@@ -328,7 +332,7 @@ impl Queue {
             let mut guard = self.tx.lock();
             let tx = &mut *guard;
             if tx.ring.free_requests() < needed || tx.free_ids.len() < data_slots {
-                if let Some(q) = dev.tx_queue(0) {
+                if let Some(q) = dev.tx_queue(u32::from(self.index)) {
                     q.stop();
                 }
                 return Err(skb);
@@ -380,7 +384,7 @@ impl Queue {
             let notify = tx.ring.push_requests_and_check_notify();
             // Stop under the lock, so that a completion cannot miss the stopped queue.
             if tx.ring.free_requests() < TX_MAX_SLOTS {
-                if let Some(q) = dev.tx_queue(0) {
+                if let Some(q) = dev.tx_queue(u32::from(self.index)) {
                     q.stop();
                 }
             }
@@ -448,7 +452,7 @@ impl Queue {
                 }
             }
             if bad.is_none() && tx.ring.free_requests() >= TX_MAX_SLOTS && dev.carrier_ok() {
-                if let Some(q) = dev.tx_queue(0) {
+                if let Some(q) = dev.tx_queue(u32::from(self.index)) {
                     if q.is_stopped() {
                         q.wake();
                     }

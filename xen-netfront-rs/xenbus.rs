@@ -64,10 +64,17 @@ const MAX_MTU: u32 = 65535;
 /// (`XEN_NETIF_MAX_TX_SIZE - MAX_TCP_HEADER` in C; 512 bytes covers `MAX_TCP_HEADER`).
 const TSO_MAX_SIZE: u32 = 0xffff - 512;
 
+/// The `max_queues` module parameter, bounded as in C (`min(8, CPUs)` by default; here the
+/// number of possible CPUs bounds it).
+fn max_queues() -> u32 {
+    let param = crate::module_parameters::max_queues.value();
+    param.clamp(1, kernel::cpu::nr_cpu_ids().max(1))
+}
+
 /// Connection state of one device, changed in process context only.
 struct Inner {
     netdev: Option<KBox<netdev_api::Registration<NetPriv>>>,
-    queue: Option<Arc<Napi<Queue>>>,
+    queues: KVec<Arc<Napi<Queue>>>,
 }
 
 impl Drop for Inner {
@@ -85,23 +92,27 @@ pub(crate) struct FrontData {
     inner: Mutex<Inner>,
 }
 
-/// Stops and frees the queue; the netdev stays registered (as over suspend/resume in C).
+/// Stops and frees the queues; the netdev stays registered (as over suspend/resume in C).
 fn disconnect(inner: &mut Inner) {
-    let Some(queue) = inner.queue.take() else {
+    if inner.queues.is_empty() {
         return;
-    };
+    }
     if let Some(reg) = inner.netdev.as_ref() {
         let dev = reg.device();
         dev.carrier_off();
         dev.stop_all_queues();
-        reg.data().queue.lock().take();
+        // Taken out under the lock: in-flight transmits finish first, later ones find nothing.
+        let taken = core::mem::take(&mut *reg.data().queues.lock());
+        drop(taken);
     }
-    queue.disable();
-    // Unbind the event channel outside the lock; this breaks the reference cycle
-    // queue -> event channel -> handler -> queue.
-    let evt = queue.evtchn.lock().take();
-    drop(evt);
-    drop(queue);
+    for queue in inner.queues.iter() {
+        queue.disable();
+        // Unbind the event channel outside the lock; this breaks the reference cycle
+        // queue -> event channel -> handler -> queue.
+        let evt = queue.evtchn.lock().take();
+        drop(evt);
+    }
+    inner.queues.clear();
 }
 
 fn read_backend_features(dev: &xb::Device<Core<'_>>) -> Result<BackendFeatures> {
@@ -133,6 +144,8 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
 
     if inner.netdev.is_none() {
         let mut opts = netdev_api::Options::new();
+        opts.tx_queues = max_queues();
+        opts.rx_queues = max_queues();
         opts.features = netdev::default_features();
         opts.hw_features = netdev::hw_features();
         opts.max_mtu = MAX_MTU;
@@ -154,38 +167,62 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     }
 
     let domid = dev.otherend_id();
-    let tx_ring = RingPages::setup(dev, 1)?;
-    let rx_ring = RingPages::setup(dev, 1)?;
-    let queue = Arc::pin_init(
-        Napi::new(ndev, Queue::new(domid, tx_ring, rx_ring)?),
-        GFP_KERNEL,
-    )?;
+    let be_max = xenstore::read_uint_or::<u32>(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES, 1)?;
+    let num_queues = max_queues().min(be_max).clamp(1, ndev.num_tx_queues());
+    {
+        let rtnl = RtnlGuard::lock();
+        ndev.set_real_num_tx_queues(&rtnl, num_queues)?;
+        ndev.set_real_num_rx_queues(&rtnl, num_queues)?;
+    }
 
-    let port = UnboundPort::alloc(dev)?;
-    let port_nr = port.port().0;
-    let name = CString::try_from_fmt(fmt!("{}-q0", ndev.name().to_str().unwrap_or("vif")))?;
-    let evt = KBox::pin_init(
-        Registration::bind(
-            port,
-            name,
-            Ok::<_, Error>(Irq {
-                queue: queue.clone(),
-            }),
-        ),
-        GFP_KERNEL,
-    )?;
-    *queue.evtchn.lock() = Some(evt);
-    // From here on `disconnect` undoes everything.
-    inner.queue = Some(queue.clone());
+    let ifname = ndev.name().to_str().unwrap_or("vif");
+    let mut keys_of: KVec<(u32, u32, u32)> = KVec::new();
+    for index in 0..num_queues {
+        let tx_ring = RingPages::setup(dev, 1)?;
+        let rx_ring = RingPages::setup(dev, 1)?;
+        let queue = Arc::pin_init(
+            Napi::new(ndev, Queue::new(domid, index as u16, tx_ring, rx_ring)?),
+            GFP_KERNEL,
+        )?;
+        let port = UnboundPort::alloc(dev)?;
+        let port_nr = port.port().0;
+        let name = CString::try_from_fmt(fmt!("{}-q{}", ifname, index))?;
+        let evt = KBox::pin_init(
+            Registration::bind(
+                port,
+                name,
+                Ok::<_, Error>(Irq {
+                    queue: queue.clone(),
+                }),
+            ),
+            GFP_KERNEL,
+        )?;
+        *queue.evtchn.lock() = Some(evt);
+        // From here on `disconnect` undoes everything.
+        inner.queues.push(queue.clone(), GFP_KERNEL)?;
+        queue.refill_rx();
+        let (tx_ref, rx_ref) = queue.ring_refs();
+        keys_of.push((tx_ref, rx_ref, port_nr), GFP_KERNEL)?;
+    }
 
-    queue.refill_rx();
-
-    let (tx_ref, rx_ref) = queue.ring_refs();
     let node = dev.nodename();
+    let multi = xenstore::exists(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES);
     xenstore::transaction(|t| {
-        t.write_fmt(node, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
-        t.write_fmt(node, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
-        t.write_fmt(node, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+        if multi {
+            t.write_fmt(node, keys::MULTI_QUEUE_NUM_QUEUES, fmt!("{}", num_queues))?;
+        }
+        for (index, &(tx_ref, rx_ref, port_nr)) in keys_of.iter().enumerate() {
+            if num_queues == 1 {
+                t.write_fmt(node, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
+                t.write_fmt(node, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
+                t.write_fmt(node, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+            } else {
+                let dir = CString::try_from_fmt(fmt!("{}/queue-{}", node.to_str()?, index))?;
+                t.write_fmt(&dir, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
+                t.write_fmt(&dir, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
+                t.write_fmt(&dir, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+            }
+        }
         t.write(node, keys::REQUEST_RX_COPY, c"1")?;
         t.write(node, keys::FEATURE_RX_NOTIFY, c"1")?;
         t.write(node, keys::FEATURE_SG, c"1")?;
@@ -196,12 +233,20 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     })
     .inspect_err(|_| dev_err!(dev, "writing xenstore keys\n"))?;
 
+    let mut published = KVec::with_capacity(inner.queues.len(), GFP_KERNEL)?;
+    for q in inner.queues.iter() {
+        published.push(q.clone(), GFP_KERNEL)?;
+    }
     {
         let _rtnl = RtnlGuard::lock();
-        *reg.data().queue.lock() = Some(queue.clone());
+        let data = reg.data();
+        // The old (empty) list is dropped under the lock, which is fine.
+        *data.queues.lock() = published;
         if ndev.is_running() {
-            queue.enable();
-            queue.schedule();
+            for q in inner.queues.iter() {
+                q.enable();
+                q.schedule();
+            }
         }
         ndev.carrier_on();
         if ndev.is_running() {
@@ -232,7 +277,7 @@ impl xb::Driver for NetFront {
         try_pin_init!(FrontData {
             inner <- new_mutex!(Inner {
                 netdev: None,
-                queue: None,
+                queues: KVec::new(),
             }),
         }? Error)
     }
