@@ -227,6 +227,18 @@ impl ethtool::Operations for NetPriv {
         dev.carrier_ok()
     }
 
+    fn get_channels(dev: &Device, _this: Pin<&Self>, channels: &mut ethtool::Channels) {
+        channels.max_combined = dev.num_tx_queues();
+        channels.combined_count = dev.real_num_tx_queues();
+    }
+
+    fn get_ringparam(_dev: &Device, _this: Pin<&Self>, ring: &mut ethtool::RingParam) {
+        ring.rx_max_pending = crate::queue::RX_RING as u32;
+        ring.tx_max_pending = crate::queue::TX_RING as u32;
+        ring.rx_pending = crate::queue::RX_RING as u32;
+        ring.tx_pending = crate::queue::TX_RING as u32;
+    }
+
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
         if let Some(v) = values.first_mut() {
             let mut sum = 0;
