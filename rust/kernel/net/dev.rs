@@ -632,6 +632,9 @@ pub struct Options<'a> {
     pub max_mtu: u32,
     /// MAC address; a random one if [`None`].
     pub mac: Option<[u8; ETH_ALEN]>,
+    /// Largest segmentation offload packet the device accepts (`netif_set_tso_max_size()`);
+    /// `0` keeps the stack's default.
+    pub tso_max_size: u32,
 }
 
 impl Options<'_> {
@@ -648,6 +651,7 @@ impl Options<'_> {
             min_mtu: ETH_MIN_MTU,
             max_mtu: ETH_DATA_LEN,
             mac: None,
+            tso_max_size: 0,
         }
     }
 }
@@ -719,6 +723,9 @@ impl<T: Operations + ethtool::Operations> Registration<T> {
             match &opts.mac {
                 Some(mac) => bindings::eth_hw_addr_set(raw, mac.as_ptr()),
                 None => bindings::eth_hw_addr_random(raw),
+            }
+            if opts.tso_max_size != 0 {
+                bindings::netif_set_tso_max_size(raw, opts.tso_max_size);
             }
         }
 
@@ -1169,6 +1176,7 @@ mod tests {
             min_mtu: ETH_MIN_MTU,
             max_mtu: 9000,
             mac: Some(mac),
+            tso_max_size: 0,
         };
         let reg = Registration::new(&opts, test_net())?;
         let dev = reg.device();

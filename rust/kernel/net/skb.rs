@@ -321,6 +321,42 @@ impl SkBuffRef {
         })
     }
 
+    /// Copies `len` bytes of packet data starting at `offset` into `page` at `page_offset`
+    /// (`skb_copy_bits()` into the mapped page).
+    ///
+    /// Used to bounce packet data into pages a driver owns (for example to grant them to another
+    /// domain). Fails with `EINVAL` if the range is not within the packet or the page.
+    pub fn copy_to_page(
+        &self,
+        offset: u32,
+        page: &mut Page,
+        page_offset: usize,
+        len: usize,
+    ) -> Result {
+        if page_offset.checked_add(len).is_none_or(|end| end > PAGE_SIZE) {
+            return Err(EINVAL);
+        }
+        let c_len = c_int::try_from(len)?;
+        let c_offset = c_int::try_from(offset)?;
+        // SAFETY: `page` is a valid page we have exclusive access to (`&mut`); the mapping is
+        // released below before the borrow ends.
+        let vaddr = unsafe { bindings::kmap_local_page(page.as_ptr()) };
+        // SAFETY: `self.0` is a valid socket buffer; `vaddr + page_offset` is valid for writes of
+        // `len` bytes (checked above to stay within the mapped page); `skb_copy_bits()` checks
+        // the packet range itself.
+        let ret = unsafe {
+            bindings::skb_copy_bits(
+                self.as_raw(),
+                c_offset,
+                vaddr.cast::<u8>().add(page_offset).cast(),
+                c_len,
+            )
+        };
+        // SAFETY: `vaddr` was returned by `kmap_local_page()` above and is unmapped once.
+        unsafe { bindings::kunmap_local(vaddr) };
+        to_result(ret)
+    }
+
     /// Returns the page fragments.
     pub fn frags(&self) -> &[Frag] {
         let shinfo = self.shinfo();

@@ -625,6 +625,11 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for FrontendAdapter<T> 
         name: &'static CStr,
         module: &'static ThisModule,
     ) -> Result {
+        // Outside Xen there is no xenbus to register with; refuse like the C frontends do.
+        if !super::xen_domain() {
+            return Err(ENODEV);
+        }
+
         // SAFETY: `xdrv` is valid and not registered yet.
         unsafe { Callbacks::<T>::fill(xdrv.get()) };
 

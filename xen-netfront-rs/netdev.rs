@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The Ethernet device: operations, features and ethtool.
+
+use crate::queue::Queue;
+use kernel::{
+    alloc::flags::GFP_ATOMIC,
+    net::{
+        dev::{
+            self,
+            Device,
+            Features,
+            NetdevTx, //
+        },
+        ethtool,
+        napi::Napi,
+        skb::{
+            DropReason,
+            SkBuff, //
+        },
+        stats::Stats64,
+    },
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        new_spinlock_bh,
+        Arc,
+        SpinLockBh, //
+    },
+};
+
+/// What the backend offers (`feature-*` keys in its directory).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BackendFeatures {
+    pub(crate) sg: bool,
+    pub(crate) gso_tcpv4: bool,
+    pub(crate) gso_tcpv6: bool,
+    pub(crate) ipv6_csum: bool,
+}
+
+impl BackendFeatures {
+    fn encode(self) -> u32 {
+        u32::from(self.sg)
+            | u32::from(self.gso_tcpv4) << 1
+            | u32::from(self.gso_tcpv6) << 2
+            | u32::from(self.ipv6_csum) << 3
+    }
+
+    fn decode(v: u32) -> Self {
+        Self {
+            sg: v & 1 != 0,
+            gso_tcpv4: v & 2 != 0,
+            gso_tcpv6: v & 4 != 0,
+            ipv6_csum: v & 8 != 0,
+        }
+    }
+
+    /// Clears the offloads the backend does not accept (`xennet_fix_features`).
+    pub(crate) fn fix(self, mut features: Features) -> Features {
+        if !self.sg {
+            features &= !Features::SG;
+        }
+        if !self.ipv6_csum {
+            features &= !Features::IPV6_CSUM;
+        }
+        if !self.gso_tcpv4 {
+            features &= !Features::TSO;
+        }
+        if !self.gso_tcpv6 {
+            features &= !Features::TSO6;
+        }
+        features
+    }
+}
+
+/// Ethernet MTU without scatter-gather.
+const ETH_DATA_LEN: u32 = kernel::net::dev::ETH_DATA_LEN;
+
+/// Private data of the net_device.
+#[pin_data]
+pub(crate) struct NetPriv {
+    /// The connected queues (none while disconnected).
+    #[pin]
+    pub(crate) queues: SpinLockBh<KVec<Arc<Napi<Queue>>>>,
+    backend: Atomic<u32>,
+}
+
+impl NetPriv {
+    pub(crate) fn new(features: BackendFeatures) -> impl PinInit<Self> {
+        pin_init!(Self {
+            queues <- new_spinlock_bh!(KVec::new()),
+            backend: Atomic::new(features.encode()),
+        })
+    }
+
+    pub(crate) fn set_backend(&self, features: BackendFeatures) {
+        self.backend.store(features.encode(), Relaxed);
+    }
+
+    fn backend(&self) -> BackendFeatures {
+        BackendFeatures::decode(self.backend.load(Relaxed))
+    }
+
+    /// Runs `f` on each queue, in process context (`f` may sleep: the queues are referenced
+    /// outside the lock; the last reference may be dropped here, which sleeps too).
+    fn for_each_queue(&self, f: impl Fn(&Napi<Queue>)) {
+        let queues: KVec<Arc<Napi<Queue>>> = {
+            let guard = self.queues.lock();
+            let mut v = KVec::new();
+            for q in guard.iter() {
+                if v.push(q.clone(), GFP_ATOMIC).is_err() {
+                    break;
+                }
+            }
+            v
+        };
+        for q in queues.iter() {
+            f(q);
+        }
+    }
+
+    /// Runs `f` on queue `index` under the queue lock, without taking a reference, so that a
+    /// disconnect (which takes the queues out under the same lock) waits for `f` and a queue is
+    /// never freed in atomic context.
+    fn with_queue<R>(&self, index: usize, f: impl FnOnce(Option<&Napi<Queue>>) -> R) -> R {
+        let guard = self.queues.lock();
+        f(guard.get(index).map(|q| &**q))
+    }
+
+    /// Runs `f` on every queue under the queue lock (any context).
+    fn with_queues(&self, mut f: impl FnMut(&Napi<Queue>)) {
+        let guard = self.queues.lock();
+        for q in guard.iter() {
+            f(q);
+        }
+    }
+}
+
+/// Features on by default (`xennet_create_dev`).
+pub(crate) fn default_features() -> Features {
+    Features::IP_CSUM | Features::RXCSUM | Features::GSO_ROBUST | hw_features()
+}
+
+/// Features the user may toggle.
+pub(crate) fn hw_features() -> Features {
+    Features::SG | Features::IPV6_CSUM | Features::TSO | Features::TSO6
+}
+
+#[vtable]
+impl dev::Operations for NetPriv {
+    fn open(dev: &Device, this: Pin<&Self>) -> Result {
+        this.for_each_queue(|q| {
+            q.enable();
+            // Consume whatever arrived while down, and any EOI left pending.
+            q.schedule();
+        });
+        dev.start_all_queues();
+        Ok(())
+    }
+
+    fn stop(dev: &Device, this: Pin<&Self>) -> Result {
+        dev.stop_all_queues();
+        this.for_each_queue(|q| q.disable());
+        Ok(())
+    }
+
+    fn start_xmit(dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
+        let index = usize::from(skb.queue_mapping());
+        this.with_queue(index, |q| {
+            let Some(q) = q else {
+                skb.drop_reason(DropReason::DevReady);
+                return NetdevTx::Ok;
+            };
+            match q.xmit(dev, skb) {
+                Ok(()) => NetdevTx::Ok,
+                Err(skb) => NetdevTx::Busy(skb),
+            }
+        })
+    }
+
+    fn change_mtu(dev: &Device, this: Pin<&Self>, new_mtu: u32) -> Result {
+        let max = if dev.features().contains(Features::SG) && this.backend().sg {
+            dev.max_mtu()
+        } else {
+            ETH_DATA_LEN
+        };
+        if new_mtu > max {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn fix_features(dev: &Device, this: Pin<&Self>, features: Features) -> Features {
+        let _ = dev;
+        this.backend().fix(features)
+    }
+
+    fn set_features(dev: &Device, _this: Pin<&Self>, features: Features) -> Result {
+        if !features.contains(Features::SG) && dev.mtu() > ETH_DATA_LEN {
+            // The C driver drops the MTU to 1500 here; we refuse instead of changing it
+            // behind the user's back.
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
+        this.with_queues(|q| {
+            stats.add_rx(&q.rx_stats);
+            stats.add_tx(&q.tx_stats);
+        });
+    }
+}
+
+#[vtable]
+impl ethtool::Operations for NetPriv {
+    const STATS: &'static [&'static CStr] = &[c"rx_gso_checksum_fixup"];
+
+    fn get_drvinfo(_dev: &Device, _this: Pin<&Self>, info: &mut ethtool::DrvInfo) {
+        info.set_driver(c"vif");
+    }
+
+    fn get_link(dev: &Device, _this: Pin<&Self>) -> bool {
+        dev.carrier_ok()
+    }
+
+    fn get_channels(dev: &Device, _this: Pin<&Self>, channels: &mut ethtool::Channels) {
+        channels.max_combined = dev.num_tx_queues();
+        channels.combined_count = dev.real_num_tx_queues();
+    }
+
+    fn get_ringparam(_dev: &Device, _this: Pin<&Self>, ring: &mut ethtool::RingParam) {
+        ring.rx_max_pending = crate::queue::RX_RING as u32;
+        ring.tx_max_pending = crate::queue::TX_RING as u32;
+        ring.rx_pending = crate::queue::RX_RING as u32;
+        ring.tx_pending = crate::queue::TX_RING as u32;
+    }
+
+    fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
+        if let Some(v) = values.first_mut() {
+            let mut sum = 0;
+            this.with_queues(|q| sum += q.rx_gso_checksum_fixup.get());
+            *v = sum;
+        }
+    }
+}
+
+#[kernel::macros::kunit_tests(xen_netfront_rs_features)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_features_clear_offloads() {
+        let all = default_features();
+        let none = BackendFeatures::default();
+        let fixed = none.fix(all);
+        assert!(!fixed.intersects(hw_features()));
+        assert!(fixed.contains(Features::IP_CSUM | Features::RXCSUM));
+
+        let sg_only = BackendFeatures {
+            sg: true,
+            ..Default::default()
+        };
+        let fixed = sg_only.fix(all);
+        assert!(fixed.contains(Features::SG));
+        assert!(!fixed.intersects(Features::TSO | Features::TSO6 | Features::IPV6_CSUM));
+
+        let full = BackendFeatures {
+            sg: true,
+            gso_tcpv4: true,
+            gso_tcpv6: true,
+            ipv6_csum: true,
+        };
+        assert_eq!(full.fix(all), all);
+        assert_eq!(BackendFeatures::decode(full.encode()).fix(all), all);
+    }
+}

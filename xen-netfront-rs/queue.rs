@@ -1,0 +1,725 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One queue pair: the TX and RX rings shared with the backend, their buffers, the event
+//! channel and the NAPI poll that reaps TX completions and receives packets.
+//!
+//! The backend is not trusted: every response is copied out of the ring once (the ring
+//! abstraction only hands out copies), every index, id and length is checked, and any
+//! protocol violation marks the queue broken (no further traffic) instead of crashing.
+
+use kernel::{
+    alloc::flags::{
+        GFP_ATOMIC,
+        __GFP_ZERO, //
+    },
+    net::{
+        dev::Device,
+        napi::{
+            Napi,
+            PollContext,
+            Poller, //
+        },
+        skb::{
+            self,
+            DropReason,
+            SkBuff, //
+        },
+        stats::QueueStats,
+    },
+    page::Page,
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Full,
+            Relaxed, //
+        },
+        new_spinlock_bh,
+        Arc,
+        SpinLockBh, //
+    },
+    xen::{
+        evtchn::{
+            self,
+            Eoi, //
+        },
+        grant::{
+            Access,
+            Grant,
+            RefPool,
+            RingPages, //
+        },
+        netif::{
+            self,
+            Extra,
+            ExtraInfo,
+            RxFlag,
+            RxRequest,
+            RxFrontRing,
+            Status,
+            TxFlag,
+            TxFlags,
+            TxFrontRing,
+            TxRequest, //
+        },
+        DomId,
+        PAGE_SIZE, //
+    },
+};
+
+/// Entries of each ring.
+pub(crate) const TX_RING: usize = netif::TX_RING_SIZE as usize;
+pub(crate) const RX_RING: usize = netif::RX_RING_SIZE as usize;
+
+/// The most ring slots one TX packet takes: 16 data pages for 64 KiB plus one GSO extra.
+/// The queue is stopped unless this many (plus one, as the C driver) slots are free.
+const TX_MAX_SLOTS: u32 = netif::NR_SLOTS_MIN + 1;
+
+/// Linear part of a received skb (`RX_COPY_THRESHOLD`).
+const RX_COPY_THRESHOLD: u32 = 256;
+
+/// Most data slots of one received packet (`XEN_NETIF_NR_SLOTS_MIN`, + 1 for a small head).
+const RX_MAX_SLOTS: u32 = netif::NR_SLOTS_MIN + 1;
+
+/// Number of bytes of a packet the TX slot `index` carries.
+pub(crate) fn tx_piece(len: usize, index: usize) -> usize {
+    let start = index * PAGE_SIZE;
+    len.saturating_sub(start).min(PAGE_SIZE)
+}
+
+/// Number of data slots a packet of `len` bytes takes when bounced into whole pages.
+pub(crate) fn tx_data_slots(len: usize) -> usize {
+    len.div_ceil(PAGE_SIZE).max(1)
+}
+
+/// The event channel of a queue; its handler schedules the queue's NAPI poll.
+pub(crate) type Evtchn = evtchn::Registration<Irq>;
+
+/// Interrupt handler: defers all work (and the EOI) to NAPI.
+pub(crate) struct Irq {
+    pub(crate) queue: Arc<Napi<Queue>>,
+}
+
+impl evtchn::Handler for Irq {
+    fn handle(&self) -> Eoi {
+        if self.queue.broken.load(Relaxed) != 0 {
+            // A broken backend gets no more service: the channel stays masked.
+            return Eoi::Deferred;
+        }
+        self.queue.eoi_pending.store(1, Relaxed);
+        self.queue.schedule();
+        Eoi::Deferred
+    }
+}
+
+/// TX side of a queue.
+struct Tx {
+    ring: TxFrontRing<RingPages>,
+    refs: RefPool,
+    /// Ids not in flight.
+    free_ids: KVec<u16>,
+    /// One bounce page per id, while the id is free.
+    pages: KVec<Option<Page>>,
+    /// The grant of each id in flight.
+    inflight: KVec<Option<Grant<Page>>>,
+}
+
+/// A received packet being assembled across slots.
+struct Partial {
+    skb: SkBuff,
+    /// Flags of the first slot.
+    csum_blank: bool,
+    data_validated: bool,
+    /// Extras still expected.
+    want_extra: bool,
+    /// More data slots expected.
+    more_data: bool,
+    gso: Option<netif::Gso>,
+    slots: u32,
+    /// The packet is dropped once complete (a bad slot was seen).
+    bad: bool,
+}
+
+/// RX side of a queue.
+struct Rx {
+    ring: RxFrontRing<RingPages>,
+    refs: RefPool,
+    /// The buffer posted at each ring position.
+    bufs: KVec<Option<Grant<Page>>>,
+    /// Pages given back unused (e.g. for extra slots), reused before allocating.
+    spare: KVec<Page>,
+    partial: Option<Partial>,
+}
+
+/// Per-queue state, embedded in its NAPI context.
+#[pin_data]
+pub(crate) struct Queue {
+    domid: DomId,
+    /// Index of the queue (netdev TX queue and `queue-N` in xenstore).
+    index: u16,
+    #[pin]
+    tx: SpinLockBh<Tx>,
+    #[pin]
+    rx: SpinLockBh<Rx>,
+    /// The event channel; taken out (breaking the reference cycle) on disconnect.
+    #[pin]
+    pub(crate) evtchn: SpinLockBh<Option<Pin<KBox<Evtchn>>>>,
+    eoi_pending: Atomic<u32>,
+    pub(crate) broken: Atomic<u32>,
+    pub(crate) tx_stats: QueueStats,
+    pub(crate) rx_stats: QueueStats,
+    pub(crate) rx_gso_checksum_fixup: kernel::net::stats::Counter,
+    tx_ring_refs: u32,
+    rx_ring_refs: u32,
+}
+
+impl Queue {
+    /// Creates the queue with freshly granted ring pages.
+    pub(crate) fn new(
+        domid: DomId,
+        index: u16,
+        tx_ring: RingPages,
+        rx_ring: RingPages,
+    ) -> Result<impl PinInit<Self, Error>> {
+        let tx_ring_refs = tx_ring.grefs()[0].0;
+        let rx_ring_refs = rx_ring.grefs()[0].0;
+        let mut free_ids = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
+        let mut pages = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
+        let mut inflight = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
+        for id in (0..TX_RING).rev() {
+            free_ids.push(id as u16, GFP_KERNEL)?;
+        }
+        for _ in 0..TX_RING {
+            pages.push(Some(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?), GFP_KERNEL)?;
+            inflight.push(None, GFP_KERNEL)?;
+        }
+        let mut bufs = KVec::with_capacity(RX_RING, GFP_KERNEL)?;
+        for _ in 0..RX_RING {
+            bufs.push(None, GFP_KERNEL)?;
+        }
+        let tx = Tx {
+            ring: TxFrontRing::new(tx_ring)?,
+            refs: RefPool::new(TX_RING as u16)?,
+            free_ids,
+            pages,
+            inflight,
+        };
+        let rx = Rx {
+            ring: RxFrontRing::new(rx_ring)?,
+            refs: RefPool::new(RX_RING as u16)?,
+            bufs,
+            spare: KVec::new(),
+            partial: None,
+        };
+        Ok(try_pin_init!(Self {
+            domid,
+            index,
+            tx <- new_spinlock_bh!(tx),
+            rx <- new_spinlock_bh!(rx),
+            evtchn <- new_spinlock_bh!(None),
+            eoi_pending: Atomic::new(0),
+            broken: Atomic::new(0),
+            tx_stats: QueueStats::new(),
+            rx_stats: QueueStats::new(),
+            rx_gso_checksum_fixup: kernel::net::stats::Counter::new(),
+            tx_ring_refs,
+            rx_ring_refs,
+        }? Error))
+    }
+
+    /// Grant references of the TX and RX ring pages, for xenstore.
+    pub(crate) fn ring_refs(&self) -> (u32, u32) {
+        (self.tx_ring_refs, self.rx_ring_refs)
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Relaxed) != 0
+    }
+
+    fn mark_broken(&self, dev: &Device, why: &str) {
+        if self.broken.xchg(1, Full) == 0 {
+            pr_err!("{:?}: backend misbehaved ({}): disabled for further use\n", dev.name(), why);
+            dev.carrier_off();
+        }
+    }
+
+    fn notify(&self) {
+        if let Some(evt) = self.evtchn.lock().as_ref() {
+            evt.notify();
+        }
+    }
+
+    /// Posts RX buffers into every free slot of the RX ring and notifies the backend if it
+    /// asked for it.
+    pub(crate) fn refill_rx(&self) {
+        if self.is_broken() {
+            return;
+        }
+        let notify = {
+            let mut guard = self.rx.lock();
+            let rx = &mut *guard;
+            let mut posted = false;
+            while rx.ring.free_requests() > 0 {
+                let idx = (rx.ring.req_prod_pvt() as usize) & (RX_RING - 1);
+                if rx.bufs[idx].is_some() {
+                    // The slot's previous buffer was never answered; do not overwrite it.
+                    break;
+                }
+                let page = match rx.spare.pop() {
+                    Some(p) => p,
+                    None => match Page::alloc_page(GFP_ATOMIC | __GFP_ZERO) {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let gref = match rx.refs.claim() {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let _ = rx.spare.push(page, GFP_ATOMIC);
+                        break;
+                    }
+                };
+                let grant = Grant::new(gref, self.domid, page, Access::ReadWrite);
+                let req = RxRequest::new(idx as u16, grant.gref().0);
+                if rx.ring.push_request(req).is_err() {
+                    break;
+                }
+                rx.bufs[idx] = Some(grant);
+                posted = true;
+            }
+            posted && rx.ring.push_requests_and_check_notify()
+        };
+        if notify {
+            self.notify();
+        }
+    }
+
+    /// Transmits `skb`: bounces it into whole pages granted read-only, one request per page,
+    /// with a GSO extra after the first slot.
+    pub(crate) fn xmit(&self, dev: &Device, skb: SkBuff) -> Result<(), SkBuff> {
+        let len = skb.len() as usize;
+        if self.is_broken() || len == 0 || len > netif::MAX_TX_SIZE as usize {
+            self.tx_stats.dropped.inc();
+            skb.drop_reason(DropReason::DevReady);
+            return Ok(());
+        }
+        let gso = if skb.is_gso() {
+            match netif::GsoType::from_skb_gso_type(skb.gso_type().bits())
+                .and_then(|t| netif::Gso::new(skb.gso_size(), t).ok())
+            {
+                Some(g) => Some(g),
+                None => {
+                    self.tx_stats.dropped.inc();
+                    skb.drop_reason(DropReason::NotSpecified);
+                    return Ok(());
+                }
+            }
+        } else {
+            None
+        };
+        let data_slots = tx_data_slots(len);
+        let needed = (data_slots + usize::from(gso.is_some())) as u32;
+        let mut first_flags = TxFlags::from_checksum(match skb.ip_summed() {
+            skb::Checksum::Partial => netif::Checksum::Partial,
+            skb::Checksum::Unnecessary => netif::Checksum::Unnecessary,
+            _ => netif::Checksum::None,
+        });
+        if gso.is_some() {
+            first_flags = first_flags | TxFlags::from(TxFlag::ExtraInfo);
+        }
+
+        let notify = {
+            let mut guard = self.tx.lock();
+            let tx = &mut *guard;
+            if tx.ring.free_requests() < needed || tx.free_ids.len() < data_slots {
+                if let Some(q) = dev.tx_queue(u32::from(self.index)) {
+                    q.stop();
+                }
+                return Err(skb);
+            }
+            for i in 0..data_slots {
+                let Some(id) = tx.free_ids.pop() else {
+                    break;
+                };
+                let Some(mut page) = tx.pages[usize::from(id)].take() else {
+                    // Cannot happen: free ids keep their page.
+                    break;
+                };
+                let piece = tx_piece(len, i);
+                if skb
+                    .copy_to_page((i * PAGE_SIZE) as u32, &mut page, 0, piece)
+                    .is_err()
+                {
+                    // Keep the protocol consistent: send what we have; the packet is garbage
+                    // only if the skb lied about its length, which it does not.
+                }
+                let gref = match tx.refs.claim() {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tx.pages[usize::from(id)] = Some(page);
+                        tx.free_ids.push(id, GFP_ATOMIC).ok();
+                        break;
+                    }
+                };
+                let grant = Grant::new(gref, self.domid, page, Access::ReadOnly);
+                let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
+                if i + 1 < data_slots {
+                    flags = flags | TxFlags::from(TxFlag::MoreData);
+                }
+                let req = TxRequest {
+                    gref: grant.gref().0,
+                    offset: 0,
+                    flags,
+                    id,
+                    size: if i == 0 { len as u16 } else { piece as u16 },
+                };
+                tx.inflight[usize::from(id)] = Some(grant);
+                let _ = tx.ring.push_request(req.into());
+                if i == 0 {
+                    if let Some(g) = gso {
+                        let _ = tx.ring.push_request(ExtraInfo::new(Extra::Gso(g)).into());
+                    }
+                }
+            }
+            let notify = tx.ring.push_requests_and_check_notify();
+            // Stop under the lock, so that a completion cannot miss the stopped queue.
+            if tx.ring.free_requests() < TX_MAX_SLOTS {
+                if let Some(q) = dev.tx_queue(u32::from(self.index)) {
+                    q.stop();
+                }
+            }
+            notify
+        };
+        if notify {
+            self.notify();
+        }
+        self.tx_stats.packet(len as u32);
+        skb.consume();
+        Ok(())
+    }
+
+    /// Reaps TX responses: ends each grant and frees its id.
+    fn tx_gc(&self, dev: &Device) -> bool {
+        let mut work = false;
+        let mut bad: Option<&str> = None;
+        {
+            let mut guard = self.tx.lock();
+            let tx = &mut *guard;
+            loop {
+                let responses = match tx.ring.responses() {
+                    Ok(r) => r,
+                    Err(_) => {
+                        bad = Some("TX response producer overflow");
+                        break;
+                    }
+                };
+                for rsp in responses {
+                    work = true;
+                    match Status::try_from(rsp.status) {
+                        Ok(Status::Null) => continue,
+                        Ok(Status::Okay) => {}
+                        _ => self.tx_stats.errors.inc(),
+                    }
+                    let id = usize::from(rsp.id);
+                    let Some(grant) = tx.inflight.get_mut(id).and_then(Option::take) else {
+                        bad = Some("TX response for an id not in flight");
+                        break;
+                    };
+                    match grant.end() {
+                        Ok((gref, page)) => {
+                            tx.refs.release(gref);
+                            tx.pages[id] = Some(page);
+                            let _ = tx.free_ids.push(rsp.id, GFP_ATOMIC);
+                        }
+                        Err(grant) => {
+                            // Still mapped by the backend: the page stays out of reuse.
+                            drop(grant);
+                            bad = Some("TX grant still in use by the backend");
+                            break;
+                        }
+                    }
+                }
+                if bad.is_some() {
+                    break;
+                }
+                match tx.ring.final_check_for_responses() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(_) => {
+                        bad = Some("TX response producer overflow");
+                        break;
+                    }
+                }
+            }
+            if bad.is_none() && tx.ring.free_requests() >= TX_MAX_SLOTS && dev.carrier_ok() {
+                if let Some(q) = dev.tx_queue(u32::from(self.index)) {
+                    if q.is_stopped() {
+                        q.wake();
+                    }
+                }
+            }
+        }
+        if let Some(why) = bad {
+            self.mark_broken(dev, why);
+        }
+        work
+    }
+
+    /// Receives at most `budget` packets.
+    fn rx_poll(&self, ctx: &PollContext<'_, Self>, budget: u32) -> (u32, bool) {
+        let dev = ctx.device();
+        let mut done = 0u32;
+        let mut work = false;
+        let mut bad: Option<&str> = None;
+        let mut ready: KVec<SkBuff> = KVec::new();
+        {
+            let mut guard = self.rx.lock();
+            let rx = &mut *guard;
+            'outer: while done < budget {
+                let start_cons = rx.ring.rsp_cons();
+                let responses = match rx.ring.responses() {
+                    Ok(r) => r,
+                    Err(_) => {
+                        bad = Some("RX response producer overflow");
+                        break;
+                    }
+                };
+                let mut cons = start_cons;
+                let mut any = false;
+                for slot in responses {
+                    any = true;
+                    work = true;
+                    let idx = (cons as usize) & (RX_RING - 1);
+                    cons = cons.wrapping_add(1);
+                    let Some(grant) = rx.bufs[idx].take() else {
+                        bad = Some("RX response without a posted buffer");
+                        break 'outer;
+                    };
+                    let page = match grant.end() {
+                        Ok((gref, page)) => {
+                            rx.refs.release(gref);
+                            page
+                        }
+                        Err(grant) => {
+                            drop(grant);
+                            bad = Some("RX grant still in use by the backend");
+                            break 'outer;
+                        }
+                    };
+                    match rx.partial.as_mut() {
+                        Some(p) if p.want_extra => {
+                            let _ = rx.spare.push(page, GFP_ATOMIC);
+                            let extra = slot.extra();
+                            p.want_extra = extra.more();
+                            match extra.decode() {
+                                Ok(Extra::Gso(g)) => p.gso = Some(g),
+                                Ok(_) => {}
+                                Err(_) => p.bad = true,
+                            }
+                        }
+                        Some(p) => {
+                            let rsp = slot.response();
+                            p.more_data = rsp.flags.contains(RxFlag::MoreData);
+                            p.slots += 1;
+                            Self::add_data(p, page, &rsp, &mut rx.spare);
+                            if p.slots > RX_MAX_SLOTS {
+                                p.bad = true;
+                            }
+                        }
+                        None => {
+                            let rsp = slot.response();
+                            let skb = match ctx.alloc_skb(RX_COPY_THRESHOLD) {
+                                Ok(s) => s,
+                                Err(_) => {
+                                    // Account the drop; the rest of the packet is consumed
+                                    // by a partial marked bad once we have an skb again.
+                                    let _ = rx.spare.push(page, GFP_ATOMIC);
+                                    self.rx_stats.dropped.inc();
+                                    continue;
+                                }
+                            };
+                            let mut p = Partial {
+                                skb,
+                                csum_blank: rsp.flags.contains(RxFlag::CsumBlank),
+                                data_validated: rsp.flags.contains(RxFlag::DataValidated),
+                                want_extra: rsp.flags.contains(RxFlag::ExtraInfo),
+                                more_data: rsp.flags.contains(RxFlag::MoreData),
+                                gso: None,
+                                slots: 1,
+                                bad: false,
+                            };
+                            Self::add_data(&mut p, page, &rsp, &mut rx.spare);
+                            rx.partial = Some(p);
+                        }
+                    }
+                    let complete = rx
+                        .partial
+                        .as_ref()
+                        .is_some_and(|p| !p.want_extra && !p.more_data);
+                    if complete {
+                        if let Some(p) = rx.partial.take() {
+                            if let Some(skb) = self.finish(dev, p) {
+                                let _ = ready.push(skb, GFP_ATOMIC);
+                            }
+                            done += 1;
+                            if done >= budget {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if !any {
+                    break;
+                }
+            }
+        }
+        if let Some(why) = bad {
+            self.mark_broken(dev, why);
+        }
+        for skb in ready.drain_all() {
+            ctx.gro_receive(skb);
+        }
+        if !self.is_broken() {
+            self.refill_rx();
+        }
+        (done, work)
+    }
+
+    fn add_data(p: &mut Partial, page: Page, rsp: &netif::RxResponse, spare: &mut KVec<Page>) {
+        match rsp.data() {
+            Ok((offset, size)) if size > 0 => {
+                if p.skb.add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32).is_err() {
+                    p.bad = true;
+                }
+            }
+            Ok(_) => {
+                // Empty slot: no empty frags (XSA-448).
+                let _ = spare.push(page, GFP_ATOMIC);
+            }
+            Err(_) => {
+                let _ = spare.push(page, GFP_ATOMIC);
+                p.bad = true;
+            }
+        }
+    }
+
+    /// Checks a complete packet and prepares it for the stack.
+    fn finish(&self, dev: &Device, p: Partial) -> Option<SkBuff> {
+        let Partial {
+            mut skb,
+            csum_blank,
+            data_validated,
+            gso,
+            bad,
+            ..
+        } = p;
+        let len = skb.len();
+        if bad || len < skb::ETH_HLEN {
+            self.rx_stats.errors.inc();
+            skb.drop_reason(DropReason::PktTooSmall);
+            return None;
+        }
+        let pull = len.min(RX_COPY_THRESHOLD).max(skb::ETH_HLEN);
+        if !skb.may_pull(pull) {
+            self.rx_stats.dropped.inc();
+            skb.drop_reason(DropReason::HdrTrunc);
+            return None;
+        }
+        if skb.eth_type_trans(dev).is_err() {
+            self.rx_stats.errors.inc();
+            skb.drop_reason(DropReason::DevHdr);
+            return None;
+        }
+        skb.reset_network_header();
+        if let Some(g) = gso {
+            skb.set_gso(
+                g.size(),
+                kernel::net::skb::GsoType::from_bits(g.type_().skb_gso_type()),
+            );
+        }
+        if csum_blank {
+            if skb.checksum_setup(false).is_err() {
+                self.rx_stats.errors.inc();
+                skb.drop_reason(DropReason::NotSpecified);
+                return None;
+            }
+        } else if gso.is_some() {
+            // The backend forgot the blank checksum of a GSO packet: fix it up.
+            self.rx_gso_checksum_fixup.inc();
+            if skb.checksum_setup(true).is_err() {
+                self.rx_stats.errors.inc();
+                skb.drop_reason(DropReason::NotSpecified);
+                return None;
+            }
+        } else if data_validated {
+            let _ = skb.set_ip_summed(skb::Checksum::Unnecessary);
+        }
+        // `len` counts the Ethernet header, as the C driver does.
+        self.rx_stats.packet(len);
+        Some(skb)
+    }
+}
+
+impl Poller for Queue {
+    fn poll(ctx: &PollContext<'_, Self>, budget: u32) -> u32 {
+        let dev = ctx.device();
+        if ctx.is_broken() {
+            ctx.complete_done(0);
+            return 0;
+        }
+        let tx_work = ctx.tx_gc(dev);
+        let (done, rx_work) = ctx.rx_poll(ctx, budget);
+        if done < budget {
+            if ctx.complete_done(done) {
+                // Re-arm notifications; if work slipped in, poll again.
+                let more = {
+                    let mut rx = ctx.rx.lock();
+                    rx.ring.final_check_for_responses().unwrap_or(false)
+                };
+                if more {
+                    ctx.napi().schedule();
+                }
+            }
+            if ctx.eoi_pending.xchg(0, Full) != 0 {
+                if let Some(evt) = ctx.evtchn.lock().as_ref() {
+                    evt.lateeoi(!(tx_work || rx_work || done > 0));
+                }
+            }
+        }
+        done
+    }
+}
+
+#[kernel::macros::kunit_tests(xen_netfront_rs_queue)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_slot_counting() {
+        assert_eq!(tx_data_slots(1), 1);
+        assert_eq!(tx_data_slots(PAGE_SIZE), 1);
+        assert_eq!(tx_data_slots(PAGE_SIZE + 1), 2);
+        assert_eq!(tx_data_slots(netif::MAX_TX_SIZE as usize), 16);
+        // The largest packet plus its GSO extra fits the slots the queue keeps free.
+        assert!(tx_data_slots(netif::MAX_TX_SIZE as usize) + 1 <= TX_MAX_SLOTS as usize);
+    }
+
+    #[test]
+    fn tx_pieces_cover_the_packet() {
+        for len in [1usize, 14, 4095, 4096, 4097, 9000, 65535] {
+            let slots = tx_data_slots(len);
+            let total: usize = (0..slots).map(|i| tx_piece(len, i)).sum();
+            assert_eq!(total, len);
+            for i in 0..slots {
+                assert!(tx_piece(len, i) > 0 && tx_piece(len, i) <= PAGE_SIZE);
+            }
+            assert_eq!(tx_piece(len, slots), 0);
+        }
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(TX_RING, 256);
+        assert_eq!(RX_RING, 256);
+    }
+}

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The xenbus side: probe, negotiation with the backend, the state machine and teardown.
+
+use crate::{
+    netdev::{
+        self,
+        BackendFeatures,
+        NetPriv, //
+    },
+    queue::{
+        Irq,
+        Queue, //
+    },
+};
+use kernel::{
+    device::Core,
+    net::{
+        dev::{
+            self as netdev_api,
+            RtnlGuard, //
+        },
+        napi::Napi,
+    },
+    prelude::*,
+    str::CString,
+    sync::{
+        new_mutex,
+        Arc,
+        Mutex, //
+    },
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
+    xen::{
+        evtchn::{
+            Registration,
+            UnboundPort, //
+        },
+        grant::RingPages,
+        netif::keys,
+        xenbus::{
+            self as xb,
+            DeviceId,
+            State, //
+        },
+        xenstore::{
+            self,
+            Store, //
+        },
+    },
+};
+
+/// The driver.
+pub(crate) struct NetFront;
+
+kernel::xenbus_device_table!(NETFRONT_TABLE, (), [(DeviceId::new(c"vif"), ())]);
+
+/// Largest MTU with scatter-gather (`XEN_NETIF_MAX_TX_SIZE`).
+const MAX_MTU: u32 = 65535;
+
+/// Largest GSO packet: the protocol's 16-bit size less room for the headers the stack adds
+/// (`XEN_NETIF_MAX_TX_SIZE - MAX_TCP_HEADER` in C; 512 bytes covers `MAX_TCP_HEADER`).
+const TSO_MAX_SIZE: u32 = 0xffff - 512;
+
+/// The `max_queues` module parameter, bounded as in C (`min(8, CPUs)` by default; here the
+/// number of possible CPUs bounds it).
+fn max_queues() -> u32 {
+    let param = crate::module_parameters::max_queues.value();
+    param.clamp(1, kernel::cpu::nr_cpu_ids().max(1))
+}
+
+/// Connection state of one device, changed in process context only.
+struct Inner {
+    netdev: Option<KBox<netdev_api::Registration<NetPriv>>>,
+    queues: KVec<Arc<Napi<Queue>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        disconnect(self);
+        // The netdev goes last: NAPI holds a reference to it.
+        self.netdev.take();
+    }
+}
+
+/// Per-device data.
+#[pin_data]
+pub(crate) struct FrontData {
+    #[pin]
+    inner: Mutex<Inner>,
+}
+
+/// Stops and frees the queues; the netdev stays registered (as over suspend/resume in C).
+fn disconnect(inner: &mut Inner) {
+    if inner.queues.is_empty() {
+        return;
+    }
+    if let Some(reg) = inner.netdev.as_ref() {
+        let dev = reg.device();
+        dev.carrier_off();
+        dev.stop_all_queues();
+        // Taken out under the lock: in-flight transmits finish first, later ones find nothing.
+        let taken = core::mem::take(&mut *reg.data().queues.lock());
+        drop(taken);
+    }
+    for queue in inner.queues.iter() {
+        queue.disable();
+        // Unbind the event channel outside the lock; this breaks the reference cycle
+        // queue -> event channel -> handler -> queue.
+        let evt = queue.evtchn.lock().take();
+        drop(evt);
+    }
+    inner.queues.clear();
+}
+
+fn read_backend_features(dev: &xb::Device<Core<'_>>) -> Result<BackendFeatures> {
+    let be = dev.otherend();
+    if !xenstore::read_bool_or(be, keys::FEATURE_RX_COPY, false)? {
+        dev_err!(dev, "backend does not support copying receive path\n");
+        return Err(ENODEV);
+    }
+    Ok(BackendFeatures {
+        sg: xenstore::read_bool_or(be, keys::FEATURE_SG, false)?,
+        gso_tcpv4: xenstore::read_bool_or(be, keys::FEATURE_GSO_TCPV4, false)?,
+        gso_tcpv6: xenstore::read_bool_or(be, keys::FEATURE_GSO_TCPV6, false)?,
+        ipv6_csum: xenstore::read_bool_or(be, keys::FEATURE_IPV6_CSUM_OFFLOAD, false)?,
+    })
+}
+
+fn read_mac(dev: &xb::Device<Core<'_>>) -> Result<[u8; 6]> {
+    let value = xenstore::read(dev.nodename(), c"mac")?;
+    xenstore::parse_mac(value.as_bytes())
+}
+
+/// Connects to a backend in InitWait (`xennet_connect` + `talk_to_netback`).
+fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
+    let features = read_backend_features(dev)?;
+    let mac = read_mac(dev).inspect_err(|_| dev_err!(dev, "reading mac address\n"))?;
+
+    // A reconnect (after resume or a backend restart) starts from scratch.
+    disconnect(inner);
+
+    if inner.netdev.is_none() {
+        let mut opts = netdev_api::Options::new();
+        opts.tx_queues = max_queues();
+        opts.rx_queues = max_queues();
+        opts.features = netdev::default_features();
+        opts.hw_features = netdev::hw_features();
+        opts.max_mtu = MAX_MTU;
+        opts.mac = Some(mac);
+        opts.tso_max_size = TSO_MAX_SIZE;
+        inner.netdev = Some(KBox::new(
+            netdev_api::Registration::new(&opts, NetPriv::new(features))?,
+            GFP_KERNEL,
+        )?);
+    }
+    let Some(reg) = inner.netdev.as_ref() else {
+        return Err(EINVAL);
+    };
+    let ndev = reg.device();
+    reg.data().set_backend(features);
+    {
+        let rtnl = RtnlGuard::lock();
+        ndev.update_features(&rtnl);
+    }
+
+    let domid = dev.otherend_id();
+    let be_max = xenstore::read_uint_or::<u32>(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES, 1)?;
+    let num_queues = max_queues().min(be_max).clamp(1, ndev.num_tx_queues());
+    {
+        let rtnl = RtnlGuard::lock();
+        ndev.set_real_num_tx_queues(&rtnl, num_queues)?;
+        ndev.set_real_num_rx_queues(&rtnl, num_queues)?;
+    }
+
+    let ifname = ndev.name().to_str().unwrap_or("vif");
+    let mut keys_of: KVec<(u32, u32, u32)> = KVec::new();
+    for index in 0..num_queues {
+        let tx_ring = RingPages::setup(dev, 1)?;
+        let rx_ring = RingPages::setup(dev, 1)?;
+        let queue = Arc::pin_init(
+            Napi::new(ndev, Queue::new(domid, index as u16, tx_ring, rx_ring)?),
+            GFP_KERNEL,
+        )?;
+        let port = UnboundPort::alloc(dev)?;
+        let port_nr = port.port().0;
+        let name = CString::try_from_fmt(fmt!("{}-q{}", ifname, index))?;
+        let evt = KBox::pin_init(
+            Registration::bind(
+                port,
+                name,
+                Ok::<_, Error>(Irq {
+                    queue: queue.clone(),
+                }),
+            ),
+            GFP_KERNEL,
+        )?;
+        *queue.evtchn.lock() = Some(evt);
+        // From here on `disconnect` undoes everything.
+        inner.queues.push(queue.clone(), GFP_KERNEL)?;
+        queue.refill_rx();
+        let (tx_ref, rx_ref) = queue.ring_refs();
+        keys_of.push((tx_ref, rx_ref, port_nr), GFP_KERNEL)?;
+    }
+
+    let node = dev.nodename();
+    let multi = xenstore::exists(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES);
+    xenstore::transaction(|t| {
+        if multi {
+            t.write_fmt(node, keys::MULTI_QUEUE_NUM_QUEUES, fmt!("{}", num_queues))?;
+        }
+        for (index, &(tx_ref, rx_ref, port_nr)) in keys_of.iter().enumerate() {
+            if num_queues == 1 {
+                t.write_fmt(node, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
+                t.write_fmt(node, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
+                t.write_fmt(node, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+            } else {
+                let dir = CString::try_from_fmt(fmt!("{}/queue-{}", node.to_str()?, index))?;
+                t.write_fmt(&dir, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
+                t.write_fmt(&dir, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
+                t.write_fmt(&dir, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+            }
+        }
+        t.write(node, keys::REQUEST_RX_COPY, c"1")?;
+        t.write(node, keys::FEATURE_RX_NOTIFY, c"1")?;
+        t.write(node, keys::FEATURE_SG, c"1")?;
+        t.write(node, keys::FEATURE_GSO_TCPV4, c"1")?;
+        t.write(node, keys::FEATURE_GSO_TCPV6, c"1")?;
+        t.write(node, keys::FEATURE_IPV6_CSUM_OFFLOAD, c"1")?;
+        Ok(())
+    })
+    .inspect_err(|_| dev_err!(dev, "writing xenstore keys\n"))?;
+
+    let mut published = KVec::with_capacity(inner.queues.len(), GFP_KERNEL)?;
+    for q in inner.queues.iter() {
+        published.push(q.clone(), GFP_KERNEL)?;
+    }
+    {
+        let _rtnl = RtnlGuard::lock();
+        let data = reg.data();
+        // The old (empty) list is dropped under the lock, which is fine.
+        *data.queues.lock() = published;
+        if ndev.is_running() {
+            for q in inner.queues.iter() {
+                q.enable();
+                q.schedule();
+            }
+        }
+        ndev.carrier_on();
+        if ndev.is_running() {
+            ndev.wake_all_queues();
+        }
+    }
+    Ok(())
+}
+
+impl xb::Driver for NetFront {
+    type IdInfo = ();
+    type Data<'bound> = FrontData;
+    const ID_TABLE: xb::IdTable<Self::IdInfo> = &NETFRONT_TABLE;
+
+    fn probe<'bound>(
+        dev: &'bound xb::Device<Core<'_>>,
+        _info: &'bound Self::IdInfo,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        // As `xennet_create_dev`: announce ourselves and give a closed backend (e.g. after our
+        // previous instance closed it) time to come back to InitWait before the state watch
+        // starts, so that its Closed is not taken for a close request.
+        for _ in 0..3 {
+            let _ = dev.switch_state(State::Initialising);
+            if wait_backend(dev, |s| s != State::Closed && s != State::Unknown, 5000) {
+                break;
+            }
+        }
+        try_pin_init!(FrontData {
+            inner <- new_mutex!(Inner {
+                netdev: None,
+                queues: KVec::new(),
+            }),
+        }? Error)
+    }
+
+    fn otherend_changed<'bound>(
+        dev: &'bound xb::Device<Core<'_>>,
+        this: Pin<&Self::Data<'bound>>,
+        state: State,
+    ) {
+        match state {
+            State::InitWait => {
+                if dev.state() != State::Initialising {
+                    return;
+                }
+                let mut inner = this.inner.lock();
+                if let Err(e) = connect(dev, &mut inner) {
+                    disconnect(&mut inner);
+                    dev.dev_fatal(e, fmt!("connecting to {:?}", dev.otherend()));
+                    return;
+                }
+                if let Err(e) = dev.switch_state(State::Connected) {
+                    dev.dev_fatal(e, fmt!("switching to Connected"));
+                }
+            }
+            State::Connected => {
+                // Gratuitous ARP once the backend is on its bridge.
+                let inner = this.inner.lock();
+                if let Some(reg) = inner.netdev.as_ref() {
+                    reg.device().notify_peers();
+                }
+            }
+            State::Closed if dev.state() == State::Closed => {}
+            State::Closing | State::Closed => {
+                dev.frontend_closed();
+            }
+            _ => {}
+        }
+    }
+
+    fn unbind<'bound>(dev: &'bound xb::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        bus_close(dev);
+        let mut inner = this.inner.lock();
+        disconnect(&mut inner);
+    }
+
+    fn resume<'bound>(dev: &'bound xb::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) -> Result {
+        let _ = dev;
+        let mut inner = this.inner.lock();
+        disconnect(&mut inner);
+        Ok(())
+    }
+}
+
+/// Waits up to `timeout_ms` for the backend to reach a state `ok` accepts.
+fn wait_backend(dev: &xb::Device<Core<'_>>, ok: impl Fn(State) -> bool, timeout_ms: u32) -> bool {
+    let mut waited = 0;
+    loop {
+        if ok(dev.read_otherend_state()) {
+            return true;
+        }
+        if waited >= timeout_ms {
+            return false;
+        }
+        fsleep(Delta::from_millis(20));
+        waited += 20;
+    }
+}
+
+/// Orderly close on removal (`xennet_bus_close`): Closing, then Closed, 5 s each at most.
+fn bus_close(dev: &xb::Device<Core<'_>>) {
+    if dev.state() == State::Closed || dev.read_otherend_state() == State::Closed {
+        return;
+    }
+    let _ = dev.switch_state(State::Closing);
+    if !wait_backend(
+        dev,
+        |s| matches!(s, State::Closing | State::Closed | State::Unknown),
+        5000,
+    ) {
+        dev_warn!(dev, "timeout closing device\n");
+    }
+    let _ = dev.switch_state(State::Closed);
+    if !wait_backend(dev, |s| matches!(s, State::Closed | State::Unknown), 5000) {
+        dev_warn!(dev, "timeout closing device\n");
+    }
+}
