@@ -31,6 +31,11 @@ step images bash selftests/rig/images.sh
 # The rig checks itself first: FPU/AVX register state must survive vCPU switches under the
 # QEMU/Xen flags the rig uses (selftests/rig/README.md: the TCG XSAVE bug).
 step fpstress python3 selftests/rig/run.py fpstress
+# PV MMU patches (patches/01xx): the basic runs check the default census (no global kernel
+# entry, user entries global, superpages refused cleanly by stock Xen); this boot checks that
+# the kernel parameters turn both features off.
+off="xen_superpages=off xen_global_pages=off"
+step pvmmu-off python3 selftests/rig/run.py boot --tag pvmmu-off --dom0-append "$off" --domu-append "$off"
 # A hostile backend (selftests/hostile) against the frontend: malformed responses, grants kept,
 # event storms; the frontend must mark itself broken, never crash, and reconnect afterwards.
 step hostile-back python3 selftests/rig/run.py hostile-back --front c --back c
