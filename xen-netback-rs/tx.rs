@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Guest TX: packets from the frontend to dom0 (C: `netback.c`, `xenvif_tx_action`).
+//!
+//! Map-free: each request is copied once from the ring and validated, then the whole packet is
+//! grant-copied into the linear area of a local buffer (so every header is in the linear area
+//! and there are no frags, empty or not), one batch of copies per poll.
+
+use crate::interface::Core;
+use kernel::{
+    net::{
+        napi::PollContext,
+        skb::{
+            GsoType as SkbGso,
+            SkBuff,
+            ETH_HLEN, //
+        },
+    },
+    prelude::*,
+    xen::{
+        grant::{
+            CopyBatch,
+            GrantRef, //
+        },
+        netif::{
+            Checksum,
+            Extra,
+            Gso,
+            GsoType,
+            Status,
+            TxFlag,
+            TxRequest,
+            TxResponse,
+            TxSlot,
+            EXTRA_TYPE_MAX, //
+        },
+        PAGE_SIZE,
+    },
+};
+
+/// Most packets handled per poll (bounds the copy batch).
+pub(crate) const MAX_PACKETS_PER_POLL: usize = 64;
+
+/// Most requests a packet may have before it is fatal, as stored.
+const MAX_SLOTS: usize = crate::FATAL_SKB_SLOTS_MAX - 1;
+
+/// A packet read from the TX ring, validated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Packet {
+    /// The data requests; `reqs[0].size` is the total length.
+    pub(crate) reqs: [TxRequest; MAX_SLOTS],
+    pub(crate) nr_reqs: usize,
+    /// Number of extra-info slots after the first request.
+    pub(crate) nr_extras: usize,
+    pub(crate) gso: Option<Gso>,
+    /// Bytes of data in the first slot.
+    pub(crate) first_len: usize,
+    /// Response status if the packet is not delivered (dropped at validation).
+    pub(crate) drop: Option<Status>,
+}
+
+/// Why reading the TX ring must stop: the frontend broke the protocol.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Fatal(pub(crate) &'static str);
+
+/// Reads one packet from `slots`, given its first request (C: `xenvif_tx_build_gops`,
+/// `xenvif_get_extras`, `xenvif_count_requests`).
+///
+/// Returns [`Fatal`] for what the C driver treats as fatal; a packet that is only dropped has
+/// [`Packet::drop`] set. Every request is read once, from `slots`.
+pub(crate) fn read_packet(
+    first: TxRequest,
+    slots: &mut impl Iterator<Item = TxSlot>,
+    fatal_slots: usize,
+) -> Result<Packet, Fatal> {
+    let mut pkt = Packet {
+        reqs: [TxRequest::default(); MAX_SLOTS],
+        nr_reqs: 1,
+        nr_extras: 0,
+        gso: None,
+        first_len: 0,
+        drop: None,
+    };
+    pkt.reqs[0] = first;
+
+    if first.flags.contains(TxFlag::ExtraInfo) {
+        loop {
+            let slot = slots.next().ok_or(Fatal("missing extra info"))?;
+            pkt.nr_extras += 1;
+            if pkt.nr_extras >= usize::from(EXTRA_TYPE_MAX) {
+                return Err(Fatal("too many extra info slots"));
+            }
+            let extra = slot.extra();
+            match extra.decode() {
+                Ok(Extra::Gso(gso)) => pkt.gso = Some(gso),
+                // No multicast control, hash or XDP on the TX ring: ignored.
+                Ok(_) => {}
+                Err(_) => return Err(Fatal("invalid extra info")),
+            }
+            if !extra.more() {
+                break;
+            }
+        }
+    }
+
+    let fatal_slots = fatal_slots.clamp(crate::LEGACY_SLOTS_MAX, crate::FATAL_SKB_SLOTS_MAX);
+    let mut more = first.flags.contains(TxFlag::MoreData);
+    let mut follow_len: usize = 0;
+    while more {
+        let req = slots.next().ok_or(Fatal("packet continues past the requests"))?.request();
+        if pkt.nr_reqs + 1 >= fatal_slots {
+            return Err(Fatal("too many slots"));
+        }
+        if usize::from(req.offset) + usize::from(req.size) > PAGE_SIZE {
+            return Err(Fatal("slot crosses a page boundary"));
+        }
+        more = req.flags.contains(TxFlag::MoreData);
+        follow_len += usize::from(req.size);
+        pkt.reqs[pkt.nr_reqs] = req;
+        pkt.nr_reqs += 1;
+    }
+
+    let total = usize::from(first.size);
+    if pkt.nr_reqs > crate::LEGACY_SLOTS_MAX {
+        pkt.drop = Some(Status::Error);
+    }
+    if follow_len > total {
+        // "Packet is bigger than frame".
+        pkt.drop = Some(Status::Error);
+        return Ok(pkt);
+    }
+    pkt.first_len = total - follow_len;
+    if usize::from(first.offset) + pkt.first_len > PAGE_SIZE {
+        return Err(Fatal("first slot crosses a page boundary"));
+    }
+    if total < ETH_HLEN as usize {
+        // "Bad packet size".
+        pkt.drop = Some(Status::Error);
+    }
+    Ok(pkt)
+}
+
+/// Pushes the responses of `pkt` (the first request, a null one per extra, then the others).
+fn respond(
+    ring: &mut kernel::xen::netif::TxBackRing<kernel::xen::grant::MappedRing>,
+    pkt: &Packet,
+    status: Status,
+) {
+    let _ = ring.push_response(TxResponse {
+        id: pkt.reqs[0].id,
+        status: status as i16,
+    });
+    for _ in 0..pkt.nr_extras {
+        let _ = ring.push_response(TxResponse {
+            id: 0,
+            status: Status::Null as i16,
+        });
+    }
+    for req in &pkt.reqs[1..pkt.nr_reqs] {
+        let _ = ring.push_response(TxResponse {
+            id: req.id,
+            status: status as i16,
+        });
+    }
+}
+
+/// Adds the copies of `pkt` into `dst` to `batch`; returns the number of operations.
+fn add_copies<'a>(
+    batch: &mut CopyBatch<'a>,
+    core: &Core,
+    pkt: &Packet,
+    dst: &'a mut [u8],
+) -> Result<usize> {
+    let mut rest = dst;
+    let mut ops = 0;
+    for (i, req) in pkt.reqs[..pkt.nr_reqs].iter().enumerate() {
+        let len = if i == 0 {
+            pkt.first_len
+        } else {
+            usize::from(req.size)
+        };
+        if len > rest.len() {
+            return Err(EINVAL);
+        }
+        let (mut cur, r) = core::mem::take(&mut rest).split_at_mut(len);
+        rest = r;
+        let mut offset = req.offset;
+        while !cur.is_empty() {
+            // Local side: never across a page.
+            let room = PAGE_SIZE - (cur.as_ptr() as usize % PAGE_SIZE);
+            let n = room.min(cur.len());
+            let (a, b) = core::mem::take(&mut cur).split_at_mut(n);
+            batch.copy_from_peer(core.domid, GrantRef(req.gref), offset, a)?;
+            ops += 1;
+            offset += n as u16;
+            cur = b;
+        }
+    }
+    Ok(ops)
+}
+
+/// Hands a copied packet to the stack (C: `xenvif_tx_submit`).
+fn deliver(ctx: &PollContext<'_, Core>, core: &Core, pkt: &Packet, mut skb: SkBuff) {
+    let dev = ctx.device();
+    let flags = pkt.reqs[0].flags;
+    if skb.eth_type_trans(dev).is_err() {
+        core.from_guest_errors.inc();
+        return;
+    }
+    skb.reset_network_header();
+    let csum = flags.checksum();
+    let ok = match (csum, pkt.gso) {
+        (Checksum::Partial, _) => skb.checksum_setup(false).is_ok(),
+        (_, Some(_)) => {
+            // A GSO packet must have a partial checksum: fix it up (C: `checksum_setup`).
+            core.gso_checksum_fixup.inc();
+            skb.checksum_setup(true).is_ok()
+        }
+        (Checksum::Unnecessary, None) => {
+            let _ = skb.set_ip_summed(kernel::net::skb::Checksum::Unnecessary);
+            true
+        }
+        (Checksum::None, None) => true,
+    };
+    if !ok {
+        core.from_guest_errors.inc();
+        return;
+    }
+    if let Some(gso) = pkt.gso {
+        let kind = match gso.type_() {
+            GsoType::TcpV4 => SkbGso::TCPV4,
+            GsoType::TcpV6 => SkbGso::TCPV6,
+            #[allow(unreachable_patterns)]
+            _ => {
+                core.from_guest_errors.inc();
+                return;
+            }
+        };
+        skb.set_gso(gso.size(), kind | SkbGso::DODGY);
+    }
+    core.from_guest.packet(skb.len() + ETH_HLEN);
+    skb.netif_receive();
+}
+
+/// The NAPI poll of a queue: handles up to `budget` packets of the TX ring.
+pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
+    let core: &Core = ctx;
+    if core.is_disabled() {
+        ctx.complete_done(0);
+        return 0;
+    }
+    let limit = (budget as usize).min(MAX_PACKETS_PER_POLL);
+    let fatal_slots = crate::fatal_skb_slots();
+
+    let mut tx = core.tx.lock();
+    let mut pkts = core::mem::take(&mut tx.pkts);
+    pkts.clear();
+
+    // 1. Read and validate the requests of up to `limit` packets.
+    let mut fatal = None;
+    match tx.ring.requests() {
+        Err(_) => fatal = Some("producer index out of range"),
+        Ok(mut reqs) => {
+            while pkts.len() < limit {
+                let Some(first) = reqs.next() else { break };
+                match read_packet(first.request(), &mut reqs, fatal_slots) {
+                    Ok(pkt) => {
+                        let _ = pkts.push(pkt, GFP_ATOMIC);
+                    }
+                    Err(Fatal(what)) => {
+                        fatal = Some(what);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(what) = fatal {
+        tx.pkts = pkts;
+        drop(tx);
+        core.fatal(ctx.device(), what);
+        ctx.complete_done(0);
+        return 0;
+    }
+
+    // 2. Buffers for the packets to deliver.
+    let mut skbs: KVec<Option<SkBuff>> = match KVec::with_capacity(pkts.len(), GFP_ATOMIC) {
+        Ok(v) => v,
+        Err(_) => KVec::new(),
+    };
+    for pkt in pkts.iter_mut() {
+        let mut skb = None;
+        if pkt.drop.is_none() {
+            let len = u32::from(pkt.reqs[0].size);
+            match ctx.alloc_skb(len) {
+                Ok(mut s) => {
+                    if s.put_zero(len).is_ok() {
+                        skb = Some(s);
+                    }
+                }
+                Err(_) => {}
+            }
+            if skb.is_none() {
+                pkt.drop = Some(Status::Dropped);
+            }
+        }
+        if skbs.push(skb, GFP_ATOMIC).is_err() {
+            pkt.drop = Some(Status::Dropped);
+        }
+    }
+
+    // 3. One batch of copies for all of them.
+    let mut ranges: [(usize, usize); MAX_PACKETS_PER_POLL] = [(0, 0); MAX_PACKETS_PER_POLL];
+    {
+        let nr_ops: usize = pkts.iter().map(|p| p.nr_reqs * 2).sum();
+        let mut batch = match CopyBatch::with_capacity(nr_ops, GFP_ATOMIC) {
+            Ok(b) => b,
+            Err(_) => CopyBatch::new(),
+        };
+        for (i, (pkt, skb)) in pkts.iter_mut().zip(skbs.iter_mut()).enumerate() {
+            let Some(skb) = skb.as_mut() else { continue };
+            let start = batch.len();
+            let added = match skb.data_mut() {
+                Ok(data) => add_copies(&mut batch, core, pkt, data),
+                Err(e) => Err(e),
+            };
+            match added {
+                Ok(n) => ranges[i] = (start, start + n),
+                Err(_) => pkt.drop = Some(Status::Error),
+            }
+        }
+        batch.submit();
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            if pkt.drop.is_some() {
+                continue;
+            }
+            let (start, end) = ranges[i];
+            if (start..end).any(|op| batch.status(op).is_err()) {
+                pkt.drop = Some(Status::Error);
+            }
+        }
+    }
+
+    // 4. Responses, in ring order.
+    for pkt in pkts.iter() {
+        respond(&mut tx.ring, pkt, pkt.drop.unwrap_or(Status::Okay));
+    }
+    let notify = tx.ring.push_responses_and_check_notify();
+    drop(tx);
+    let pkts = pkts;
+    if notify {
+        core.notify_tx();
+    }
+
+    // 5. Deliver.
+    let work = pkts.len() as u32;
+    for (pkt, skb) in pkts.iter().zip(skbs.drain_all()) {
+        match (pkt.drop, skb) {
+            (None, Some(skb)) => deliver(ctx, core, pkt, skb),
+            (Some(Status::Dropped), skb) => {
+                core.from_guest_dropped.inc();
+                drop(skb);
+            }
+            (_, skb) => {
+                core.from_guest_errors.inc();
+                drop(skb);
+            }
+        }
+    }
+
+    // Keep the packet array for the next poll.
+    core.tx.lock().pkts = pkts;
+
+    if work < budget && ctx.complete_done(work) {
+        let more = match core.tx.lock().ring.final_check_for_requests() {
+            Ok(more) => more,
+            Err(_) => {
+                core.fatal(ctx.device(), "producer index out of range");
+                false
+            }
+        };
+        if more {
+            ctx.napi().schedule();
+        }
+    }
+    work
+}
+
+#[kunit_tests(xen_netback_rs_tx)]
+mod tests {
+    use super::*;
+    use kernel::xen::netif::{
+        ExtraInfo,
+        TxFlags, //
+    };
+
+    fn slot(size: u16, offset: u16, more: bool, id: u16) -> TxSlot {
+        let mut flags = TxFlags::empty();
+        if more {
+            flags |= TxFlag::MoreData;
+        }
+        TxSlot::from(TxRequest {
+            gref: 8,
+            offset,
+            flags,
+            id,
+            size,
+        })
+    }
+
+    /// A packet of `n` slots of 100 bytes each (first slot carries the total).
+    fn packet(n: usize) -> KVec<TxSlot> {
+        let mut v = KVec::new();
+        for i in 0..n {
+            let size = if i == 0 { (100 * n) as u16 } else { 100 };
+            v.push(slot(size, 0, i + 1 < n, i as u16), GFP_KERNEL).unwrap();
+        }
+        v
+    }
+
+    fn read(slots: &[TxSlot]) -> Result<Packet, Fatal> {
+        let mut it = slots.iter().copied();
+        let first = it.next().unwrap().request();
+        read_packet(first, &mut it, crate::FATAL_SKB_SLOTS)
+    }
+
+    #[test]
+    fn one_slot() {
+        let pkt = read(&[slot(60, 100, false, 7)]).unwrap();
+        assert_eq!(pkt.nr_reqs, 1);
+        assert_eq!(pkt.first_len, 60);
+        assert!(pkt.drop.is_none());
+        assert!(pkt.gso.is_none());
+    }
+
+    #[test]
+    fn slot_counts() {
+        // Up to 18 slots: fine.
+        let pkt = read(&packet(18)).unwrap();
+        assert_eq!(pkt.nr_reqs, 18);
+        assert!(pkt.drop.is_none());
+        assert_eq!(pkt.first_len, 100);
+        // 19 (up to fatal_skb_slots - 1): dropped.
+        let pkt = read(&packet(19)).unwrap();
+        assert_eq!(pkt.drop, Some(Status::Error));
+        // fatal_skb_slots and more: fatal.
+        assert!(read(&packet(20)).is_err());
+        assert!(read(&packet(40)).is_err());
+    }
+
+    #[test]
+    fn truncated_chain_is_fatal() {
+        let p = packet(4);
+        assert_eq!(read(&p[..3]), Err(Fatal("packet continues past the requests")));
+    }
+
+    #[test]
+    fn sizes() {
+        // Too short for Ethernet: dropped.
+        assert_eq!(read(&[slot(10, 0, false, 1)]).unwrap().drop, Some(Status::Error));
+        // Crossing a page: fatal.
+        assert!(read(&[slot(200, 4000, false, 1)]).is_err());
+        let s = [slot(300, 0, true, 1), slot(200, 3900, false, 2)];
+        assert!(read(&s).is_err());
+        // Follow-on slots bigger than the frame: dropped.
+        let s = [slot(100, 0, true, 1), slot(200, 0, false, 2)];
+        assert_eq!(read(&s).unwrap().drop, Some(Status::Error));
+        // Zero-size follow-on slot: accepted, carries nothing.
+        let s = [slot(100, 0, true, 1), slot(0, 0, false, 2)];
+        let pkt = read(&s).unwrap();
+        assert!(pkt.drop.is_none());
+        assert_eq!(pkt.first_len, 100);
+    }
+
+    #[test]
+    fn extras() {
+        let first = TxSlot::from(TxRequest {
+            gref: 8,
+            offset: 0,
+            flags: TxFlag::ExtraInfo | TxFlag::CsumBlank,
+            id: 1,
+            size: 1000,
+        });
+        let gso = ExtraInfo::new(Extra::Gso(Gso::new(1448, GsoType::TcpV4).unwrap()));
+        let pkt = read(&[first, TxSlot::from(gso)]).unwrap();
+        assert_eq!(pkt.nr_extras, 1);
+        assert_eq!(pkt.gso.map(|g| g.size()), Some(1448));
+
+        // Missing extra: fatal.
+        assert!(read(&[first]).is_err());
+        // GSO size 0 or an unknown type: fatal.
+        let mut bad = TxSlot::from(gso).extra();
+        bad.type_ = 9;
+        assert!(read(&[first, TxSlot::from(bad)]).is_err());
+        let zero = TxSlot::from(ExtraInfo { data: [0, 0, 1, 0, 0, 0], ..gso });
+        assert!(read(&[first, zero]).is_err());
+        // An endless chain of extras: fatal.
+        let more = TxSlot::from(gso.with_more(true));
+        assert!(read(&[first, more, more, more, more, more, more, more]).is_err());
+    }
+}
