@@ -42,8 +42,10 @@ use kernel::{
         SpinLock,
         SpinLockBh, //
     },
+    time::msecs_to_jiffies,
     workqueue::{
         self,
+        DelayedWork,
         Work,
         WorkItem, //
     },
@@ -61,6 +63,9 @@ use kernel::{
 /// Bytes of packets queued towards the frontend before the netdev queue is stopped
 /// (`XENVIF_RX_QUEUE_BYTES`: half a ring of full pages).
 pub(crate) const RX_QUEUE_MAX_BYTES: usize = 128 * 4096;
+
+/// Delay before the guest-RX worker looks again at a frontend short of buffers.
+const RX_RETRY_MSECS: u32 = 2;
 
 /// Largest packet towards the frontend: what the frontend can take in
 /// [`crate::LEGACY_SLOTS_MAX`] - 1 pages (one slot is kept for the GSO extra).
@@ -235,10 +240,25 @@ pub(crate) struct Queue {
     pub(crate) napi: Napi<Core>,
     #[pin]
     work: Work<Queue>,
+    /// Runs the worker again later, when the frontend had too few buffers.
+    #[pin]
+    retry: DelayedWork<Queue, 1>,
 }
 
 kernel::impl_has_work! {
     impl HasWork<Self> for Queue { self.work }
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 1> for Queue { self.retry }
+}
+
+impl WorkItem<1> for Queue {
+    type Pointer = Arc<Queue>;
+
+    fn run(this: Arc<Queue>) {
+        crate::rx::rx_action(&this);
+    }
 }
 
 impl WorkItem for Queue {
@@ -282,6 +302,7 @@ impl Queue {
                     })
                 ),
                 work <- new_work!("xen_netback_rs::rx"),
+                retry <- kernel::new_delayed_work!("xen_netback_rs::rx_retry"),
             }? Error),
             GFP_KERNEL,
         )
@@ -290,7 +311,14 @@ impl Queue {
     /// Schedules the guest-RX worker.
     pub(crate) fn kick_rx(self: &Arc<Self>) {
         // Fails only if already queued, which is as good.
-        let _ = workqueue::system().enqueue(self.clone());
+        let _ = workqueue::system().enqueue::<_, 0>(self.clone());
+    }
+
+    /// Schedules the guest-RX worker in a few milliseconds: the frontend had too few buffers
+    /// for the head packet and may not notify when it posts more.
+    pub(crate) fn kick_rx_later(self: &Arc<Self>) {
+        let _ = workqueue::system()
+            .enqueue_delayed::<_, 1>(self.clone(), msecs_to_jiffies(RX_RETRY_MSECS));
     }
 }
 

@@ -101,6 +101,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     let mut sent = 0;
     let mut notify = false;
     let mut fatal = None;
+    let mut short = false;
     while sent < MAX_PACKETS_PER_RUN {
         // Look at the head packet: does the frontend have room for it?
         let head = {
@@ -123,10 +124,21 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             }
         };
         if avail < need {
-            // Ask the frontend to notify us when it posts more, and look again.
+            // Ask the frontend to notify us when it posts more (this only works when it had
+            // posted none), and look again.
             match rx.ring.final_check_for_requests() {
-                Ok(true) => continue,
-                Ok(false) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    fatal = Some("RX producer index out of range");
+                    break;
+                }
+            }
+            match rx.ring.unconsumed_requests() {
+                Ok(n) if n as usize >= need => continue,
+                Ok(_) => {
+                    short = true;
+                    break;
+                }
                 Err(_) => {
                     fatal = Some("RX producer index out of range");
                     break;
@@ -231,7 +243,11 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             if i == 0 && gso.is_some() {
                 flags |= RxFlag::ExtraInfo;
             }
-            let status = if ok { size as i16 } else { Status::Error as i16 };
+            let status = if ok {
+                size as i16
+            } else {
+                Status::Error as i16
+            };
             let _ = state.ring.push_response(RxSlot::from(RxResponse {
                 id: req.id,
                 offset: 0,
@@ -265,6 +281,8 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     }
     if more {
         queue.kick_rx();
+    } else if short {
+        queue.kick_rx_later();
     }
 }
 

@@ -107,7 +107,10 @@ pub(crate) fn read_packet(
     let mut more = first.flags.contains(TxFlag::MoreData);
     let mut follow_len: usize = 0;
     while more {
-        let req = slots.next().ok_or(Fatal("packet continues past the requests"))?.request();
+        let req = slots
+            .next()
+            .ok_or(Fatal("packet continues past the requests"))?
+            .request();
         if pkt.nr_reqs + 1 >= fatal_slots {
             return Err(Fatal("too many slots"));
         }
@@ -413,7 +416,8 @@ mod tests {
         let mut v = KVec::new();
         for i in 0..n {
             let size = if i == 0 { (100 * n) as u16 } else { 100 };
-            v.push(slot(size, 0, i + 1 < n, i as u16), GFP_KERNEL).unwrap();
+            v.push(slot(size, 0, i + 1 < n, i as u16), GFP_KERNEL)
+                .unwrap();
         }
         v
     }
@@ -451,13 +455,19 @@ mod tests {
     #[test]
     fn truncated_chain_is_fatal() {
         let p = packet(4);
-        assert_eq!(read(&p[..3]), Err(Fatal("packet continues past the requests")));
+        assert_eq!(
+            read(&p[..3]),
+            Err(Fatal("packet continues past the requests"))
+        );
     }
 
     #[test]
     fn sizes() {
         // Too short for Ethernet: dropped.
-        assert_eq!(read(&[slot(10, 0, false, 1)]).unwrap().drop, Some(Status::Error));
+        assert_eq!(
+            read(&[slot(10, 0, false, 1)]).unwrap().drop,
+            Some(Status::Error)
+        );
         // Crossing a page: fatal.
         assert!(read(&[slot(200, 4000, false, 1)]).is_err());
         let s = [slot(300, 0, true, 1), slot(200, 3900, false, 2)];
@@ -492,7 +502,10 @@ mod tests {
         let mut bad = TxSlot::from(gso).extra();
         bad.type_ = 9;
         assert!(read(&[first, TxSlot::from(bad)]).is_err());
-        let zero = TxSlot::from(ExtraInfo { data: [0, 0, 1, 0, 0, 0], ..gso });
+        let zero = TxSlot::from(ExtraInfo {
+            data: [0, 0, 1, 0, 0, 0],
+            ..gso
+        });
         assert!(read(&[first, zero]).is_err());
         // An endless chain of extras: fatal.
         let more = TxSlot::from(gso.with_more(true));

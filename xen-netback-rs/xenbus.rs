@@ -19,11 +19,11 @@ use kernel::{
     prelude::*,
     str::CString,
     sync::{
+        aref::ARef,
         atomic::{
             Atomic,
             Relaxed, //
         },
-        aref::ARef,
         Arc,
         Mutex, //
     },
@@ -359,7 +359,14 @@ impl NetBack {
             let rtnl = RtnlGuard::lock();
             let _ = ndev.set_real_num_tx_queues(&rtnl, num_queues);
             let _ = ndev.set_real_num_rx_queues(&rtnl, num_queues);
-            ndev.set_max_mtu(&rtnl, if features.sg { MAX_MTU_SG } else { dev::ETH_DATA_LEN });
+            ndev.set_max_mtu(
+                &rtnl,
+                if features.sg {
+                    MAX_MTU_SG
+                } else {
+                    dev::ETH_DATA_LEN
+                },
+            );
             ndev.update_features(&rtnl);
         }
         *inner.vif().queues.lock() = shared;
@@ -388,7 +395,10 @@ impl NetBack {
         };
         let split = crate::separate_tx_rx_irq() && xenstore::exists(dir, keys::EVENT_CHANNEL_TX);
         let ports = if split {
-            (port(keys::EVENT_CHANNEL_TX)?, Some(port(keys::EVENT_CHANNEL_RX)?))
+            (
+                port(keys::EVENT_CHANNEL_TX)?,
+                Some(port(keys::EVENT_CHANNEL_RX)?),
+            )
         } else {
             (port(keys::EVENT_CHANNEL)?, None)
         };

@@ -822,7 +822,6 @@ impl<Ctx: device::DeviceContext> Device<Ctx> {
         // SAFETY: By the type invariant `self.as_raw()` is a valid `struct xenbus_device`.
         to_result(unsafe { bindings::xenbus_switch_state(self.as_raw(), state.into_raw()) })
     }
-
 }
 
 impl Device<device::Bound> {
