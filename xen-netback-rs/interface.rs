@@ -150,6 +150,8 @@ pub(crate) struct TxState {
     pub(crate) ring: TxBackRing<MappedRing>,
     /// The packets of a poll (kept to avoid an allocation per poll).
     pub(crate) pkts: KVec<crate::tx::Packet>,
+    /// The buffers of the packets of a poll.
+    pub(crate) skbs: KVec<Option<SkBuff>>,
 }
 
 /// The guest-RX state of a queue, used by its worker only.
@@ -280,6 +282,7 @@ impl Queue {
     ) -> Result<Arc<Self>> {
         let buf = KVec::from_elem(0u8, RX_MAX_PACKET, GFP_KERNEL)?;
         let pkts = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
+        let skbs = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
         Arc::pin_init(
             try_pin_init!(Queue {
                 napi <- Napi::new(
@@ -288,7 +291,11 @@ impl Queue {
                         index,
                         domid,
                         fe,
-                        tx <- new_spinlock!(TxState { ring: tx_ring, pkts }),
+                        tx <- new_spinlock!(TxState {
+                            ring: tx_ring,
+                            pkts,
+                            skbs,
+                        }),
                         rx <- new_mutex!(RxState { ring: rx_ring, buf }),
                         rxq <- new_spinlock_bh!(SkBuffList::new()),
                         notify <- new_spinlock_bh!(Notifiers::default()),

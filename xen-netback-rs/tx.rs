@@ -287,10 +287,9 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     }
 
     // 2. Buffers for the packets to deliver.
-    let mut skbs: KVec<Option<SkBuff>> = match KVec::with_capacity(pkts.len(), GFP_ATOMIC) {
-        Ok(v) => v,
-        Err(_) => KVec::new(),
-    };
+    // Room for one per packet was reserved when the queue was created.
+    let mut skbs = core::mem::take(&mut tx.skbs);
+    skbs.clear();
     for pkt in pkts.iter_mut() {
         let mut skb = None;
         if pkt.drop.is_none() {
@@ -307,8 +306,11 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                 pkt.drop = Some(Status::Dropped);
             }
         }
-        if skbs.push(skb, GFP_ATOMIC).is_err() {
+        if let Err(e) = skbs.push(skb, GFP_ATOMIC) {
+            // Cannot happen (capacity reserved); keep both arrays aligned anyway.
+            drop(e);
             pkt.drop = Some(Status::Dropped);
+            let _ = skbs.push(None, GFP_ATOMIC);
         }
     }
 
@@ -371,8 +373,12 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         }
     }
 
-    // Keep the packet array for the next poll.
-    core.tx.lock().pkts = pkts;
+    // Keep the arrays for the next poll.
+    {
+        let mut tx = core.tx.lock();
+        tx.pkts = pkts;
+        tx.skbs = skbs;
+    }
 
     if work < budget && ctx.complete_done(work) {
         let more = match core.tx.lock().ring.final_check_for_requests() {
