@@ -306,9 +306,8 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                 pkt.drop = Some(Status::Dropped);
             }
         }
-        if let Err(e) = skbs.push(skb, GFP_ATOMIC) {
+        if skbs.push(skb, GFP_ATOMIC).is_err() {
             // Cannot happen (capacity reserved); keep both arrays aligned anyway.
-            drop(e);
             pkt.drop = Some(Status::Dropped);
             let _ = skbs.push(None, GFP_ATOMIC);
         }
