@@ -65,7 +65,7 @@ use kernel::{
 pub(crate) const RX_QUEUE_MAX_BYTES: usize = 128 * 4096;
 
 /// Delay before the guest-RX worker looks again at a frontend short of buffers.
-const RX_RETRY_MSECS: u32 = 2;
+const RX_RETRY_MSECS: u32 = 10;
 
 /// Largest packet towards the frontend: what the frontend can take in
 /// [`crate::LEGACY_SLOTS_MAX`] - 1 pages (one slot is kept for the GSO extra).
@@ -322,7 +322,7 @@ impl Queue {
     }
 
     /// Schedules the guest-RX worker in a few milliseconds: the frontend had too few buffers
-    /// for the head packet and may not notify when it posts more.
+    /// for the head packet and does not notify when it posts more.
     pub(crate) fn kick_rx_later(self: &Arc<Self>) {
         let _ = workqueue::system()
             .enqueue_delayed::<_, 1>(self.clone(), msecs_to_jiffies(RX_RETRY_MSECS));

@@ -124,18 +124,10 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             }
         };
         if avail < need {
-            // Ask the frontend to notify us when it posts more (this only works when it had
-            // posted none), and look again.
-            match rx.ring.final_check_for_requests() {
-                Ok(_) => {}
-                Err(_) => {
-                    fatal = Some("RX producer index out of range");
-                    break;
-                }
-            }
-            match rx.ring.unconsumed_requests() {
-                Ok(n) if n as usize >= need => continue,
-                Ok(_) => {
+            // Ask the frontend to notify us when it posts more, and look again.
+            match rx.ring.check_for_requests(need as u32) {
+                Ok(true) => continue,
+                Ok(false) => {
                     short = true;
                     break;
                 }
@@ -281,7 +273,8 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     }
     if more {
         queue.kick_rx();
-    } else if short {
+    } else if short && !core.fe.rx_notify {
+        // A frontend without `feature-rx-notify` does not notify: poll it.
         queue.kick_rx_later();
     }
 }

@@ -700,6 +700,33 @@ where
         virt_mb();
         Ok(self.unconsumed_requests()? != 0)
     }
+
+    /// Returns whether at least `needed` requests are unconsumed; if not, asks the frontend for
+    /// a notification when it publishes its next request.
+    ///
+    /// Unlike [`BackRing::final_check_for_requests`], the notification is asked for even when
+    /// some requests are published but too few for what the backend has to do (C netback's
+    /// `xenvif_rx_ring_slots_available()`): `req_event` is set past the producer index. A
+    /// frontend that keeps moving its producer index does not keep the backend here: after a
+    /// few attempts this returns `false`, and the backend should look again later.
+    pub fn check_for_requests(&mut self, needed: u32) -> Result<bool, ProtocolError> {
+        for _ in 0..3 {
+            let prod = self.req_prod()?;
+            if prod.wrapping_sub(self.req_cons) >= needed {
+                return Ok(true);
+            }
+            self.shared
+                .header()
+                .req_event
+                .store(prod.wrapping_add(1), Relaxed);
+            // The frontend must see `req_event` before we look at its producer index again.
+            virt_mb();
+            if self.shared.header().req_prod.load(Relaxed) == prod {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// The requests published by the frontend of a [`BackRing`], taken one at a time.
