@@ -42,7 +42,11 @@ use kernel::{
         SpinLock,
         SpinLockBh, //
     },
-    time::msecs_to_jiffies,
+    time::{
+        msecs_to_jiffies,
+        Instant,
+        Monotonic, //
+    },
     workqueue::{
         self,
         DelayedWork,
@@ -65,7 +69,7 @@ use kernel::{
 pub(crate) const RX_QUEUE_MAX_BYTES: usize = 128 * 4096;
 
 /// Delay before the guest-RX worker looks again at a frontend short of buffers.
-const RX_RETRY_MSECS: u32 = 10;
+pub(crate) const RX_RETRY_MSECS: u32 = 10;
 
 /// Largest packet towards the frontend: what the frontend can take in
 /// [`crate::LEGACY_SLOTS_MAX`] - 1 pages (one slot is kept for the GSO extra).
@@ -159,6 +163,8 @@ pub(crate) struct RxState {
     pub(crate) ring: RxBackRing<MappedRing>,
     /// Where a packet is gathered before it is grant-copied to the frontend.
     pub(crate) buf: KVec<u8>,
+    /// Since when the head packet waits for buffers of the frontend.
+    pub(crate) stalled_since: Option<Instant<Monotonic>>,
 }
 
 /// The notification sides of the event channels of a queue.
@@ -296,7 +302,11 @@ impl Queue {
                             pkts,
                             skbs,
                         }),
-                        rx <- new_mutex!(RxState { ring: rx_ring, buf }),
+                        rx <- new_mutex!(RxState {
+                            ring: rx_ring,
+                            buf,
+                            stalled_since: None,
+                        }),
                         rxq <- new_spinlock_bh!(SkBuffList::new()),
                         notify <- new_spinlock_bh!(Notifiers::default()),
                         disabled: Atomic::new(0),
@@ -323,9 +333,8 @@ impl Queue {
 
     /// Schedules the guest-RX worker in a few milliseconds: the frontend had too few buffers
     /// for the head packet and does not notify when it posts more.
-    pub(crate) fn kick_rx_later(self: &Arc<Self>) {
-        let _ = workqueue::system()
-            .enqueue_delayed::<_, 1>(self.clone(), msecs_to_jiffies(RX_RETRY_MSECS));
+    pub(crate) fn kick_rx_later(self: &Arc<Self>, msecs: u32) {
+        let _ = workqueue::system().enqueue_delayed::<_, 1>(self.clone(), msecs_to_jiffies(msecs));
     }
 }
 

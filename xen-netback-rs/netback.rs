@@ -51,6 +51,12 @@ pub(crate) fn separate_tx_rx_irq() -> bool {
     module_parameters::separate_tx_rx_irq.value()
 }
 
+/// Age after which the packets queued for a frontend that posts no buffers are dropped
+/// (`rx_drain_timeout_msecs`).
+pub(crate) fn rx_drain_timeout_msecs() -> u32 {
+    module_parameters::rx_drain_timeout_msecs.value().max(1)
+}
+
 /// Most queues a frontend may ask for (`max_queues`; 0: the number of CPUs, at most 8).
 pub(crate) fn max_queues() -> u32 {
     match module_parameters::max_queues.value() {
@@ -94,6 +100,10 @@ module! {
         max_queues: u32 {
             default: 0,
             description: "Maximum number of queues per virtual interface (0: CPUs, at most 8)",
+        },
+        rx_drain_timeout_msecs: u32 {
+            default: 10000,
+            description: "Age at which the packets queued for a stalled frontend are dropped (ms)",
         },
         fatal_skb_slots: u32 {
             default: 20,

@@ -21,6 +21,10 @@ use kernel::{
     },
     prelude::*,
     sync::Arc,
+    time::{
+        Instant,
+        Monotonic, //
+    },
     xen::{
         grant::{
             CopyBatch,
@@ -144,6 +148,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             (skb, rxq.bytes() < RX_QUEUE_MAX_BYTES / 2)
         };
         let Some(skb) = skb else { break };
+        rx.stalled_since = None;
         if wake {
             if let Some(txq) = dev.tx_queue(u32::from(core.index)) {
                 if txq.is_stopped() {
@@ -263,6 +268,25 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         notify |= state.ring.push_responses_and_check_notify();
     }
     let more = sent == MAX_PACKETS_PER_RUN;
+    // A frontend that leaves the head packet waiting too long loses what is queued for it
+    // (C: `rx_drain_timeout_msecs`).
+    let mut drain = false;
+    let mut wait_ms = crate::interface::RX_RETRY_MSECS;
+    if short && fatal.is_none() {
+        let timeout = crate::rx_drain_timeout_msecs();
+        match rx.stalled_since {
+            None => rx.stalled_since = Some(Instant::<Monotonic>::now()),
+            Some(since) if since.elapsed().as_millis() >= i64::from(timeout) => {
+                rx.stalled_since = None;
+                drain = true;
+            }
+            Some(_) => {}
+        }
+        if core.fe.rx_notify {
+            // Notified when buffers come; otherwise drained after the timeout.
+            wait_ms = timeout;
+        }
+    }
     drop(rx);
     if notify {
         core.notify_rx();
@@ -271,11 +295,22 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         core.fatal(dev, what);
         return;
     }
+    if drain {
+        loop {
+            // One at a time: never free a packet under the queue lock (XSA-424).
+            let skb = core.rxq.lock().pop_front();
+            let Some(skb) = skb else { break };
+            core.to_guest_dropped.inc();
+            drop(skb);
+        }
+        if let Some(txq) = dev.tx_queue(u32::from(core.index)) {
+            txq.wake();
+        }
+    }
     if more {
         queue.kick_rx();
-    } else if short && !core.fe.rx_notify {
-        // A frontend without `feature-rx-notify` does not notify: poll it.
-        queue.kick_rx_later();
+    } else if short && !drain {
+        queue.kick_rx_later(wait_ms);
     }
 }
 
