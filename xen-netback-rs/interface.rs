@@ -156,6 +156,8 @@ pub(crate) struct TxState {
     pub(crate) pkts: KVec<crate::tx::Packet>,
     /// The buffers of the packets of a poll.
     pub(crate) skbs: KVec<Option<SkBuff>>,
+    /// The page fragments of the packets of a poll.
+    pub(crate) pages: KVec<kernel::page::Page>,
 }
 
 /// The guest-RX state of a queue, used by its worker only.
@@ -289,6 +291,10 @@ impl Queue {
         let buf = KVec::from_elem(0u8, RX_MAX_PACKET, GFP_KERNEL)?;
         let pkts = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
         let skbs = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
+        let pages = KVec::with_capacity(
+            crate::tx::MAX_PACKETS_PER_POLL * crate::tx::MAX_PAGES,
+            GFP_KERNEL,
+        )?;
         Arc::pin_init(
             try_pin_init!(Queue {
                 napi <- Napi::new(
@@ -301,6 +307,7 @@ impl Queue {
                             ring: tx_ring,
                             pkts,
                             skbs,
+                            pages,
                         }),
                         rx <- new_mutex!(RxState {
                             ring: rx_ring,

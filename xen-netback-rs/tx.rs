@@ -16,6 +16,7 @@ use kernel::{
             ETH_HLEN, //
         },
     },
+    page::Page,
     prelude::*,
     xen::{
         grant::{
@@ -41,6 +42,13 @@ use kernel::{
 /// Most packets handled per poll (bounds the copy batch).
 pub(crate) const MAX_PACKETS_PER_POLL: usize = 64;
 
+/// Packets up to this size are copied into the linear area of their buffer; larger ones have
+/// their first bytes there (all the headers) and the rest in page fragments.
+pub(crate) const LINEAR_MAX: usize = 2048;
+
+/// Most page fragments of a packet: `(MAX_TX_SIZE - LINEAR_MAX) / PAGE_SIZE`, rounded up.
+pub(crate) const MAX_PAGES: usize = (0xffff - LINEAR_MAX).div_ceil(PAGE_SIZE);
+
 /// Most requests a packet may have before it is fatal, as stored.
 const MAX_SLOTS: usize = crate::FATAL_SKB_SLOTS_MAX - 1;
 
@@ -57,6 +65,11 @@ pub(crate) struct Packet {
     pub(crate) first_len: usize,
     /// Response status if the packet is not delivered (dropped at validation).
     pub(crate) drop: Option<Status>,
+    /// Bytes of the packet in the linear area of its buffer.
+    pub(crate) lin_len: usize,
+    /// Pages holding the rest, in the poll's page array from `pages_start`.
+    pub(crate) pages_start: usize,
+    pub(crate) nr_pages: usize,
 }
 
 /// Why reading the TX ring must stop: the frontend broke the protocol.
@@ -80,6 +93,9 @@ pub(crate) fn read_packet(
         gso: None,
         first_len: 0,
         drop: None,
+        lin_len: 0,
+        pages_start: 0,
+        nr_pages: 0,
     };
     pkt.reqs[0] = first;
 
@@ -167,44 +183,84 @@ fn respond(
     }
 }
 
-/// Adds the copies of `pkt` into `dst` to `batch`; returns the number of operations.
+/// Adds the copies of `pkt` to `batch`: the first [`Packet::lin_len`] bytes into `lin`, the rest
+/// into `pages`, packed. Returns the number of operations.
 fn add_copies<'a>(
     batch: &mut CopyBatch<'a>,
     core: &Core,
     pkt: &Packet,
-    dst: &'a mut [u8],
+    lin: &'a mut [u8],
+    pages: &'a [Page],
 ) -> Result<usize> {
-    let mut rest = dst;
+    let lin_len = lin.len();
+    let mut lin_rest = lin;
+    let mut pos = 0usize;
     let mut ops = 0;
     for (i, req) in pkt.reqs[..pkt.nr_reqs].iter().enumerate() {
-        let len = if i == 0 {
+        let mut left = if i == 0 {
             pkt.first_len
         } else {
             usize::from(req.size)
         };
-        if len > rest.len() {
-            return Err(EINVAL);
-        }
-        let (mut cur, r) = core::mem::take(&mut rest).split_at_mut(len);
-        rest = r;
         let mut offset = req.offset;
-        while !cur.is_empty() {
-            // Local side: never across a page.
-            let room = PAGE_SIZE - (cur.as_ptr() as usize % PAGE_SIZE);
-            let n = room.min(cur.len());
-            let (a, b) = core::mem::take(&mut cur).split_at_mut(n);
-            batch.copy_from_peer(core.domid, GrantRef(req.gref), offset, a)?;
+        let gref = GrantRef(req.gref);
+        while left > 0 {
+            let n = if pos < lin_len {
+                // Local side: never across a page.
+                let room = PAGE_SIZE - (lin_rest.as_ptr() as usize % PAGE_SIZE);
+                let n = left.min(lin_rest.len()).min(room);
+                let (a, b) = core::mem::take(&mut lin_rest).split_at_mut(n);
+                lin_rest = b;
+                batch.copy_from_peer(core.domid, gref, offset, a)?;
+                n
+            } else {
+                let p = pos - lin_len;
+                let page = pages.get(p / PAGE_SIZE).ok_or(EINVAL)?;
+                let poff = p % PAGE_SIZE;
+                let n = left.min(PAGE_SIZE - poff);
+                batch.copy_from_peer_to_page(core.domid, gref, offset, page, poff as u16, n)?;
+                n
+            };
             ops += 1;
+            pos += n;
+            left -= n;
             offset += n as u16;
-            cur = b;
         }
     }
     Ok(ops)
 }
 
 /// Hands a copied packet to the stack (C: `xenvif_tx_submit`).
-fn deliver(ctx: &PollContext<'_, Core>, core: &Core, pkt: &Packet, mut skb: SkBuff) {
+fn deliver(
+    ctx: &PollContext<'_, Core>,
+    core: &Core,
+    pkt: &Packet,
+    mut skb: SkBuff,
+    pages: &mut impl Iterator<Item = Page>,
+) {
     let dev = ctx.device();
+    let mut rest = usize::from(pkt.reqs[0].size).saturating_sub(pkt.lin_len);
+    let mut frags_ok = true;
+    for _ in 0..pkt.nr_pages {
+        let Some(page) = pages.next() else {
+            frags_ok = false;
+            break;
+        };
+        let size = rest.min(PAGE_SIZE);
+        rest -= size;
+        if frags_ok
+            && (size == 0
+                || skb
+                    .add_rx_frag(page, 0, size as u32, PAGE_SIZE as u32)
+                    .is_err())
+        {
+            frags_ok = false;
+        }
+    }
+    if !frags_ok || rest != 0 {
+        core.from_guest_errors.inc();
+        return;
+    }
     let flags = pkt.reqs[0].flags;
     if skb.eth_type_trans(dev).is_err() {
         core.from_guest_errors.inc();
@@ -290,17 +346,31 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     // Room for one per packet was reserved when the queue was created.
     let mut skbs = core::mem::take(&mut tx.skbs);
     skbs.clear();
+    let mut pages = core::mem::take(&mut tx.pages);
+    pages.clear();
     for pkt in pkts.iter_mut() {
         let mut skb = None;
+        pkt.pages_start = pages.len();
+        pkt.nr_pages = 0;
         if pkt.drop.is_none() {
-            let len = u32::from(pkt.reqs[0].size);
-            match ctx.alloc_skb(len) {
-                Ok(mut s) => {
-                    if s.put_zero(len).is_ok() {
-                        skb = Some(s);
-                    }
+            let total = usize::from(pkt.reqs[0].size);
+            pkt.lin_len = total.min(LINEAR_MAX);
+            let want = (total - pkt.lin_len).div_ceil(PAGE_SIZE);
+            if let Ok(mut s) = ctx.alloc_skb(pkt.lin_len as u32) {
+                if s.put_zero(pkt.lin_len as u32).is_ok() {
+                    skb = Some(s);
                 }
-                Err(_) => {}
+            }
+            while skb.is_some() && pkt.nr_pages < want {
+                let pushed = match Page::alloc_page(GFP_ATOMIC) {
+                    Ok(page) => pages.push(page, GFP_ATOMIC).is_ok(),
+                    Err(_) => false,
+                };
+                if pushed {
+                    pkt.nr_pages += 1;
+                } else {
+                    skb = None;
+                }
             }
             if skb.is_none() {
                 pkt.drop = Some(Status::Dropped);
@@ -316,7 +386,8 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     // 3. One batch of copies for all of them.
     let mut ranges: [(usize, usize); MAX_PACKETS_PER_POLL] = [(0, 0); MAX_PACKETS_PER_POLL];
     {
-        let nr_ops: usize = pkts.iter().map(|p| p.nr_reqs * 2).sum();
+        let nr_ops: usize = pkts.iter().map(|p| p.nr_reqs * 3 + 2).sum();
+        let all_pages: &[Page] = &pages;
         let mut batch = match CopyBatch::with_capacity(nr_ops, GFP_ATOMIC) {
             Ok(b) => b,
             Err(_) => CopyBatch::new(),
@@ -324,8 +395,11 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         for (i, (pkt, skb)) in pkts.iter_mut().zip(skbs.iter_mut()).enumerate() {
             let Some(skb) = skb.as_mut() else { continue };
             let start = batch.len();
+            let my_pages = all_pages
+                .get(pkt.pages_start..pkt.pages_start + pkt.nr_pages)
+                .unwrap_or(&[]);
             let added = match skb.data_mut() {
-                Ok(data) => add_copies(&mut batch, core, pkt, data),
+                Ok(data) => add_copies(&mut batch, core, pkt, data, my_pages),
                 Err(e) => Err(e),
             };
             match added {
@@ -358,16 +432,22 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
 
     // 5. Deliver.
     let work = pkts.len() as u32;
-    for (pkt, skb) in pkts.iter().zip(skbs.drain_all()) {
-        match (pkt.drop, skb) {
-            (None, Some(skb)) => deliver(ctx, core, pkt, skb),
-            (Some(Status::Dropped), skb) => {
-                core.from_guest_dropped.inc();
-                drop(skb);
-            }
-            (_, skb) => {
-                core.from_guest_errors.inc();
-                drop(skb);
+    {
+        let mut page_iter = pages.drain_all();
+        for (pkt, skb) in pkts.iter().zip(skbs.drain_all()) {
+            match (pkt.drop, skb) {
+                (None, Some(skb)) => deliver(ctx, core, pkt, skb, &mut page_iter),
+                (status, skb) => {
+                    for _ in 0..pkt.nr_pages {
+                        drop(page_iter.next());
+                    }
+                    if status == Some(Status::Dropped) {
+                        core.from_guest_dropped.inc();
+                    } else {
+                        core.from_guest_errors.inc();
+                    }
+                    drop(skb);
+                }
             }
         }
     }
@@ -377,6 +457,7 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         let mut tx = core.tx.lock();
         tx.pkts = pkts;
         tx.skbs = skbs;
+        tx.pages = pages;
     }
 
     if work < budget && ctx.complete_done(work) {
