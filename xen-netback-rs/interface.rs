@@ -197,9 +197,6 @@ pub(crate) struct Core {
     pub(crate) from_guest: QueueStats,
     /// Packets to the frontend (the device transmits them).
     pub(crate) to_guest: QueueStats,
-    pub(crate) from_guest_dropped: Counter,
-    pub(crate) from_guest_errors: Counter,
-    pub(crate) to_guest_dropped: Counter,
     pub(crate) gso_checksum_fixup: Counter,
 }
 
@@ -319,9 +316,6 @@ impl Queue {
                         disabled: Atomic::new(0),
                         from_guest: QueueStats::new(),
                         to_guest: QueueStats::new(),
-                        from_guest_dropped: Counter::new(),
-                        from_guest_errors: Counter::new(),
-                        to_guest_dropped: Counter::new(),
                         gso_checksum_fixup: Counter::new(),
                     })
                 ),
@@ -401,7 +395,7 @@ impl dev::Operations for Vif {
                     Xmit::Queued
                 }
                 Some(q) => {
-                    q.napi.to_guest_dropped.inc();
+                    q.napi.to_guest.dropped.inc();
                     Xmit::Drop(skb)
                 }
                 None => Xmit::Drop(skb),

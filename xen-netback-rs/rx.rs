@@ -116,7 +116,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         let need = slots_needed(len, gso.is_some());
         if len > RX_MAX_PACKET || need > crate::LEGACY_SLOTS_MAX {
             let skb = core.rxq.lock().pop_front();
-            core.to_guest_dropped.inc();
+            core.to_guest.dropped.inc();
             drop(skb);
             continue;
         }
@@ -157,7 +157,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             }
         }
         if skb.len() as usize != len {
-            core.to_guest_dropped.inc();
+            core.to_guest.dropped.inc();
             drop(skb);
             continue;
         }
@@ -165,7 +165,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         // Gather the packet; the buffer is freed here, with no lock but the worker's.
         let state = &mut *rx;
         if skb.copy_bits(0, &mut state.buf[..len]).is_err() {
-            core.to_guest_dropped.inc();
+            core.to_guest.dropped.inc();
             drop(skb);
             continue;
         }
@@ -262,7 +262,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         if ok {
             core.to_guest.packet(len as u32);
         } else {
-            core.to_guest_dropped.inc();
+            core.to_guest.dropped.inc();
         }
         sent += 1;
         notify |= state.ring.push_responses_and_check_notify();
@@ -300,7 +300,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             // One at a time: never free a packet under the queue lock (XSA-424).
             let skb = core.rxq.lock().pop_front();
             let Some(skb) = skb else { break };
-            core.to_guest_dropped.inc();
+            core.to_guest.dropped.inc();
             drop(skb);
         }
         if let Some(txq) = dev.tx_queue(u32::from(core.index)) {

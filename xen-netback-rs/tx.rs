@@ -258,12 +258,12 @@ fn deliver(
         }
     }
     if !frags_ok || rest != 0 {
-        core.from_guest_errors.inc();
+        core.from_guest.errors.inc();
         return;
     }
     let flags = pkt.reqs[0].flags;
     if skb.eth_type_trans(dev).is_err() {
-        core.from_guest_errors.inc();
+        core.from_guest.errors.inc();
         return;
     }
     skb.reset_network_header();
@@ -282,7 +282,7 @@ fn deliver(
         (Checksum::None, None) => true,
     };
     if !ok {
-        core.from_guest_errors.inc();
+        core.from_guest.errors.inc();
         return;
     }
     if let Some(gso) = pkt.gso {
@@ -291,7 +291,7 @@ fn deliver(
             GsoType::TcpV6 => SkbGso::TCPV6,
             #[allow(unreachable_patterns)]
             _ => {
-                core.from_guest_errors.inc();
+                core.from_guest.errors.inc();
                 return;
             }
         };
@@ -442,9 +442,9 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                         drop(page_iter.next());
                     }
                     if status == Some(Status::Dropped) {
-                        core.from_guest_dropped.inc();
+                        core.from_guest.dropped.inc();
                     } else {
-                        core.from_guest_errors.inc();
+                        core.from_guest.errors.inc();
                     }
                     drop(skb);
                 }
