@@ -65,22 +65,24 @@ pub(crate) fn max_queues() -> u32 {
     }
 }
 
-#[pin_data]
 struct NetBackModule {
-    #[pin]
-    driver: driver::Registration<BackendAdapter<xenbus::NetBack>>,
+    /// The xenbus driver; `None` outside Xen, where there is nothing to serve (the module still
+    /// loads, so that its KUnit suites run in a plain VM).
+    _driver: Option<Pin<KBox<driver::Registration<BackendAdapter<xenbus::NetBack>>>>>,
 }
 
-impl kernel::InPlaceModule for NetBackModule {
-    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            driver <- {
-                // Like the C driver: nothing to serve outside a Xen domain.
-                if !kernel::xen::xen_domain() {
-                    return Err(ENODEV);
-                }
-                driver::Registration::new(<Self as kernel::ModuleMetadata>::NAME, module)
-            },
+impl kernel::Module for NetBackModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        if !kernel::xen::xen_domain() {
+            pr_info!("not running on Xen: no vif backend\n");
+            return Ok(Self { _driver: None });
+        }
+        let driver = KBox::pin_init(
+            driver::Registration::new(<Self as kernel::ModuleMetadata>::NAME, module),
+            GFP_KERNEL,
+        )?;
+        Ok(Self {
+            _driver: Some(driver),
         })
     }
 }
