@@ -58,7 +58,9 @@ use kernel::{
         grant::MappedRing,
         netif::{
             RxBackRing,
-            TxBackRing, //
+            TxBackRing,
+            RX_RING_SIZE,
+            TX_RING_SIZE, //
         },
         DomId,
     },
@@ -435,6 +437,21 @@ impl ethtool::Operations for Vif {
 
     fn get_drvinfo(_dev: &Device, _this: Pin<&Self>, info: &mut ethtool::DrvInfo) {
         info.set_driver(c"vif");
+    }
+
+    fn get_channels(_dev: &Device, this: Pin<&Self>, ch: &mut ethtool::Channels) {
+        // Beyond the C driver: one combined channel per queue the frontend connected.
+        ch.max_combined = crate::max_queues();
+        ch.combined_count = this.queues.lock().len() as u32;
+    }
+
+    fn get_ringparam(_dev: &Device, _this: Pin<&Self>, ring: &mut ethtool::RingParam) {
+        // The rings are one page each, sized by the protocol (the frontend's TX ring carries
+        // what the device receives).
+        ring.rx_max_pending = TX_RING_SIZE;
+        ring.rx_pending = TX_RING_SIZE;
+        ring.tx_max_pending = RX_RING_SIZE;
+        ring.tx_pending = RX_RING_SIZE;
     }
 
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
