@@ -223,14 +223,11 @@ impl Core {
 
     /// Stops serving a frontend that broke the protocol (C: `xenvif_fatal_tx_err`): the rings
     /// are not touched again and the carrier goes off. The frontend may reconnect.
-    pub(crate) fn fatal(&self, dev: &Device, what: &str) {
+    pub(crate) fn fatal(&self, dev: &Device, why: core::fmt::Arguments<'_>) {
         if self.disabled.xchg(1, Relaxed) == 0 {
-            pr_err!(
-                "{:?}: queue {}: frontend error ({}), disabling\n",
-                dev.name(),
-                self.index,
-                what
-            );
+            let name = dev.name().to_str().unwrap_or("vif");
+            pr_err!("{name}: {why}\n");
+            pr_err!("{name}: fatal error; disabling device\n");
             dev.carrier_off();
         }
     }

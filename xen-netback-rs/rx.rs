@@ -292,7 +292,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         core.notify_rx();
     }
     if let Some(what) = fatal {
-        core.fatal(dev, what);
+        core.fatal(dev, fmt!("{what}"));
         return;
     }
     if drain {

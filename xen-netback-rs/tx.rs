@@ -26,6 +26,7 @@ use kernel::{
         netif::{
             Checksum,
             Extra,
+            ExtraInfo,
             Gso,
             GsoType,
             Status,
@@ -49,8 +50,8 @@ pub(crate) const LINEAR_MAX: usize = 2048;
 /// Most page fragments of a packet: `(MAX_TX_SIZE - LINEAR_MAX) / PAGE_SIZE`, rounded up.
 pub(crate) const MAX_PAGES: usize = (0xffff - LINEAR_MAX).div_ceil(PAGE_SIZE);
 
-/// Most requests a packet may have before it is fatal, as stored.
-const MAX_SLOTS: usize = crate::FATAL_SKB_SLOTS_MAX - 1;
+/// Most requests of a packet that is not fatal: the first and `FATAL_SKB_SLOTS_MAX` follow-on.
+const MAX_SLOTS: usize = crate::FATAL_SKB_SLOTS_MAX + 1;
 
 /// A packet read from the TX ring, validated.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,9 +73,79 @@ pub(crate) struct Packet {
     pub(crate) nr_pages: usize,
 }
 
-/// Why reading the TX ring must stop: the frontend broke the protocol.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Fatal(pub(crate) &'static str);
+/// Why reading the TX ring must stop: the frontend broke the protocol. Displayed with the
+/// wording of the C driver's log lines, which tools look for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fatal {
+    /// The producer index is behind the consumer index or too far ahead of it.
+    Impossible { prod: u32, cons: u32 },
+    /// The first request announces an extra that is not there.
+    MissingExtra,
+    /// An extra of an unknown type (or of type none).
+    InvalidExtraType(u8),
+    /// A chain of more extras than there are types.
+    TooManyExtras,
+    /// A GSO extra with a size of 0.
+    GsoSizeZero,
+    /// A GSO extra of an unknown type.
+    BadGsoType(u8),
+    /// A packet using `fatal_skb_slots` slots or more.
+    TooManySlots(usize),
+    /// A packet whose chain of requests runs past the producer index.
+    SlotsBeyondProducer(usize),
+    /// A request whose data crosses a page boundary.
+    CrossPage { offset: u16, size: usize },
+}
+
+impl kernel::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Impossible { prod, cons } => write!(
+                f,
+                "Impossible number of requests. req_prod {prod}, req_cons {cons}, size {}",
+                kernel::xen::netif::TX_RING_SIZE
+            ),
+            Self::MissingExtra => write!(f, "Missing extra info"),
+            Self::InvalidExtraType(t) => write!(f, "Invalid extra type: {t}"),
+            Self::TooManyExtras => write!(f, "Too many extra info slots"),
+            Self::GsoSizeZero => write!(f, "GSO size must not be zero."),
+            Self::BadGsoType(t) => write!(f, "Bad GSO type {t}."),
+            Self::TooManySlots(n) => write!(
+                f,
+                "Malicious frontend using {n} slots, threshold {}",
+                crate::fatal_skb_slots()
+            ),
+            Self::SlotsBeyondProducer(n) => {
+                write!(f, "Asked for {n} slots but exceeds this limit")
+            }
+            Self::CrossPage { offset, size } => write!(
+                f,
+                "Cross page boundary, txreq.offset: {offset}, size: {size}"
+            ),
+        }
+    }
+}
+
+/// Checks an extra-info slot and returns its GSO content, if it is a GSO extra (C:
+/// `xenvif_get_extras`, `xenvif_set_skb_gso`).
+pub(crate) fn check_extra(extra: &ExtraInfo) -> Result<Option<Gso>, Fatal> {
+    let t = extra.type_;
+    if t == 0 || t >= EXTRA_TYPE_MAX {
+        return Err(Fatal::InvalidExtraType(t));
+    }
+    if t != 1 {
+        // No multicast control, hash or XDP on the TX ring: ignored.
+        return Ok(None);
+    }
+    let size = u16::from_ne_bytes([extra.data[0], extra.data[1]]);
+    if size == 0 {
+        return Err(Fatal::GsoSizeZero);
+    }
+    let kind = GsoType::try_from(extra.data[2]).map_err(|_| Fatal::BadGsoType(extra.data[2]))?;
+    Gso::new(size, kind)
+        .map(Some)
+        .map_err(|_| Fatal::GsoSizeZero)
+}
 
 /// Reads one packet from `slots`, given its first request (C: `xenvif_tx_build_gops`,
 /// `xenvif_get_extras`, `xenvif_count_requests`).
@@ -101,17 +172,14 @@ pub(crate) fn read_packet(
 
     if first.flags.contains(TxFlag::ExtraInfo) {
         loop {
-            let slot = slots.next().ok_or(Fatal("missing extra info"))?;
+            let slot = slots.next().ok_or(Fatal::MissingExtra)?;
             pkt.nr_extras += 1;
             if pkt.nr_extras >= usize::from(EXTRA_TYPE_MAX) {
-                return Err(Fatal("too many extra info slots"));
+                return Err(Fatal::TooManyExtras);
             }
             let extra = slot.extra();
-            match extra.decode() {
-                Ok(Extra::Gso(gso)) => pkt.gso = Some(gso),
-                // No multicast control, hash or XDP on the TX ring: ignored.
-                Ok(_) => {}
-                Err(_) => return Err(Fatal("invalid extra info")),
+            if let Some(gso) = check_extra(&extra)? {
+                pkt.gso = Some(gso);
             }
             if !extra.more() {
                 break;
@@ -119,42 +187,58 @@ pub(crate) fn read_packet(
         }
     }
 
+    // As the C driver counts: the follow-on requests, after the first.
     let fatal_slots = fatal_slots.clamp(crate::LEGACY_SLOTS_MAX, crate::FATAL_SKB_SLOTS_MAX);
+    let total = usize::from(first.size);
     let mut more = first.flags.contains(TxFlag::MoreData);
     let mut follow_len: usize = 0;
+    let mut drop = false;
     while more {
-        let req = slots
-            .next()
-            .ok_or(Fatal("packet continues past the requests"))?
-            .request();
-        if pkt.nr_reqs + 1 >= fatal_slots {
-            return Err(Fatal("too many slots"));
+        let follow = pkt.nr_reqs - 1;
+        let Some(slot) = slots.next() else {
+            return Err(Fatal::SlotsBeyondProducer(follow + 1));
+        };
+        if follow >= fatal_slots {
+            return Err(Fatal::TooManySlots(follow));
         }
+        if follow >= crate::LEGACY_SLOTS_MAX {
+            // "Too many slots": dropped.
+            drop = true;
+        }
+        let req = slot.request();
+        if !drop && follow_len + usize::from(req.size) > total {
+            // "Invalid tx request, slot size > remaining size": dropped.
+            drop = true;
+        }
+        follow_len += usize::from(req.size);
         if usize::from(req.offset) + usize::from(req.size) > PAGE_SIZE {
-            return Err(Fatal("slot crosses a page boundary"));
+            return Err(Fatal::CrossPage {
+                offset: req.offset,
+                size: usize::from(req.size),
+            });
         }
         more = req.flags.contains(TxFlag::MoreData);
-        follow_len += usize::from(req.size);
+        // Kept (for the id of its response) even when the packet is dropped: the array has
+        // room for `FATAL_SKB_SLOTS_MAX` follow-on requests.
         pkt.reqs[pkt.nr_reqs] = req;
         pkt.nr_reqs += 1;
     }
 
-    let total = usize::from(first.size);
-    if pkt.nr_reqs > crate::LEGACY_SLOTS_MAX {
-        pkt.drop = Some(Status::Error);
-    }
-    if follow_len > total {
-        // "Packet is bigger than frame".
+    if drop {
         pkt.drop = Some(Status::Error);
         return Ok(pkt);
     }
     pkt.first_len = total - follow_len;
-    if usize::from(first.offset) + pkt.first_len > PAGE_SIZE {
-        return Err(Fatal("first slot crosses a page boundary"));
-    }
     if total < ETH_HLEN as usize {
         // "Bad packet size".
         pkt.drop = Some(Status::Error);
+        return Ok(pkt);
+    }
+    if usize::from(first.offset) + pkt.first_len > PAGE_SIZE {
+        return Err(Fatal::CrossPage {
+            offset: first.offset,
+            size: pkt.first_len,
+        });
     }
     Ok(pkt)
 }
@@ -318,7 +402,12 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     // 1. Read and validate the requests of up to `limit` packets.
     let mut fatal = None;
     match tx.ring.requests() {
-        Err(_) => fatal = Some("producer index out of range"),
+        Err(e) => {
+            fatal = Some(Fatal::Impossible {
+                prod: e.prod,
+                cons: e.cons,
+            })
+        }
         Ok(mut reqs) => {
             while pkts.len() < limit {
                 let Some(first) = reqs.next() else { break };
@@ -326,8 +415,8 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                     Ok(pkt) => {
                         let _ = pkts.push(pkt, GFP_ATOMIC);
                     }
-                    Err(Fatal(what)) => {
-                        fatal = Some(what);
+                    Err(why) => {
+                        fatal = Some(why);
                         break;
                     }
                 }
@@ -337,7 +426,7 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     if let Some(what) = fatal {
         tx.pkts = pkts;
         drop(tx);
-        core.fatal(ctx.device(), what);
+        core.fatal(ctx.device(), fmt!("{what}"));
         ctx.complete_done(0);
         return 0;
     }
@@ -463,8 +552,12 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     if work < budget && ctx.complete_done(work) {
         let more = match core.tx.lock().ring.final_check_for_requests() {
             Ok(more) => more,
-            Err(_) => {
-                core.fatal(ctx.device(), "producer index out of range");
+            Err(e) => {
+                let why = Fatal::Impossible {
+                    prod: e.prod,
+                    cons: e.cons,
+                };
+                core.fatal(ctx.device(), fmt!("{why}"));
                 false
             }
         };
@@ -478,10 +571,7 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
 #[kunit_tests(xen_netback_rs_tx)]
 mod tests {
     use super::*;
-    use kernel::xen::netif::{
-        ExtraInfo,
-        TxFlags, //
-    };
+    use kernel::xen::netif::TxFlags;
 
     fn slot(size: u16, offset: u16, more: bool, id: u16) -> TxSlot {
         let mut flags = TxFlags::empty();
@@ -525,26 +615,26 @@ mod tests {
 
     #[test]
     fn slot_counts() {
-        // Up to 18 slots: fine.
-        let pkt = read(&packet(18)).unwrap();
-        assert_eq!(pkt.nr_reqs, 18);
+        // Up to 18 follow-on requests (19 slots): fine.
+        let pkt = read(&packet(19)).unwrap();
+        assert_eq!(pkt.nr_reqs, 19);
         assert!(pkt.drop.is_none());
         assert_eq!(pkt.first_len, 100);
-        // 19 (up to fatal_skb_slots - 1): dropped.
-        let pkt = read(&packet(19)).unwrap();
-        assert_eq!(pkt.drop, Some(Status::Error));
-        // fatal_skb_slots and more: fatal.
-        assert!(read(&packet(20)).is_err());
-        assert!(read(&packet(40)).is_err());
+        // 19 to fatal_skb_slots follow-on requests: dropped, every request kept for its response.
+        for n in [20, 21] {
+            let pkt = read(&packet(n)).unwrap();
+            assert_eq!(pkt.drop, Some(Status::Error));
+            assert_eq!(pkt.nr_reqs, n);
+        }
+        // More: fatal.
+        assert_eq!(read(&packet(22)), Err(Fatal::TooManySlots(20)));
+        assert_eq!(read(&packet(40)), Err(Fatal::TooManySlots(20)));
     }
 
     #[test]
     fn truncated_chain_is_fatal() {
         let p = packet(4);
-        assert_eq!(
-            read(&p[..3]),
-            Err(Fatal("packet continues past the requests"))
-        );
+        assert_eq!(read(&p[..3]), Err(Fatal::SlotsBeyondProducer(4)));
     }
 
     #[test]
@@ -555,7 +645,13 @@ mod tests {
             Some(Status::Error)
         );
         // Crossing a page: fatal.
-        assert!(read(&[slot(200, 4000, false, 1)]).is_err());
+        assert_eq!(
+            read(&[slot(200, 4000, false, 1)]),
+            Err(Fatal::CrossPage {
+                offset: 4000,
+                size: 200
+            })
+        );
         let s = [slot(300, 0, true, 1), slot(200, 3900, false, 2)];
         assert!(read(&s).is_err());
         // Follow-on slots bigger than the frame: dropped.
@@ -595,6 +691,9 @@ mod tests {
         assert!(read(&[first, zero]).is_err());
         // An endless chain of extras: fatal.
         let more = TxSlot::from(gso.with_more(true));
-        assert!(read(&[first, more, more, more, more, more, more, more]).is_err());
+        assert_eq!(
+            read(&[first, more, more, more, more, more, more, more]),
+            Err(Fatal::TooManyExtras)
+        );
     }
 }

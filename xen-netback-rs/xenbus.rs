@@ -314,17 +314,24 @@ impl NetBack {
             return Err(EOPNOTSUPP);
         }
         let features = read_features(fe);
-        let num_queues: u32 = if xenstore::exists(fe, keys::MULTI_QUEUE_NUM_QUEUES) {
-            match xenstore::read_in_range(fe, keys::MULTI_QUEUE_NUM_QUEUES, 1..=crate::max_queues())
-            {
-                Ok(n) => n,
+        let max = crate::max_queues();
+        let num_queues: u32 = match xenstore::read(fe, keys::MULTI_QUEUE_NUM_QUEUES) {
+            // Absent: a frontend without multi-queue support.
+            Err(_) => 1,
+            Ok(v) => match xenstore::parse_uint::<u64>(v.as_bytes()) {
+                Ok(n) if n >= 1 && n <= u64::from(max) => n as u32,
+                Ok(n) => {
+                    dev.dev_fatal(
+                        EINVAL,
+                        fmt!("guest requested {n} queues, exceeding the maximum of {max}."),
+                    );
+                    return Err(EINVAL);
+                }
                 Err(e) => {
-                    dev.dev_fatal(e, fmt!("bad multi-queue-num-queues"));
+                    dev.dev_fatal(e, fmt!("reading {}/multi-queue-num-queues", fe.to_str()?));
                     return Err(e);
                 }
-            }
-        } else {
-            1
+            },
         };
 
         let ifname = CString::try_from_fmt(fmt!(
@@ -340,10 +347,8 @@ impl NetBack {
             } else {
                 CString::try_from_fmt(fmt!("{fe_str}/queue-{q}"))?
             };
-            let conn = Self::connect_queue(dev, inner, &dir, q as u16, domid, features, ifname)
-                .inspect_err(|e| {
-                    dev.dev_fatal(*e, fmt!("connecting queue {q}"));
-                })?;
+            // `connect_queue` reports its errors.
+            let conn = Self::connect_queue(dev, inner, &dir, q as u16, domid, features, ifname)?;
             conns.push(conn, GFP_KERNEL)?;
         }
 
@@ -388,10 +393,22 @@ impl NetBack {
         features: FrontendFeatures,
         ifname: &str,
     ) -> Result<QueueConn> {
-        let tx_ref: u32 = xenstore::read_uint(dir, keys::TX_RING_REF)?;
-        let rx_ref: u32 = xenstore::read_uint(dir, keys::RX_RING_REF)?;
+        let dir_str = dir.to_str()?;
+        let read_ref = |key: &CStr| -> Result<u32> {
+            xenstore::read_uint(dir, key).inspect_err(|e| {
+                dev.dev_fatal(*e, fmt!("reading {dir_str}/ring-ref"));
+            })
+        };
+        let tx_ref = read_ref(keys::TX_RING_REF)?;
+        let rx_ref = read_ref(keys::RX_RING_REF)?;
         let port = |key: &CStr| -> Result<Port> {
-            Ok(Port(xenstore::read_in_range(dir, key, 1..=u32::MAX)?))
+            match xenstore::read_in_range(dir, key, 1..=u32::MAX) {
+                Ok(p) => Ok(Port(p)),
+                Err(e) => {
+                    dev.dev_fatal(e, fmt!("reading {dir_str}/{}", key.to_str()?));
+                    Err(e)
+                }
+            }
         };
         let split = crate::separate_tx_rx_irq() && xenstore::exists(dir, keys::EVENT_CHANNEL_TX);
         let ports = if split {
@@ -402,7 +419,35 @@ impl NetBack {
         } else {
             (port(keys::EVENT_CHANNEL)?, None)
         };
+        let report = |e: Error| {
+            dev.dev_fatal(
+                e,
+                fmt!(
+                    "mapping shared-frames {tx_ref}/{rx_ref} port tx {} rx {}",
+                    ports.0 .0,
+                    ports.1.map_or(ports.0 .0, |p| p.0)
+                ),
+            );
+            e
+        };
+        Self::map_and_bind(
+            dev, inner, index, domid, features, ifname, tx_ref, rx_ref, ports,
+        )
+        .map_err(report)
+    }
 
+    #[allow(clippy::too_many_arguments)]
+    fn map_and_bind(
+        dev: &xenbus::Device<Core<'_>>,
+        inner: &Inner,
+        index: u16,
+        domid: DomId,
+        features: FrontendFeatures,
+        ifname: &str,
+        tx_ref: u32,
+        rx_ref: u32,
+        ports: (Port, Option<Port>),
+    ) -> Result<QueueConn> {
         let tx = TxBackRing::attach(MappedRing::map(dev, &[GrantRef(tx_ref)])?)?;
         let rx = RxBackRing::attach(MappedRing::map(dev, &[GrantRef(rx_ref)])?)?;
         let queue = Queue::new(inner.netdev.device(), index, domid, features, tx, rx)?;
@@ -555,7 +600,18 @@ impl xenbus::Driver for NetBack {
                 let _ = dev.switch_state(State::Reconfigured);
             }
             State::Closing => Self::set_state(dev, &this, State::Closing),
-            State::Closed | State::Unknown => Self::set_state(dev, &this, State::Closed),
+            State::Closed => Self::set_state(dev, &this, State::Closed),
+            State::Unknown => {
+                // The node is gone (the frontend went away), or holds something that is no
+                // state at all.
+                match xenstore::read_uint::<u64>(dev.otherend(), c"state") {
+                    Ok(v) if v != 0 => {
+                        dev.dev_fatal(EINVAL, fmt!("saw state {v} at frontend"));
+                        this.inner.lock().disconnect();
+                    }
+                    _ => Self::set_state(dev, &this, State::Closed),
+                }
+            }
             _ => dev.dev_fatal(EINVAL, fmt!("saw state {} at frontend", u32::from(state))),
         }
     }
