@@ -107,6 +107,7 @@ struct TxRxIrq(Arc<Queue>);
 
 impl Handler for TxIrq {
     fn handle(&self) -> Eoi {
+        crate::trace!("tx irq\n");
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
@@ -117,6 +118,7 @@ impl Handler for TxIrq {
 
 impl Handler for RxIrq {
     fn handle(&self) -> Eoi {
+        crate::trace!("rx irq\n");
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
