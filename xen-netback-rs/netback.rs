@@ -28,7 +28,7 @@ pub(crate) static TRACE: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomi
 
 macro_rules! trace {
     ($($arg:tt)*) => {
-        if crate::TRACE.fetch_add(1, kernel::sync::atomic::Relaxed) < 80 {
+        if crate::TRACE.fetch_add(1, kernel::sync::atomic::Relaxed) < 40 {
             kernel::pr_info!($($arg)*);
         }
     };

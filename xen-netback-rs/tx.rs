@@ -323,11 +323,6 @@ fn deliver(
     pages: &mut impl Iterator<Item = Page>,
 ) {
     let dev = ctx.device();
-    {
-        let d = skb.data();
-        let n = d.len().min(16);
-        crate::trace!("tx data {:02x?} off {} gref {}\n", &d[..n], pkt.reqs[0].offset, pkt.reqs[0].gref);
-    }
     let mut rest = usize::from(pkt.reqs[0].size).saturating_sub(pkt.lin_len);
     let mut frags_ok = true;
     for _ in 0..pkt.nr_pages {
@@ -351,9 +346,7 @@ fn deliver(
         return;
     }
     let flags = pkt.reqs[0].flags;
-    let proto = skb.eth_type_trans(dev);
-    crate::trace!("tx proto {:?}\n", proto.as_ref().ok());
-    if proto.is_err() {
+    if skb.eth_type_trans(dev).is_err() {
         core.from_guest.errors.inc();
         return;
     }
