@@ -23,18 +23,6 @@ use kernel::{
     xen::xenbus::BackendAdapter, //
 };
 
-/// Debug trace for bring-up: the first events only.
-pub(crate) static TRACE: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomic::Atomic::new(0);
-
-macro_rules! trace {
-    ($($arg:tt)*) => {
-        if crate::TRACE.fetch_add(1, kernel::sync::atomic::Relaxed) < 40 {
-            kernel::pr_info!($($arg)*);
-        }
-    };
-}
-pub(crate) use trace;
-
 mod interface;
 mod rx;
 mod tx;

@@ -113,7 +113,6 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             rxq.front().map(|skb| packet_info(core, skb))
         };
         let Some((len, gso, csum)) = head else { break };
-        crate::trace!("rx head len {len} avail {:?}\n", rx.ring.unconsumed_requests().ok());
         let need = slots_needed(len, gso.is_some());
         if len > RX_MAX_PACKET || need > crate::LEGACY_SLOTS_MAX {
             let skb = core.rxq.lock().pop_front();
@@ -260,7 +259,6 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
                 }
             }
         }
-        crate::trace!("rx sent len {len} ok {ok} slots {need}\n");
         if ok {
             core.to_guest.packet(len as u32);
         } else {

@@ -382,7 +382,6 @@ fn deliver(
         skb.set_gso(gso.size(), kind | SkbGso::DODGY);
     }
     core.from_guest.packet(skb.len() + ETH_HLEN);
-    crate::trace!("deliver len {}\n", skb.len());
     skb.netif_receive();
 }
 
@@ -395,7 +394,6 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     }
     let limit = (budget as usize).min(MAX_PACKETS_PER_POLL);
     let fatal_slots = crate::fatal_skb_slots();
-    crate::trace!("poll budget {budget} disabled {}\n", core.is_disabled());
 
     let mut tx = core.tx.lock();
     let mut pkts = core::mem::take(&mut tx.pkts);
@@ -510,9 +508,6 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         }
     }
 
-    for p in pkts.iter() {
-        crate::trace!("tx pkt size {} reqs {} drop {:?}\n", p.reqs[0].size, p.nr_reqs, p.drop);
-    }
     // 4. Responses, in ring order.
     for pkt in pkts.iter() {
         respond(&mut tx.ring, pkt, pkt.drop.unwrap_or(Status::Okay));

@@ -107,7 +107,6 @@ struct TxRxIrq(Arc<Queue>);
 
 impl Handler for TxIrq {
     fn handle(&self) -> Eoi {
-        crate::trace!("tx irq\n");
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
@@ -118,7 +117,6 @@ impl Handler for TxIrq {
 
 impl Handler for RxIrq {
     fn handle(&self) -> Eoi {
-        crate::trace!("rx irq\n");
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
