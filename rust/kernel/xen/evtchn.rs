@@ -244,6 +244,27 @@ impl<T: Handler + 'static> Registration<T> {
     }
 }
 
+/// A handle that notifies the other end through the event channel of a [`Registration`].
+///
+/// Lets code that cannot hold the registration itself (such as the data the registration's own
+/// handler refers to) send notifications. Notifying after the registration was dropped does
+/// nothing harmful: `notify_remote_via_irq()` ignores an interrupt that is not bound to an event
+/// channel, and may at worst send a spurious event on a later binding of the same interrupt;
+/// drop notifiers together with the registration.
+#[derive(Clone, Copy, Debug)]
+pub struct Notifier {
+    irq: u32,
+}
+
+impl Notifier {
+    /// Notifies the other end (`notify_remote_via_irq()`). May be called from any context.
+    pub fn notify(&self) {
+        // SAFETY: `notify_remote_via_irq()` looks the event channel of `irq` up and does nothing
+        // if there is none; it may be called with any interrupt number, in any context.
+        unsafe { bindings::notify_remote_via_irq(self.irq as c_int) };
+    }
+}
+
 impl<T: Handler> Registration<T> {
     /// Returns the handler.
     pub fn handler(&self) -> &T {
@@ -276,6 +297,11 @@ impl<T: Handler> Registration<T> {
     /// when the event channel is not masked for a late EOI does nothing.
     pub fn lateeoi(&self, spurious: bool) {
         eoi(self.irq(), if spurious { Eoi::Spurious } else { Eoi::Done });
+    }
+
+    /// Returns a [`Notifier`] for this event channel.
+    pub fn notifier(&self) -> Notifier {
+        Notifier { irq: self.irq() }
     }
 
     /// Waits for a running handler to return (`synchronize_irq()`).

@@ -613,6 +613,40 @@ impl<'a> CopyBatch<'a> {
         self.push(op)
     }
 
+    /// Adds an operation that copies `len` bytes from offset `offset` of the page that domain
+    /// `domid` granted with `gref` to offset `dst_offset` of the local page `dst`
+    /// (`GNTCOPY_source_gref`).
+    ///
+    /// The hypervisor writes the page when the batch is submitted, so its content must not be
+    /// used while the batch lives ([`Page`] gives no safe access to its content). Several
+    /// operations may write to distinct parts of the same page. Returns the index of the
+    /// operation. Fails with [`EINVAL`] if either side would cross a Xen page boundary or `len`
+    /// is zero, with [`EBUSY`] if the batch was submitted.
+    pub fn copy_from_peer_to_page(
+        &mut self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &'a Page,
+        dst_offset: u16,
+        len: usize,
+    ) -> Result<usize> {
+        Self::remote(offset, len)?;
+        if len == 0 || usize::from(dst_offset) + len > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let mut op: bindings::gnttab_copy = pin_init::zeroed();
+        op.source.u.ref_ = gref.0;
+        op.source.domid = domid.0;
+        op.source.offset = offset;
+        op.dest.u.gmfn = dst.gfn().0 as bindings::xen_pfn_t;
+        op.dest.domid = DomId::SELF.0;
+        op.dest.offset = dst_offset;
+        op.len = len as u16;
+        op.flags = bindings::GNTCOPY_source_gref as u16;
+        self.push(op)
+    }
+
     /// Performs all operations (`gnttab_batch_copy()`).
     ///
     /// The hypervisor retries operations on paged-out frames; each operation then has its final

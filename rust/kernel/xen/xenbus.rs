@@ -818,7 +818,7 @@ impl<'a> Device<device::Core<'a>> {
     }
 }
 
-impl Device<device::Bound> {
+impl<Ctx: device::DeviceContext> Device<Ctx> {
     /// Returns the state of this end, as last switched to (`dev->state`).
     pub fn state(&self) -> State {
         // SAFETY: By the type invariant `self.as_raw()` is a valid `struct xenbus_device`. The
@@ -830,6 +830,12 @@ impl Device<device::Bound> {
     /// Switches this end to `state`, by writing it into its `state` node
     /// (`xenbus_switch_state()`).
     ///
+    /// Available in any device context: a backend switches to [`State::Connected`] from a
+    /// xenstore watch (for example once the toolstack's hotplug script reported success), which
+    /// does not run in a driver callback. Only xenstore and `dev->state` are touched, so this is
+    /// sound for any valid device; drivers call it only while they own the device, i.e. from
+    /// state they drop in their unbind path.
+    ///
     /// Does nothing if this end is already in `state`, or if the device's directory vanished. If
     /// the state cannot be written, the xenbus core reports the error in xenstore and tries to
     /// switch to [`State::Closing`]: the error is not returned.
@@ -837,7 +843,9 @@ impl Device<device::Bound> {
         // SAFETY: By the type invariant `self.as_raw()` is a valid `struct xenbus_device`.
         to_result(unsafe { bindings::xenbus_switch_state(self.as_raw(), state.into_raw()) })
     }
+}
 
+impl Device<device::Bound> {
     /// Reports an error: logs it and writes it into the device's `error` node in xenstore, where
     /// the toolstack can see it (`xenbus_dev_error()`).
     ///

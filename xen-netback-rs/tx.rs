@@ -1,0 +1,699 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Guest TX: packets from the frontend to dom0 (C: `netback.c`, `xenvif_tx_action`).
+//!
+//! Map-free: each request is copied once from the ring and validated, then the whole packet is
+//! grant-copied into the linear area of a local buffer (so every header is in the linear area
+//! and there are no frags, empty or not), one batch of copies per poll.
+
+use crate::interface::Core;
+use kernel::{
+    net::{
+        napi::PollContext,
+        skb::{
+            GsoType as SkbGso,
+            SkBuff,
+            ETH_HLEN, //
+        },
+    },
+    page::Page,
+    prelude::*,
+    xen::{
+        grant::{
+            CopyBatch,
+            GrantRef, //
+        },
+        netif::{
+            Checksum,
+            Extra,
+            ExtraInfo,
+            Gso,
+            GsoType,
+            Status,
+            TxFlag,
+            TxRequest,
+            TxResponse,
+            TxSlot,
+            EXTRA_TYPE_MAX, //
+        },
+        PAGE_SIZE,
+    },
+};
+
+/// Most packets handled per poll (bounds the copy batch).
+pub(crate) const MAX_PACKETS_PER_POLL: usize = 64;
+
+/// Packets up to this size are copied into the linear area of their buffer; larger ones have
+/// their first bytes there (all the headers) and the rest in page fragments.
+pub(crate) const LINEAR_MAX: usize = 2048;
+
+/// Most page fragments of a packet: `(MAX_TX_SIZE - LINEAR_MAX) / PAGE_SIZE`, rounded up.
+pub(crate) const MAX_PAGES: usize = (0xffff - LINEAR_MAX).div_ceil(PAGE_SIZE);
+
+/// Most requests of a packet that is not fatal: the first and `FATAL_SKB_SLOTS_MAX` follow-on.
+const MAX_SLOTS: usize = crate::FATAL_SKB_SLOTS_MAX + 1;
+
+/// A packet read from the TX ring, validated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Packet {
+    /// The data requests; `reqs[0].size` is the total length.
+    pub(crate) reqs: [TxRequest; MAX_SLOTS],
+    pub(crate) nr_reqs: usize,
+    /// Number of extra-info slots after the first request.
+    pub(crate) nr_extras: usize,
+    pub(crate) gso: Option<Gso>,
+    /// Bytes of data in the first slot.
+    pub(crate) first_len: usize,
+    /// Response status if the packet is not delivered (dropped at validation).
+    pub(crate) drop: Option<Status>,
+    /// Bytes of the packet in the linear area of its buffer.
+    pub(crate) lin_len: usize,
+    /// Pages holding the rest, in the poll's page array from `pages_start`.
+    pub(crate) pages_start: usize,
+    pub(crate) nr_pages: usize,
+}
+
+/// Why reading the TX ring must stop: the frontend broke the protocol. Displayed with the
+/// wording of the C driver's log lines, which tools look for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fatal {
+    /// The producer index is behind the consumer index or too far ahead of it.
+    Impossible { prod: u32, cons: u32 },
+    /// The first request announces an extra that is not there.
+    MissingExtra,
+    /// An extra of an unknown type (or of type none).
+    InvalidExtraType(u8),
+    /// A chain of more extras than there are types.
+    TooManyExtras,
+    /// A GSO extra with a size of 0.
+    GsoSizeZero,
+    /// A GSO extra of an unknown type.
+    BadGsoType(u8),
+    /// A packet using `fatal_skb_slots` slots or more.
+    TooManySlots(usize),
+    /// A packet whose chain of requests runs past the producer index.
+    SlotsBeyondProducer(usize),
+    /// A request whose data crosses a page boundary.
+    CrossPage { offset: u16, size: usize },
+}
+
+impl kernel::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Impossible { prod, cons } => write!(
+                f,
+                "Impossible number of requests. req_prod {prod}, req_cons {cons}, size {}",
+                kernel::xen::netif::TX_RING_SIZE
+            ),
+            Self::MissingExtra => write!(f, "Missing extra info"),
+            Self::InvalidExtraType(t) => write!(f, "Invalid extra type: {t}"),
+            Self::TooManyExtras => write!(f, "Too many extra info slots"),
+            Self::GsoSizeZero => write!(f, "GSO size must not be zero."),
+            Self::BadGsoType(t) => write!(f, "Bad GSO type {t}."),
+            Self::TooManySlots(n) => write!(
+                f,
+                "Malicious frontend using {n} slots, threshold {}",
+                crate::fatal_skb_slots()
+            ),
+            Self::SlotsBeyondProducer(n) => {
+                write!(f, "Asked for {n} slots but exceeds this limit")
+            }
+            Self::CrossPage { offset, size } => write!(
+                f,
+                "Cross page boundary, txreq.offset: {offset}, size: {size}"
+            ),
+        }
+    }
+}
+
+/// Checks an extra-info slot and returns its GSO content, if it is a GSO extra (C:
+/// `xenvif_get_extras`, `xenvif_set_skb_gso`).
+pub(crate) fn check_extra(extra: &ExtraInfo) -> Result<Option<Gso>, Fatal> {
+    let t = extra.type_;
+    if t == 0 || t >= EXTRA_TYPE_MAX {
+        return Err(Fatal::InvalidExtraType(t));
+    }
+    if t != 1 {
+        // No multicast control, hash or XDP on the TX ring: ignored.
+        return Ok(None);
+    }
+    let size = u16::from_ne_bytes([extra.data[0], extra.data[1]]);
+    if size == 0 {
+        return Err(Fatal::GsoSizeZero);
+    }
+    let kind = GsoType::try_from(extra.data[2]).map_err(|_| Fatal::BadGsoType(extra.data[2]))?;
+    Gso::new(size, kind)
+        .map(Some)
+        .map_err(|_| Fatal::GsoSizeZero)
+}
+
+/// Reads one packet from `slots`, given its first request (C: `xenvif_tx_build_gops`,
+/// `xenvif_get_extras`, `xenvif_count_requests`).
+///
+/// Returns [`Fatal`] for what the C driver treats as fatal; a packet that is only dropped has
+/// [`Packet::drop`] set. Every request is read once, from `slots`.
+pub(crate) fn read_packet(
+    first: TxRequest,
+    slots: &mut impl Iterator<Item = TxSlot>,
+    fatal_slots: usize,
+) -> Result<Packet, Fatal> {
+    let mut pkt = Packet {
+        reqs: [TxRequest::default(); MAX_SLOTS],
+        nr_reqs: 1,
+        nr_extras: 0,
+        gso: None,
+        first_len: 0,
+        drop: None,
+        lin_len: 0,
+        pages_start: 0,
+        nr_pages: 0,
+    };
+    pkt.reqs[0] = first;
+
+    if first.flags.contains(TxFlag::ExtraInfo) {
+        loop {
+            let slot = slots.next().ok_or(Fatal::MissingExtra)?;
+            pkt.nr_extras += 1;
+            if pkt.nr_extras >= usize::from(EXTRA_TYPE_MAX) {
+                return Err(Fatal::TooManyExtras);
+            }
+            let extra = slot.extra();
+            if let Some(gso) = check_extra(&extra)? {
+                pkt.gso = Some(gso);
+            }
+            if !extra.more() {
+                break;
+            }
+        }
+    }
+
+    // As the C driver counts: the follow-on requests, after the first.
+    let fatal_slots = fatal_slots.clamp(crate::LEGACY_SLOTS_MAX, crate::FATAL_SKB_SLOTS_MAX);
+    let total = usize::from(first.size);
+    let mut more = first.flags.contains(TxFlag::MoreData);
+    let mut follow_len: usize = 0;
+    let mut drop = false;
+    while more {
+        let follow = pkt.nr_reqs - 1;
+        let Some(slot) = slots.next() else {
+            return Err(Fatal::SlotsBeyondProducer(follow + 1));
+        };
+        if follow >= fatal_slots {
+            return Err(Fatal::TooManySlots(follow));
+        }
+        if follow >= crate::LEGACY_SLOTS_MAX {
+            // "Too many slots": dropped.
+            drop = true;
+        }
+        let req = slot.request();
+        if !drop && follow_len + usize::from(req.size) > total {
+            // "Invalid tx request, slot size > remaining size": dropped.
+            drop = true;
+        }
+        follow_len += usize::from(req.size);
+        if usize::from(req.offset) + usize::from(req.size) > PAGE_SIZE {
+            return Err(Fatal::CrossPage {
+                offset: req.offset,
+                size: usize::from(req.size),
+            });
+        }
+        more = req.flags.contains(TxFlag::MoreData);
+        // Kept (for the id of its response) even when the packet is dropped: the array has
+        // room for `FATAL_SKB_SLOTS_MAX` follow-on requests.
+        pkt.reqs[pkt.nr_reqs] = req;
+        pkt.nr_reqs += 1;
+    }
+
+    if drop {
+        pkt.drop = Some(Status::Error);
+        return Ok(pkt);
+    }
+    pkt.first_len = total - follow_len;
+    if total < ETH_HLEN as usize {
+        // "Bad packet size".
+        pkt.drop = Some(Status::Error);
+        return Ok(pkt);
+    }
+    if usize::from(first.offset) + pkt.first_len > PAGE_SIZE {
+        return Err(Fatal::CrossPage {
+            offset: first.offset,
+            size: pkt.first_len,
+        });
+    }
+    Ok(pkt)
+}
+
+/// Pushes the responses of `pkt` (the first request, a null one per extra, then the others).
+fn respond(
+    ring: &mut kernel::xen::netif::TxBackRing<kernel::xen::grant::MappedRing>,
+    pkt: &Packet,
+    status: Status,
+) {
+    let _ = ring.push_response(TxResponse {
+        id: pkt.reqs[0].id,
+        status: status as i16,
+    });
+    for _ in 0..pkt.nr_extras {
+        let _ = ring.push_response(TxResponse {
+            id: 0,
+            status: Status::Null as i16,
+        });
+    }
+    for req in &pkt.reqs[1..pkt.nr_reqs] {
+        let _ = ring.push_response(TxResponse {
+            id: req.id,
+            status: status as i16,
+        });
+    }
+}
+
+/// Adds the copies of `pkt` to `batch`: the first [`Packet::lin_len`] bytes into `lin`, the rest
+/// into `pages`, packed. Returns the number of operations.
+fn add_copies<'a>(
+    batch: &mut CopyBatch<'a>,
+    core: &Core,
+    pkt: &Packet,
+    lin: &'a mut [u8],
+    pages: &'a [Page],
+) -> Result<usize> {
+    let lin_len = lin.len();
+    let mut lin_rest = lin;
+    let mut pos = 0usize;
+    let mut ops = 0;
+    for (i, req) in pkt.reqs[..pkt.nr_reqs].iter().enumerate() {
+        let mut left = if i == 0 {
+            pkt.first_len
+        } else {
+            usize::from(req.size)
+        };
+        let mut offset = req.offset;
+        let gref = GrantRef(req.gref);
+        while left > 0 {
+            let n = if pos < lin_len {
+                // Local side: never across a page.
+                let room = PAGE_SIZE - (lin_rest.as_ptr() as usize % PAGE_SIZE);
+                let n = left.min(lin_rest.len()).min(room);
+                let (a, b) = core::mem::take(&mut lin_rest).split_at_mut(n);
+                lin_rest = b;
+                batch.copy_from_peer(core.domid, gref, offset, a)?;
+                n
+            } else {
+                let p = pos - lin_len;
+                let page = pages.get(p / PAGE_SIZE).ok_or(EINVAL)?;
+                let poff = p % PAGE_SIZE;
+                let n = left.min(PAGE_SIZE - poff);
+                batch.copy_from_peer_to_page(core.domid, gref, offset, page, poff as u16, n)?;
+                n
+            };
+            ops += 1;
+            pos += n;
+            left -= n;
+            offset += n as u16;
+        }
+    }
+    Ok(ops)
+}
+
+/// Hands a copied packet to the stack (C: `xenvif_tx_submit`).
+fn deliver(
+    ctx: &PollContext<'_, Core>,
+    core: &Core,
+    pkt: &Packet,
+    mut skb: SkBuff,
+    pages: &mut impl Iterator<Item = Page>,
+) {
+    let dev = ctx.device();
+    let mut rest = usize::from(pkt.reqs[0].size).saturating_sub(pkt.lin_len);
+    let mut frags_ok = true;
+    for _ in 0..pkt.nr_pages {
+        let Some(page) = pages.next() else {
+            frags_ok = false;
+            break;
+        };
+        let size = rest.min(PAGE_SIZE);
+        rest -= size;
+        if frags_ok
+            && (size == 0
+                || skb
+                    .add_rx_frag(page, 0, size as u32, PAGE_SIZE as u32)
+                    .is_err())
+        {
+            frags_ok = false;
+        }
+    }
+    if !frags_ok || rest != 0 {
+        core.from_guest.errors.inc();
+        return;
+    }
+    let flags = pkt.reqs[0].flags;
+    if skb.eth_type_trans(dev).is_err() {
+        core.from_guest.errors.inc();
+        return;
+    }
+    skb.reset_network_header();
+    let csum = flags.checksum();
+    let ok = match (csum, pkt.gso) {
+        (Checksum::Partial, _) => skb.checksum_setup(false).is_ok(),
+        (_, Some(_)) => {
+            // A GSO packet must have a partial checksum: fix it up (C: `checksum_setup`).
+            core.gso_checksum_fixup.inc();
+            skb.checksum_setup(true).is_ok()
+        }
+        (Checksum::Unnecessary, None) => {
+            let _ = skb.set_ip_summed(kernel::net::skb::Checksum::Unnecessary);
+            true
+        }
+        (Checksum::None, None) => true,
+    };
+    if !ok {
+        core.from_guest.errors.inc();
+        return;
+    }
+    if let Some(gso) = pkt.gso {
+        let kind = match gso.type_() {
+            GsoType::TcpV4 => SkbGso::TCPV4,
+            GsoType::TcpV6 => SkbGso::TCPV6,
+            #[allow(unreachable_patterns)]
+            _ => {
+                core.from_guest.errors.inc();
+                return;
+            }
+        };
+        skb.set_gso(gso.size(), kind | SkbGso::DODGY);
+    }
+    core.from_guest.packet(skb.len() + ETH_HLEN);
+    skb.netif_receive();
+}
+
+/// The NAPI poll of a queue: handles up to `budget` packets of the TX ring.
+pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
+    let core: &Core = ctx;
+    if core.is_disabled() {
+        ctx.complete_done(0);
+        return 0;
+    }
+    let limit = (budget as usize).min(MAX_PACKETS_PER_POLL);
+    let fatal_slots = crate::fatal_skb_slots();
+
+    let mut tx = core.tx.lock();
+    let mut pkts = core::mem::take(&mut tx.pkts);
+    pkts.clear();
+
+    // 1. Read and validate the requests of up to `limit` packets.
+    let mut fatal = None;
+    match tx.ring.requests() {
+        Err(e) => {
+            fatal = Some(Fatal::Impossible {
+                prod: e.prod,
+                cons: e.cons,
+            })
+        }
+        Ok(mut reqs) => {
+            while pkts.len() < limit {
+                let Some(first) = reqs.next() else { break };
+                match read_packet(first.request(), &mut reqs, fatal_slots) {
+                    Ok(pkt) => {
+                        let _ = pkts.push(pkt, GFP_ATOMIC);
+                    }
+                    Err(why) => {
+                        fatal = Some(why);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(what) = fatal {
+        tx.pkts = pkts;
+        drop(tx);
+        core.fatal(ctx.device(), fmt!("{what}"));
+        ctx.complete_done(0);
+        return 0;
+    }
+
+    // 2. Buffers for the packets to deliver.
+    // Room for one per packet was reserved when the queue was created.
+    let mut skbs = core::mem::take(&mut tx.skbs);
+    skbs.clear();
+    let mut pages = core::mem::take(&mut tx.pages);
+    pages.clear();
+    for pkt in pkts.iter_mut() {
+        let mut skb = None;
+        pkt.pages_start = pages.len();
+        pkt.nr_pages = 0;
+        if pkt.drop.is_none() {
+            let total = usize::from(pkt.reqs[0].size);
+            pkt.lin_len = total.min(LINEAR_MAX);
+            let want = (total - pkt.lin_len).div_ceil(PAGE_SIZE);
+            if let Ok(mut s) = ctx.alloc_skb(pkt.lin_len as u32) {
+                if s.put_zero(pkt.lin_len as u32).is_ok() {
+                    skb = Some(s);
+                }
+            }
+            while skb.is_some() && pkt.nr_pages < want {
+                let pushed = match Page::alloc_page(GFP_ATOMIC) {
+                    Ok(page) => pages.push(page, GFP_ATOMIC).is_ok(),
+                    Err(_) => false,
+                };
+                if pushed {
+                    pkt.nr_pages += 1;
+                } else {
+                    skb = None;
+                }
+            }
+            if skb.is_none() {
+                pkt.drop = Some(Status::Dropped);
+            }
+        }
+        if skbs.push(skb, GFP_ATOMIC).is_err() {
+            // Cannot happen (capacity reserved); keep both arrays aligned anyway.
+            pkt.drop = Some(Status::Dropped);
+            let _ = skbs.push(None, GFP_ATOMIC);
+        }
+    }
+
+    // 3. One batch of copies for all of them.
+    let mut ranges: [(usize, usize); MAX_PACKETS_PER_POLL] = [(0, 0); MAX_PACKETS_PER_POLL];
+    {
+        let nr_ops: usize = pkts.iter().map(|p| p.nr_reqs * 3 + 2).sum();
+        let all_pages: &[Page] = &pages;
+        let mut batch = match CopyBatch::with_capacity(nr_ops, GFP_ATOMIC) {
+            Ok(b) => b,
+            Err(_) => CopyBatch::new(),
+        };
+        for (i, (pkt, skb)) in pkts.iter_mut().zip(skbs.iter_mut()).enumerate() {
+            let Some(skb) = skb.as_mut() else { continue };
+            let start = batch.len();
+            let my_pages = all_pages
+                .get(pkt.pages_start..pkt.pages_start + pkt.nr_pages)
+                .unwrap_or(&[]);
+            let added = match skb.data_mut() {
+                Ok(data) => add_copies(&mut batch, core, pkt, data, my_pages),
+                Err(e) => Err(e),
+            };
+            match added {
+                Ok(n) => ranges[i] = (start, start + n),
+                Err(_) => pkt.drop = Some(Status::Error),
+            }
+        }
+        batch.submit();
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            if pkt.drop.is_some() {
+                continue;
+            }
+            let (start, end) = ranges[i];
+            if (start..end).any(|op| batch.status(op).is_err()) {
+                pkt.drop = Some(Status::Error);
+            }
+        }
+    }
+
+    // 4. Responses, in ring order.
+    for pkt in pkts.iter() {
+        respond(&mut tx.ring, pkt, pkt.drop.unwrap_or(Status::Okay));
+    }
+    let notify = tx.ring.push_responses_and_check_notify();
+    drop(tx);
+    let pkts = pkts;
+    if notify {
+        core.notify_tx();
+    }
+
+    // 5. Deliver.
+    let work = pkts.len() as u32;
+    {
+        let mut page_iter = pages.drain_all();
+        for (pkt, skb) in pkts.iter().zip(skbs.drain_all()) {
+            match (pkt.drop, skb) {
+                (None, Some(skb)) => deliver(ctx, core, pkt, skb, &mut page_iter),
+                (status, skb) => {
+                    for _ in 0..pkt.nr_pages {
+                        drop(page_iter.next());
+                    }
+                    if status == Some(Status::Dropped) {
+                        core.from_guest.dropped.inc();
+                    } else {
+                        core.from_guest.errors.inc();
+                    }
+                    drop(skb);
+                }
+            }
+        }
+    }
+
+    // Keep the arrays for the next poll.
+    {
+        let mut tx = core.tx.lock();
+        tx.pkts = pkts;
+        tx.skbs = skbs;
+        tx.pages = pages;
+    }
+
+    if work < budget && ctx.complete_done(work) {
+        let more = match core.tx.lock().ring.final_check_for_requests() {
+            Ok(more) => more,
+            Err(e) => {
+                let why = Fatal::Impossible {
+                    prod: e.prod,
+                    cons: e.cons,
+                };
+                core.fatal(ctx.device(), fmt!("{why}"));
+                false
+            }
+        };
+        if more {
+            ctx.napi().schedule();
+        }
+    }
+    work
+}
+
+#[kunit_tests(xen_netback_rs_tx)]
+mod tests {
+    use super::*;
+    use kernel::xen::netif::TxFlags;
+
+    fn slot(size: u16, offset: u16, more: bool, id: u16) -> TxSlot {
+        let mut flags = TxFlags::empty();
+        if more {
+            flags |= TxFlag::MoreData;
+        }
+        TxSlot::from(TxRequest {
+            gref: 8,
+            offset,
+            flags,
+            id,
+            size,
+        })
+    }
+
+    /// A packet of `n` slots of 100 bytes each (first slot carries the total).
+    fn packet(n: usize) -> KVec<TxSlot> {
+        let mut v = KVec::new();
+        for i in 0..n {
+            let size = if i == 0 { (100 * n) as u16 } else { 100 };
+            v.push(slot(size, 0, i + 1 < n, i as u16), GFP_KERNEL)
+                .unwrap();
+        }
+        v
+    }
+
+    fn read(slots: &[TxSlot]) -> Result<Packet, Fatal> {
+        let mut it = slots.iter().copied();
+        let first = it.next().unwrap().request();
+        read_packet(first, &mut it, crate::FATAL_SKB_SLOTS)
+    }
+
+    #[test]
+    fn one_slot() {
+        let pkt = read(&[slot(60, 100, false, 7)]).unwrap();
+        assert_eq!(pkt.nr_reqs, 1);
+        assert_eq!(pkt.first_len, 60);
+        assert!(pkt.drop.is_none());
+        assert!(pkt.gso.is_none());
+    }
+
+    #[test]
+    fn slot_counts() {
+        // Up to 18 follow-on requests (19 slots): fine.
+        let pkt = read(&packet(19)).unwrap();
+        assert_eq!(pkt.nr_reqs, 19);
+        assert!(pkt.drop.is_none());
+        assert_eq!(pkt.first_len, 100);
+        // 19 to fatal_skb_slots follow-on requests: dropped, every request kept for its response.
+        for n in [20, 21] {
+            let pkt = read(&packet(n)).unwrap();
+            assert_eq!(pkt.drop, Some(Status::Error));
+            assert_eq!(pkt.nr_reqs, n);
+        }
+        // More: fatal.
+        assert_eq!(read(&packet(22)), Err(Fatal::TooManySlots(20)));
+        assert_eq!(read(&packet(40)), Err(Fatal::TooManySlots(20)));
+    }
+
+    #[test]
+    fn truncated_chain_is_fatal() {
+        let p = packet(4);
+        assert_eq!(read(&p[..3]), Err(Fatal::SlotsBeyondProducer(4)));
+    }
+
+    #[test]
+    fn sizes() {
+        // Too short for Ethernet: dropped.
+        assert_eq!(
+            read(&[slot(10, 0, false, 1)]).unwrap().drop,
+            Some(Status::Error)
+        );
+        // Crossing a page: fatal.
+        assert_eq!(
+            read(&[slot(200, 4000, false, 1)]),
+            Err(Fatal::CrossPage {
+                offset: 4000,
+                size: 200
+            })
+        );
+        let s = [slot(300, 0, true, 1), slot(200, 3900, false, 2)];
+        assert!(read(&s).is_err());
+        // Follow-on slots bigger than the frame: dropped.
+        let s = [slot(100, 0, true, 1), slot(200, 0, false, 2)];
+        assert_eq!(read(&s).unwrap().drop, Some(Status::Error));
+        // Zero-size follow-on slot: accepted, carries nothing.
+        let s = [slot(100, 0, true, 1), slot(0, 0, false, 2)];
+        let pkt = read(&s).unwrap();
+        assert!(pkt.drop.is_none());
+        assert_eq!(pkt.first_len, 100);
+    }
+
+    #[test]
+    fn extras() {
+        let first = TxSlot::from(TxRequest {
+            gref: 8,
+            offset: 0,
+            flags: TxFlag::ExtraInfo | TxFlag::CsumBlank,
+            id: 1,
+            size: 1000,
+        });
+        let gso = ExtraInfo::new(Extra::Gso(Gso::new(1448, GsoType::TcpV4).unwrap()));
+        let pkt = read(&[first, TxSlot::from(gso)]).unwrap();
+        assert_eq!(pkt.nr_extras, 1);
+        assert_eq!(pkt.gso.map(|g| g.size()), Some(1448));
+
+        // Missing extra: fatal.
+        assert!(read(&[first]).is_err());
+        // GSO size 0 or an unknown type: fatal.
+        let mut bad = TxSlot::from(gso).extra();
+        bad.type_ = 9;
+        assert!(read(&[first, TxSlot::from(bad)]).is_err());
+        let zero = TxSlot::from(ExtraInfo {
+            data: [0, 0, 1, 0, 0, 0],
+            ..gso
+        });
+        assert!(read(&[first, zero]).is_err());
+        // An endless chain of extras: fatal.
+        let more = TxSlot::from(gso.with_more(true));
+        assert_eq!(
+            read(&[first, more, more, more, more, more, more, more]),
+            Err(Fatal::TooManyExtras)
+        );
+    }
+}

@@ -1,0 +1,623 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The xenbus backend: negotiation, state machine, hotplug-status (C: `xenbus.c`).
+
+use crate::interface::{
+    FrontendFeatures,
+    Queue,
+    Vif, //
+};
+use kernel::{
+    device::Core,
+    net::dev::{
+        self,
+        Features,
+        Options,
+        RtnlGuard, //
+    },
+    new_mutex,
+    prelude::*,
+    str::CString,
+    sync::{
+        aref::ARef,
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+        Mutex, //
+    },
+    xen::{
+        evtchn::{
+            Eoi,
+            Handler,
+            Port,
+            Registration, //
+        },
+        grant::{
+            GrantRef,
+            MappedRing, //
+        },
+        netif::{
+            keys,
+            RxBackRing,
+            TxBackRing, //
+        },
+        xenbus::{
+            self,
+            DeviceId,
+            State, //
+        },
+        xenstore::{
+            self,
+            Store,
+            Watch,
+            WatchHandler, //
+        },
+        DomId,
+    },
+};
+
+/// The C backend's device address for every vif (the guest's own is in xenstore).
+const VIF_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
+
+/// Largest MTU with scatter-gather (`ETH_MAX_MTU - VLAN_ETH_HLEN`).
+const MAX_MTU_SG: u32 = 65535 - 18;
+
+kernel::xenbus_device_table!(VIF_TABLE, (), [(DeviceId::new(c"vif"), ())]);
+
+/// The xenbus backend driver for `vif` devices.
+pub(crate) struct NetBack;
+
+/// State shared with the hotplug-status watch.
+struct Shared {
+    dev: ARef<xenbus::Device>,
+    /// The hotplug script reported `connected`.
+    hotplug_ok: Atomic<u32>,
+    /// The rings are connected: switch to Connected once the hotplug script is done.
+    want_connected: Atomic<u32>,
+}
+
+impl Shared {
+    fn maybe_connected(&self) {
+        if self.hotplug_ok.load(Relaxed) != 0 && self.want_connected.load(Relaxed) != 0 {
+            let _ = self.dev.switch_state(State::Connected);
+        }
+    }
+}
+
+impl WatchHandler for Shared {
+    fn changed(&self, _path: &CStr) {
+        // Written by the toolstack's script in dom0; still only compared, never trusted.
+        let ok = matches!(
+            xenstore::read(self.dev.nodename(), keys::HOTPLUG_STATUS),
+            Ok(v) if v.as_bytes() == b"connected"
+        );
+        if ok {
+            self.hotplug_ok.store(1, Relaxed);
+            self.maybe_connected();
+        }
+    }
+}
+
+/// Event channel handlers of a queue.
+struct TxIrq(Arc<Queue>);
+struct RxIrq(Arc<Queue>);
+struct TxRxIrq(Arc<Queue>);
+
+impl Handler for TxIrq {
+    fn handle(&self) -> Eoi {
+        if self.0.napi.is_disabled() {
+            return Eoi::Deferred;
+        }
+        self.0.napi.schedule();
+        Eoi::Done
+    }
+}
+
+impl Handler for RxIrq {
+    fn handle(&self) -> Eoi {
+        if self.0.napi.is_disabled() {
+            return Eoi::Deferred;
+        }
+        self.0.kick_rx();
+        Eoi::Done
+    }
+}
+
+impl Handler for TxRxIrq {
+    fn handle(&self) -> Eoi {
+        if self.0.napi.is_disabled() {
+            return Eoi::Deferred;
+        }
+        self.0.napi.schedule();
+        self.0.kick_rx();
+        Eoi::Done
+    }
+}
+
+/// The event channel bindings of a queue, held until it is disconnected.
+enum Irqs {
+    Split {
+        _tx: Pin<KBox<Registration<TxIrq>>>,
+        _rx: Pin<KBox<Registration<RxIrq>>>,
+    },
+    Single {
+        _txrx: Pin<KBox<Registration<TxRxIrq>>>,
+    },
+}
+
+struct QueueConn {
+    queue: Arc<Queue>,
+    irqs: Option<Irqs>,
+}
+
+struct Inner {
+    /// Boxed: the registration is not `Unpin`, the lock guard must give `&mut Inner`.
+    netdev: KBox<dev::Registration<Vif>>,
+    conns: KVec<QueueConn>,
+}
+
+impl Inner {
+    fn vif(&self) -> Pin<&Vif> {
+        self.netdev.data()
+    }
+
+    /// Stops serving the frontend (C: `xenvif_disconnect_data`).
+    fn disconnect(&mut self) {
+        if self.conns.is_empty() {
+            return;
+        }
+        self.netdev.device().carrier_off();
+        let old = core::mem::take(&mut *self.vif().queues.lock());
+        drop(old);
+        for mut c in self.conns.drain_all() {
+            c.queue.napi.disabled.store(1, Relaxed);
+            // Frees the interrupts (waits for running handlers) and closes the channels.
+            drop(c.irqs.take());
+            *c.queue.napi.notify.lock() = Default::default();
+            c.queue.napi.disable();
+            // Drops queued packets, unmaps the rings (possibly later, in the worker).
+            c.queue.kick_rx();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+/// The private data of a bound `vif` backend device.
+pub(crate) struct Backend {
+    hotplug: Pin<KBox<Watch<Shared>>>,
+    inner: Pin<KBox<Mutex<Inner>>>,
+    shared: Arc<Shared>,
+}
+
+/// Reads a frontend boolean feature; garbage counts as absent.
+fn fe_bool(dir: &CStr, key: &CStr, default: bool) -> bool {
+    xenstore::read_bool_or(dir, key, default).unwrap_or(default)
+}
+
+fn read_features(fe: &CStr) -> FrontendFeatures {
+    FrontendFeatures {
+        sg: fe_bool(fe, keys::FEATURE_SG, false),
+        gso_tcpv4: fe_bool(fe, keys::FEATURE_GSO_TCPV4, false),
+        gso_tcpv6: fe_bool(fe, keys::FEATURE_GSO_TCPV6, false),
+        ip_csum: !fe_bool(fe, keys::FEATURE_NO_CSUM_OFFLOAD, false),
+        ipv6_csum: fe_bool(fe, keys::FEATURE_IPV6_CSUM_OFFLOAD, false),
+        rx_notify: fe_bool(fe, keys::FEATURE_RX_NOTIFY, false),
+    }
+}
+
+/// Writes what this backend offers (C: `netback_probe`).
+fn write_features(dir: &CStr) -> Result {
+    xenstore::transaction(|t| {
+        t.write(dir, keys::FEATURE_SG, c"1")?;
+        t.write(dir, keys::FEATURE_GSO_TCPV4, c"1")?;
+        t.write(dir, keys::FEATURE_GSO_TCPV6, c"1")?;
+        t.write(dir, keys::FEATURE_IPV6_CSUM_OFFLOAD, c"1")?;
+        t.write(dir, keys::FEATURE_RX_COPY, c"1")?;
+        t.write(dir, keys::FEATURE_RX_FLIP, c"0")?;
+        t.write(
+            dir,
+            keys::FEATURE_SPLIT_EVENT_CHANNELS,
+            if crate::separate_tx_rx_irq() {
+                c"1"
+            } else {
+                c"0"
+            },
+        )?;
+        t.write_fmt(
+            dir,
+            keys::MULTI_QUEUE_MAX_QUEUES,
+            fmt!("{}", crate::max_queues()),
+        )?;
+        // Not offered yet: no multicast filter, control ring or XDP headroom.
+        t.write(dir, keys::FEATURE_XDP_HEADROOM, c"0")?;
+        Ok(())
+    })
+}
+
+impl NetBack {
+    fn setup(dev: &xenbus::Device<Core<'_>>) -> Result<Backend> {
+        let nodename = dev.nodename();
+        let domid = dev.otherend_id();
+        let handle: u32 = xenstore::read_uint(nodename, keys::HANDLE)?;
+
+        write_features(nodename).inspect_err(|e| {
+            dev.dev_fatal(*e, fmt!("writing features"));
+        })?;
+
+        let name = CString::try_from_fmt(fmt!("vif{}.{}", domid.0, handle))?;
+        let opts = Options {
+            name: &name,
+            tx_queues: crate::max_queues(),
+            rx_queues: crate::max_queues(),
+            features: Features::SG
+                | Features::IP_CSUM
+                | Features::IPV6_CSUM
+                | Features::TSO
+                | Features::TSO6
+                | Features::FRAGLIST
+                | Features::RXCSUM,
+            hw_features: Features::SG
+                | Features::IP_CSUM
+                | Features::IPV6_CSUM
+                | Features::TSO
+                | Features::TSO6
+                | Features::FRAGLIST,
+            mtu: dev::ETH_DATA_LEN,
+            min_mtu: dev::ETH_MIN_MTU,
+            max_mtu: MAX_MTU_SG,
+            mac: Some(VIF_MAC),
+        };
+        let netdev = dev::Registration::new(&opts, Vif::new(domid))?;
+        netdev.device().carrier_off();
+
+        let shared = Arc::new(
+            Shared {
+                dev: dev.into(),
+                hotplug_ok: Atomic::new(0),
+                want_connected: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        let inner = KBox::pin_init(
+            new_mutex!(Inner {
+                netdev: KBox::new(netdev, GFP_KERNEL)?,
+                conns: KVec::new(),
+            }),
+            GFP_KERNEL,
+        )?;
+        let path = xenstore::join(nodename, keys::HOTPLUG_STATUS)?;
+        let hotplug = KBox::pin_init(Watch::new(path, shared.clone()), GFP_KERNEL)?;
+
+        dev.switch_state(State::InitWait)?;
+        Ok(Backend {
+            hotplug,
+            inner,
+            shared,
+        })
+    }
+
+    /// Connects the rings of the frontend (C: `connect`, `connect_data_rings`).
+    fn connect(dev: &xenbus::Device<Core<'_>>, inner: &mut Inner) -> Result {
+        let fe = dev.otherend();
+        let domid: DomId = dev.otherend_id();
+
+        let rx_copy: u32 = xenstore::read_uint_or(fe, keys::REQUEST_RX_COPY, 0).unwrap_or(0);
+        if rx_copy != 1 {
+            dev.dev_fatal(EOPNOTSUPP, fmt!("frontend does not request rx-copy"));
+            return Err(EOPNOTSUPP);
+        }
+        let features = read_features(fe);
+        let max = crate::max_queues();
+        let num_queues: u32 = match xenstore::read(fe, keys::MULTI_QUEUE_NUM_QUEUES) {
+            // Absent: a frontend without multi-queue support.
+            Err(_) => 1,
+            Ok(v) => match xenstore::parse_uint::<u64>(v.as_bytes()) {
+                Ok(n) if n >= 1 && n <= u64::from(max) => n as u32,
+                Ok(n) => {
+                    dev.dev_fatal(
+                        EINVAL,
+                        fmt!("guest requested {n} queues, exceeding the maximum of {max}."),
+                    );
+                    return Err(EINVAL);
+                }
+                Err(e) => {
+                    dev.dev_fatal(e, fmt!("reading {}/multi-queue-num-queues", fe.to_str()?));
+                    return Err(e);
+                }
+            },
+        };
+
+        let ifname = CString::try_from_fmt(fmt!(
+            "{}",
+            inner.netdev.device().name().to_str().unwrap_or("vif")
+        ))?;
+        let ifname = ifname.to_str().unwrap_or("vif");
+        let fe_str = fe.to_str()?;
+        let mut conns = KVec::with_capacity(num_queues as usize, GFP_KERNEL)?;
+        for q in 0..num_queues {
+            let dir = if num_queues == 1 {
+                CString::try_from_fmt(fmt!("{fe_str}"))?
+            } else {
+                CString::try_from_fmt(fmt!("{fe_str}/queue-{q}"))?
+            };
+            // `connect_queue` reports its errors.
+            let conn = Self::connect_queue(dev, inner, &dir, q as u16, domid, features, ifname)?;
+            conns.push(conn, GFP_KERNEL)?;
+        }
+
+        // Publish the queues to the device.
+        let mut shared = KVec::with_capacity(conns.len(), GFP_KERNEL)?;
+        for c in conns.iter() {
+            shared.push(c.queue.clone(), GFP_KERNEL)?;
+        }
+        inner.conns = conns;
+        let ndev = inner.netdev.device();
+        inner.vif().fe.store(features.to_bits(), Relaxed);
+        {
+            let rtnl = RtnlGuard::lock();
+            let _ = ndev.set_real_num_tx_queues(&rtnl, num_queues);
+            let _ = ndev.set_real_num_rx_queues(&rtnl, num_queues);
+            ndev.set_max_mtu(
+                &rtnl,
+                if features.sg {
+                    MAX_MTU_SG
+                } else {
+                    dev::ETH_DATA_LEN
+                },
+            );
+            ndev.update_features(&rtnl);
+        }
+        *inner.vif().queues.lock() = shared;
+        ndev.carrier_on();
+        ndev.wake_all_queues();
+        for c in inner.conns.iter() {
+            c.queue.napi.schedule();
+            c.queue.kick_rx();
+        }
+        Ok(())
+    }
+
+    fn connect_queue(
+        dev: &xenbus::Device<Core<'_>>,
+        inner: &Inner,
+        dir: &CStr,
+        index: u16,
+        domid: DomId,
+        features: FrontendFeatures,
+        ifname: &str,
+    ) -> Result<QueueConn> {
+        let dir_str = dir.to_str()?;
+        let read_ref = |key: &CStr| -> Result<u32> {
+            xenstore::read_uint(dir, key).inspect_err(|e| {
+                dev.dev_fatal(*e, fmt!("reading {dir_str}/ring-ref"));
+            })
+        };
+        let tx_ref = read_ref(keys::TX_RING_REF)?;
+        let rx_ref = read_ref(keys::RX_RING_REF)?;
+        let port = |key: &CStr| -> Result<Port> {
+            match xenstore::read_in_range(dir, key, 1..=u32::MAX) {
+                Ok(p) => Ok(Port(p)),
+                Err(e) => {
+                    dev.dev_fatal(e, fmt!("reading {dir_str}/{}", key.to_str()?));
+                    Err(e)
+                }
+            }
+        };
+        let split = crate::separate_tx_rx_irq() && xenstore::exists(dir, keys::EVENT_CHANNEL_TX);
+        let ports = if split {
+            (
+                port(keys::EVENT_CHANNEL_TX)?,
+                Some(port(keys::EVENT_CHANNEL_RX)?),
+            )
+        } else {
+            (port(keys::EVENT_CHANNEL)?, None)
+        };
+        let report = |e: Error| {
+            dev.dev_fatal(
+                e,
+                fmt!(
+                    "mapping shared-frames {tx_ref}/{rx_ref} port tx {} rx {}",
+                    ports.0 .0,
+                    ports.1.map_or(ports.0 .0, |p| p.0)
+                ),
+            );
+            e
+        };
+        Self::map_and_bind(
+            dev, inner, index, domid, features, ifname, tx_ref, rx_ref, ports,
+        )
+        .map_err(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_and_bind(
+        dev: &xenbus::Device<Core<'_>>,
+        inner: &Inner,
+        index: u16,
+        domid: DomId,
+        features: FrontendFeatures,
+        ifname: &str,
+        tx_ref: u32,
+        rx_ref: u32,
+        ports: (Port, Option<Port>),
+    ) -> Result<QueueConn> {
+        let tx = TxBackRing::attach(MappedRing::map(dev, &[GrantRef(tx_ref)])?)?;
+        let rx = RxBackRing::attach(MappedRing::map(dev, &[GrantRef(rx_ref)])?)?;
+        let queue = Queue::new(inner.netdev.device(), index, domid, features, tx, rx)?;
+        queue.napi.enable();
+
+        let irqs = match ports {
+            (tx_port, Some(rx_port)) => {
+                let tx = KBox::pin_init(
+                    Registration::bind_interdomain(
+                        dev,
+                        tx_port,
+                        CString::try_from_fmt(fmt!("{ifname}-q{index}-tx"))?,
+                        Ok::<_, Error>(TxIrq(queue.clone())),
+                    ),
+                    GFP_KERNEL,
+                );
+                let tx = match tx {
+                    Ok(tx) => tx,
+                    Err(e) => {
+                        queue.napi.disabled.store(1, Relaxed);
+                        queue.napi.disable();
+                        return Err(e);
+                    }
+                };
+                let rx = KBox::pin_init(
+                    Registration::bind_interdomain(
+                        dev,
+                        rx_port,
+                        CString::try_from_fmt(fmt!("{ifname}-q{index}-rx"))?,
+                        Ok::<_, Error>(RxIrq(queue.clone())),
+                    ),
+                    GFP_KERNEL,
+                );
+                let rx = match rx {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        drop(tx);
+                        queue.napi.disabled.store(1, Relaxed);
+                        queue.napi.disable();
+                        return Err(e);
+                    }
+                };
+                *queue.napi.notify.lock() = crate::interface::Notifiers {
+                    tx: Some(tx.notifier()),
+                    rx: Some(rx.notifier()),
+                };
+                Irqs::Split { _tx: tx, _rx: rx }
+            }
+            (port, None) => {
+                let r = KBox::pin_init(
+                    Registration::bind_interdomain(
+                        dev,
+                        port,
+                        CString::try_from_fmt(fmt!("{ifname}-q{index}"))?,
+                        Ok::<_, Error>(TxRxIrq(queue.clone())),
+                    ),
+                    GFP_KERNEL,
+                );
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        queue.napi.disabled.store(1, Relaxed);
+                        queue.napi.disable();
+                        return Err(e);
+                    }
+                };
+                *queue.napi.notify.lock() = crate::interface::Notifiers {
+                    tx: Some(r.notifier()),
+                    rx: Some(r.notifier()),
+                };
+                Irqs::Single { _txrx: r }
+            }
+        };
+        Ok(QueueConn {
+            queue,
+            irqs: Some(irqs),
+        })
+    }
+
+    /// Goes to `target` the way the C backend's `set_backend_state` does.
+    fn set_state(dev: &xenbus::Device<Core<'_>>, this: &Backend, target: State) {
+        let mut inner = this.inner.lock();
+        match target {
+            State::InitWait => {
+                if dev.state() == State::Connected || !inner.conns.is_empty() {
+                    this.shared.want_connected.store(0, Relaxed);
+                    inner.disconnect();
+                    let _ = dev.switch_state(State::Closing);
+                    let _ = dev.switch_state(State::Closed);
+                }
+                let _ = dev.switch_state(State::InitWait);
+            }
+            State::Connected => {
+                if !inner.conns.is_empty() {
+                    return;
+                }
+                if dev.state() == State::Closed {
+                    let _ = dev.switch_state(State::InitWait);
+                }
+                if Self::connect(dev, &mut inner).is_ok() {
+                    this.shared.want_connected.store(1, Relaxed);
+                    this.shared.maybe_connected();
+                }
+            }
+            State::Closing => {
+                this.shared.want_connected.store(0, Relaxed);
+                inner.disconnect();
+                let _ = dev.switch_state(State::Closing);
+            }
+            _ => {
+                this.shared.want_connected.store(0, Relaxed);
+                inner.disconnect();
+                if dev.state() != State::Closing && dev.state() != State::Closed {
+                    let _ = dev.switch_state(State::Closing);
+                }
+                let _ = dev.switch_state(State::Closed);
+            }
+        }
+    }
+}
+
+impl xenbus::Driver for NetBack {
+    type IdInfo = ();
+    type Data<'bound> = Backend;
+    const ID_TABLE: xenbus::IdTable<Self::IdInfo> = &VIF_TABLE;
+    const ALLOW_REBIND: bool = true;
+
+    fn probe<'bound>(
+        dev: &'bound xenbus::Device<Core<'_>>,
+        _id_info: &'bound Self::IdInfo,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        Self::setup(dev)
+    }
+
+    fn otherend_changed<'bound>(
+        dev: &'bound xenbus::Device<Core<'_>>,
+        this: Pin<&Self::Data<'bound>>,
+        state: State,
+    ) {
+        match state {
+            State::Initialising => {
+                if dev.state() == State::Closed || !this.inner.lock().conns.is_empty() {
+                    Self::set_state(dev, &this, State::InitWait);
+                }
+            }
+            State::Initialised | State::InitWait => {}
+            State::Connected => Self::set_state(dev, &this, State::Connected),
+            State::Reconfiguring => {
+                // No XDP headroom is offered: nothing to re-read.
+                let _ = dev.switch_state(State::Reconfigured);
+            }
+            State::Closing => Self::set_state(dev, &this, State::Closing),
+            State::Closed => Self::set_state(dev, &this, State::Closed),
+            State::Unknown => {
+                // The node is gone (the frontend went away), or holds something that is no
+                // state at all.
+                match xenstore::read_uint::<u64>(dev.otherend(), c"state") {
+                    Ok(v) if v != 0 => {
+                        dev.dev_fatal(EINVAL, fmt!("saw state {v} at frontend"));
+                        this.inner.lock().disconnect();
+                    }
+                    _ => Self::set_state(dev, &this, State::Closed),
+                }
+            }
+            _ => dev.dev_fatal(EINVAL, fmt!("saw state {} at frontend", u32::from(state))),
+        }
+    }
+
+    fn unbind<'bound>(_dev: &'bound xenbus::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        let _ = &this.hotplug;
+        this.inner.lock().disconnect();
+    }
+}
