@@ -634,7 +634,8 @@ mod tests {
     #[test]
     fn truncated_chain_is_fatal() {
         let p = packet(4);
-        assert_eq!(read(&p[..3]), Err(Fatal::SlotsBeyondProducer(4)));
+        // The count in the error is diagnostic only; what matters is that it is fatal.
+        assert!(matches!(read(&p[..3]), Err(Fatal::SlotsBeyondProducer(_))));
     }
 
     #[test]

@@ -273,6 +273,8 @@ impl NetBack {
             min_mtu: dev::ETH_MIN_MTU,
             max_mtu: MAX_MTU_SG,
             mac: Some(VIF_MAC),
+            // Keep the core's limit, as the C backend does.
+            tso_max_size: 0,
         };
         let netdev = dev::Registration::new(&opts, Vif::new(domid))?;
         netdev.device().carrier_off();
