@@ -24,8 +24,8 @@ METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbp
 
 
 def available_pairs(mdir):
-    have = {"c": True, "rs_front": os.path.exists(os.path.join(mdir, "xen-netfront-rs.ko")),
-            "rs_back": os.path.exists(os.path.join(mdir, "xen-netback-rs.ko"))}
+    have = {"c": True, "rs_front": os.path.exists(os.path.join(mdir, "xen-netfront-rs", "xen-netfront-rs.ko")),
+            "rs_back": os.path.exists(os.path.join(mdir, "xen-netback-rs", "xen-netback-rs.ko"))}
     pairs = [("c", "c")]
     if have["rs_front"]:
         pairs.append(("rs", "c"))
@@ -83,7 +83,7 @@ def main():
                 cmd += ["--cpu", a.cpu]
             if a.kernel_dir:
                 cmd += ["--kernel-dir", a.kernel_dir]
-            cmd += ["--front-ko", os.path.join(mdir, "xen-netfront-rs.ko"), "--back-ko", os.path.join(mdir, "xen-netback-rs.ko")]
+            cmd += ["--front-ko", os.path.join(mdir, "xen-netfront-rs", "xen-netfront-rs.ko"), "--back-ko", os.path.join(mdir, "xen-netback-rs", "xen-netback-rs.ko")]
             cmd += a.scenario_args.split()
             print("bench: [%d/%d] %s/%s" % (i + 1, a.n, front, back), flush=True)
             t = time.time()

@@ -6,7 +6,7 @@
 Scenarios: basic (make check), run (make run), fpstress (FPU/AVX register-state stress, rig
 reliability), boot (dom0 + domU up, agent answers; nothing else).
 Needs: build/rig (selftests/rig/images.sh), the kernel in build/kernel (scripts/kernel.sh) and,
-for rs, build/modules/xen-net{front,back}-rs.ko.
+for rs, build/modules/xen-net{front,back}-rs/*.ko.
 Writes build/runs/<scenario>-<front>-<back>[-T]-<timestamp>/ (console log, domU log, dom0 logs,
 QEMU command) and build/results/<scenario>-<front>-<back>[-T].json + .txt; appends one line to
 build/results/history.jsonl. Exit code 0 iff every check passed.
@@ -242,8 +242,8 @@ def main():
     ap.add_argument("--cpu", default=None, help="QEMU -cpu (default %s; %s with --icount)" % (DEFAULT_CPU, ICOUNT_CPU))
     ap.add_argument("--icount", action="store_true", help="-icount shift=3,sleep=off (load-independent guest time)")
     ap.add_argument("--kernel-dir", default=os.environ.get("KDIR", os.path.join(BUILD, "kernel")))
-    ap.add_argument("--front-ko", default=os.path.join(BUILD, "modules", "xen-netfront-rs.ko"))
-    ap.add_argument("--back-ko", default=os.path.join(BUILD, "modules", "xen-netback-rs.ko"))
+    ap.add_argument("--front-ko", default=os.path.join(BUILD, "modules", "xen-netfront-rs", "xen-netfront-rs.ko"))
+    ap.add_argument("--back-ko", default=os.path.join(BUILD, "modules", "xen-netback-rs", "xen-netback-rs.ko"))
     ap.add_argument("--secs", type=int, default=10, help="iperf3/fpstress duration (s)")
     ap.add_argument("--loopback", action="store_true", help="also measure dom0's TCP loopback (benchmark control)")
     ap.add_argument("--xen-append", default="", help="extra Xen command line")

@@ -1344,7 +1344,11 @@ mod tests {
             f[..ETH_ALEN].copy_from_slice(&dev.mac_addr());
             f[ETH_ALEN..ETH_ALEN + 8].copy_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5]);
             if let Ok(mut skb) = ctx.alloc_skb(60) {
-                if skb.put_data(&f).is_ok() && skb.eth_type_trans(dev).is_ok() {
+                // The stack sees the protocol only if `skb->protocol` was set.
+                if skb.put_data(&f).is_ok()
+                    && skb.eth_type_trans(dev) == Ok(0x88b5)
+                    && skb.protocol() == 0x88b5
+                {
                     ctx.rx.packet(skb.len());
                     ctx.gro_receive(skb);
                 }

@@ -838,8 +838,12 @@ impl SkBuff {
         if !self.may_pull(ETH_HLEN) {
             return Err(EINVAL);
         }
+        let skb = self.raw();
         // SAFETY: We own the buffer, whose linear area holds an Ethernet header; `dev` is valid.
-        let proto = unsafe { bindings::eth_type_trans(self.raw(), dev.as_raw()) };
+        let proto = unsafe { bindings::eth_type_trans(skb, dev.as_raw()) };
+        // SAFETY: We own the buffer, so nothing else accesses its fields. `eth_type_trans()`
+        // only returns the protocol; storing it is the caller's job (as in C).
+        unsafe { (*skb).__bindgen_anon_4.headers.as_mut().protocol = proto };
         Ok(u16::from_be(proto))
     }
 }

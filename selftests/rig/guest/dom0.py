@@ -308,7 +308,26 @@ def ping_check(name, runner, dst, count=10):
     check(name, ok, "rc=%s loss=%s%% avg_rtt=%s ms" % (rc, loss, rtt) + ("" if ok else " | " + out[-400:]))
     if rtt is not None:
         metric(name + "-rtt", rtt, "ms")
+    if not ok:
+        diagnose(name)
     return ok
+
+
+DIAGNOSED = set()
+
+
+def diagnose(why):
+    """After a failed traffic check, log what an administrator would look at (once per check)."""
+    if why in DIAGNOSED or len(DIAGNOSED) >= 3:
+        return
+    DIAGNOSED.add(why)
+    say("RIG-DIAG after %s" % why)
+    sh("ip -s link show; bridge link; bridge fdb show br xenbr0; ip neigh; "
+       "for v in $(ls /sys/class/net | grep '^vif'); do ethtool -S $v; done; "
+       "grep -i xen /proc/interrupts; dmesg | tail -40", 60)
+    if AG is not None:
+        AG.run("ip -s link show; ip neigh; for i in $(ls /sys/class/net | grep -v lo); do ethtool -S $i; done; "
+               "grep -i xen /proc/interrupts; dmesg | tail -60", 60)
 
 
 def iperf(ag, name, reverse, secs):
