@@ -47,6 +47,8 @@ SCENARIOS = {
     "hostile-back": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-back-final-ping"],
                      "expected": [(r"WARNING: g\.e\. 0x[0-9a-f]+ still in use!",
                                    "gnttab_end_foreign_access_ref() warns when the hostile backend keeps a grant mapped (XSA-396 cases)")]},
+    # the 7.3 kselftests (selftests/ksft, guest/scen_ksft.py): one check per test file and side
+    "ksft": {"timeout": 1800, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "ksft-setup", "ksft-ssh", "ksft-summary"]},
     "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup", "hostile-front-final-ping"]},
 }
 
@@ -106,6 +108,12 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     os.makedirs(st)
     for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
+    if conf["scenario"] == "ksft":   # the kselftests, built on the host (cached), and the C reference
+        shutil.copy(os.path.join(HERE, "guest", "scen_ksft.py"), st)
+        if subprocess.run(["bash", os.path.join(TOP, "selftests", "ksft", "build.sh")]).returncode:
+            die("selftests/ksft/build.sh failed")
+        shutil.copytree(os.path.join(BUILD, "ksft", "install"), os.path.join(st, "ksft"), symlinks=True)
+        shutil.copy(os.path.join(TOP, "selftests", "ksft", "expected-c.txt"), os.path.join(st, "ksft-expected-c.txt"))
     for f in ("netpeer.py", "xenproto.py"):   # hostile peers, for dom0 and the domU
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
     shutil.copy(fpstress_bin(), os.path.join(st, "fpstress"))

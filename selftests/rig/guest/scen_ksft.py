@@ -1,0 +1,260 @@
+"""Rig scenario ksft: the 7.3 tree's network driver kselftests on the rig (issues 4 and 5).
+
+Run in dom0 by dom0.py (with its helpers) once the vif is up. The tests are built on the host
+(selftests/ksft/build.sh) and shipped on the rig disk as /rig/ksft; the C reference results are
+/rig/ksft-expected-c.txt (selftests/ksft/expected-c.txt).
+
+Network: the vif is taken off the bridge and carries dom0's addresses itself (a routed vif, as
+with vif-route): dom0 vif<id>.0 10.0.0.1/24 fd00:10::1/64 <-> domU eth0 10.0.0.2/24 fd00:10::2/64,
+so that in dom0 the vif is the device under test with its own addresses (NETIF=vif<id>.0), and
+in the domU the remote end's interface is the vif too.
+Remote end: REMOTE_TYPE=ssh (the selftests' own transport), both ways, root with a key made at
+run time, sshd started in both guests; persistent connections (ControlMaster) because an ssh
+handshake costs about a second under TCG.
+
+Phases: "domu" (the tests in the domU against the frontend's netdev, dom0 as remote), then
+"dom0" (the same list in dom0 against the vif, the domU as remote). Each test file gives one
+RIG-CHECK ksft-<phase>-<test>; its KTAP sub-results (or PASS/FAIL lines of netdevice.sh) are
+compared with the C reference: the check fails when a sub-test that passed with the C drivers
+does not pass now, or when a sub-test fails that the reference does not list as a known C
+failure. Everything goes to /out/ksft/ (one log per test, results.json, results.txt).
+"""
+import base64, json, os, re, time
+
+DOM0_IP6, DOMU_IP6 = "fd00:10::1", "fd00:10::2"
+# (file under the install dir, check name, timeout s)
+TESTS = [
+    ("drivers/net/ping.py", "ping", 300),
+    ("drivers/net/napi_id.py", "napi_id", 120),
+    ("drivers/net/netpoll_basic.py", "netpoll_basic", 180),
+    ("drivers/net/so_txtime.py", "so_txtime", 180),
+    ("drivers/net/stats.py", "stats", 180),
+    ("drivers/net/queues.py", "queues", 180),
+    ("drivers/net/xdp.py", "xdp", 300),
+    ("drivers/net/hw/csum.py", "hw-csum", 180),
+    ("drivers/net/hw/tso.py", "hw-tso", 300),
+    ("net/netdevice.sh", "netdevice", 180),   # last: it takes the device down and changes its MAC
+]
+KSFT = "/tmp/ksft"
+VIF_MAC = DOMU_MAC = None
+SSH_CONFIG = """Host *
+    User root
+    IdentityFile /root/.ssh/id_ed25519
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    LogLevel ERROR
+    ControlMaster auto
+    ControlPath /tmp/ssh-%r@%h:%p
+    ControlPersist 600
+    ConnectTimeout 20
+    ServerAliveInterval 10
+"""
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def parse(out, rc, script):
+    """Sub-results [(name, status, reason)] of one test's output; status pass/skip/fail."""
+    subs = []
+    lines = out.splitlines()
+    if script.endswith(".sh"):   # netdevice.sh: PASS:/FAIL:/SKIP:/XFAIL: lines, exit 0 anyway
+        for ln in lines:
+            m = re.match(r"(PASS|FAIL|SKIP|XFAIL): (.*)$", ln.strip())
+            if m:
+                st = {"PASS": "pass", "FAIL": "fail", "SKIP": "skip", "XFAIL": "skip"}[m.group(1)]
+                name = re.sub(r"\s+", " ", m.group(2)).strip()
+                # the feature toggles name the feature; "to initial state <value>" varies: drop it
+                name = re.sub(r" to initial state \S+$", " to initial state", name)
+                subs.append((name, st, m.group(2) if st != "pass" else ""))
+        return subs
+    why = []
+    for ln in lines:
+        m = re.match(r"(not )?ok \d+ (\S+)(?: # (SKIP|XFAIL)\s*(.*))?$", ln.strip())
+        if m:
+            if m.group(3):
+                subs.append((m.group(2), "skip", (m.group(3) + " " + m.group(4)).strip()))
+            elif m.group(1):
+                subs.append((m.group(2), "fail", " / ".join(why[:4])[:300]))
+            else:
+                subs.append((m.group(2), "pass", ""))
+            why = []
+            continue
+        # why a case failed: ksft prints "# Check failed ..." for a failed check, and the
+        # traceback as "# Exception| ..." lines; keep the check, or the exception's last line
+        # ("Class: message") and what follows it (the failed command's repr)
+        m = re.match(r"#\s+(Exception\|\s?|Check\|\s*)?(.*)$", ln)
+        if not m:
+            continue
+        txt = m.group(2).strip()
+        if (m.group(1) or "").startswith("Exception"):
+            if re.match(r"[\w.]+(Error|Exception|Failure|Ex|Interrupt|Terminate)\b:?", txt):
+                why = [txt]
+            elif why and txt and not txt.startswith(("Traceback", "File ", "^")):
+                why.append(txt)
+        elif txt.startswith("Check failed"):
+            why = [txt]
+    return subs
+
+
+def file_status(subs, rc):
+    if rc is None or rc == 124 or rc >= 128:
+        return "fail"
+    if any(s == "fail" for _, s, _ in subs):
+        return "fail"
+    if any(s == "pass" for _, s, _ in subs):
+        return "pass"
+    if subs or rc == 4:
+        return "skip"
+    return "pass" if rc == 0 else "fail"
+
+
+def load_expected(path="/rig/ksft-expected-c.txt"):
+    """{(phase, test, sub): status}; lines: phase test sub... status [# reason]."""
+    exp = {}
+    try:
+        for ln in open(path):
+            ln = ln.split(" #", 1)[0].rstrip()
+            if not ln or ln.startswith("#"):
+                continue
+            f = ln.split("\t")
+            if len(f) == 4:
+                exp[(f[0], f[1], f[2])] = f[3]
+    except OSError:
+        pass
+    return exp
+
+
+def run(d, ag, domid, ifn, vif):
+    os.makedirs(os.path.join(d.OUT, "ksft"), exist_ok=True)
+    if not (ifn and vif):
+        d.check("ksft-setup", False, "no link: domU netdev=%s vif=%s" % (ifn, vif))
+        return
+    d.mark("KSFT-SETUP")
+    # 1. routed vif with v4 and v6 addresses on both ends
+    global VIF_MAC, DOMU_MAC
+    VIF_MAC = open("/sys/class/net/%s/address" % vif).read().strip()
+    DOMU_MAC = d.MAC
+    rc1, o1 = d.sh("ip addr del %s/24 dev xenbr0; ip link set %s nomaster && "
+                   "echo 0 > /proc/sys/net/ipv6/conf/%s/disable_ipv6; "
+                   "ip addr add %s/24 dev %s && ip -6 addr add %s/64 dev %s nodad && ip link set %s up"
+                   % (d.DOM0_IP, vif, vif, d.DOM0_IP, vif, DOM0_IP6, vif, vif), 30)
+    rc2, o2 = ag.run("echo 0 > /proc/sys/net/ipv6/conf/%s/disable_ipv6; ip -6 addr add %s/64 dev %s nodad; "
+                     "ip link set %s up" % (ifn, DOMU_IP6, ifn, ifn), 30)
+    ok = d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 30, 1)
+    pings = [d.sh("ping -c 2 -W 2 %s" % d.DOMU_IP, 20)[0], d.sh("ping -6 -c 2 -W 2 %s" % DOMU_IP6, 20)[0],
+             ag.run("ping -c 2 -W 2 %s" % d.DOM0_IP, 20)[0], ag.run("ping -6 -c 2 -W 2 %s" % DOM0_IP6, 20)[0]]
+    if not d.check("ksft-setup", rc1 == 0 and rc2 == 0 and ok and pings == [0, 0, 0, 0],
+                   "routed %s: rc=%s/%s, pings v4/v6 both ways rc=%s %s %s" % (vif, rc1, rc2, pings, o1[-200:], o2[-200:])):
+        d.diagnose("ksft-setup")
+        return
+    # 2. ssh both ways (key made here, copied into the domU through the agent)
+    d.sh("mkdir -p /root/.ssh /run/sshd && chmod 700 /root/.ssh && rm -f /root/.ssh/id_ed25519* && "
+         "ssh-keygen -q -t ed25519 -N '' -C rig-ksft -f /root/.ssh/id_ed25519 && "
+         "cp /root/.ssh/id_ed25519.pub /root/.ssh/authorized_keys", 60)
+    open("/root/.ssh/config", "w").write(SSH_CONFIG)
+    files = {f: open("/root/.ssh/" + f).read() for f in ("id_ed25519", "id_ed25519.pub", "authorized_keys", "config")}
+    ag.run("mkdir -p /root/.ssh /run/sshd && chmod 700 /root/.ssh && " +
+           " && ".join("echo %s | base64 -d > /root/.ssh/%s" % (b64(v), k) for k, v in files.items()) +
+           " && chmod 600 /root/.ssh/*", 30, True)
+    rc1, o1 = d.sh("/usr/sbin/sshd -E /tmp/sshd.log", 30)
+    rc2, o2 = ag.run("/usr/sbin/sshd -E /tmp/sshd.log", 30)
+    t = time.time()
+    rc3, o3 = d.sh("ssh %s uname -n" % d.DOMU_IP, 60)
+    t3 = time.time() - t
+    t = time.time()
+    rc4, o4 = ag.run("ssh %s uname -n" % d.DOM0_IP, 60)
+    t4 = time.time() - t
+    if not d.check("ksft-ssh", rc1 == 0 and rc2 == 0 and rc3 == 0 and rc4 == 0 and "domu" in o3 and "dom0" in o4,
+                   "sshd rc=%s/%s; dom0->domU rc=%s %.1fs (%s); domU->dom0 rc=%s %.1fs (%s)"
+                   % (rc1, rc2, rc3, t3, o3.strip()[-100:], rc4, t4, o4.strip()[-100:])):
+        return
+    # 3. the tests, on tmpfs (the rig disk is read-only)
+    rc1, o1 = d.sh("rm -rf %s && cp -a /rig/ksft %s" % (KSFT, KSFT), 120)
+    rc2, o2 = ag.run("rm -rf %s && cp -a /rig/ksft %s" % (KSFT, KSFT), 120)
+    if not d.check("ksft-install", rc1 == 0 and rc2 == 0, "%s %s" % (o1[-200:], o2[-200:])):
+        return
+    exp = load_expected()
+    results = []
+    for phase, runner, netif, local, remote, local6, remote6 in (
+            ("domu", ag.run, ifn, d.DOMU_IP, d.DOM0_IP, DOMU_IP6, DOM0_IP6),
+            ("dom0", d.sh, vif, d.DOM0_IP, d.DOMU_IP, DOM0_IP6, DOMU_IP6)):
+        d.mark("KSFT-PHASE %s" % phase)
+        env = ("NETIF=%s LOCAL_V4=%s REMOTE_V4=%s LOCAL_V6=%s REMOTE_V6=%s REMOTE_TYPE=ssh REMOTE_ARGS=root@%s "
+               "PYTHONPATH=%s/pylib PYTHONDONTWRITEBYTECODE=1 NO_COLOR=1 "
+               % (netif, local, remote, local6, remote6, remote, KSFT))
+        for script, name, tmo in TESTS:
+            if script == "net/netdevice.sh" and phase == "dom0":
+                script = "net/netdevice-netif.sh"   # the stock script only finds eth*/enp*
+            tdir, base = os.path.dirname(script), os.path.basename(script)
+            t = time.time()
+            rc, out = runner("cd %s/%s && %s timeout -k 10 %d ./%s 2>&1" % (KSFT, tdir, env, tmo, base), tmo + 30, True)
+            dt = time.time() - t
+            open(os.path.join(d.OUT, "ksft", "%s-%s.log" % (phase, name)), "w").write(
+                "# %s rc=%s %.1fs\n%s" % (script, rc, dt, out))
+            subs = parse(out, rc if rc is not None else 255, script)
+            st = file_status(subs, rc if rc is not None else 255)
+            if rc is not None and (rc == 124 or rc >= 128):
+                subs.append(("(exit)", "fail", "rc=%s%s" % (rc, " timeout %ds" % tmo if rc == 124 else "")))
+            elif st == "fail" and not any(s == "fail" for _, s, _ in subs):
+                tail = " / ".join(l.strip() for l in out.strip().splitlines()[-3:])
+                subs.append(("(exit)", "fail", ("rc=%s: %s" % (rc, tail))[:300]))
+            # compare with the C reference
+            regress, known, newpass = [], [], []
+            for sub, s, why in subs:
+                e = exp.get((phase, name, sub))
+                if s == "fail":
+                    (known if e == "fail" else regress).append("%s: %s%s" % (sub, why, "" if e else " [not in reference]"))
+                elif s == "skip" and e == "pass":
+                    regress.append("%s: skip (passes with C): %s" % (sub, why))
+                elif s == "pass" and e in ("fail", "skip"):
+                    newpass.append(sub)
+            missing = [k[2] for k, v in exp.items() if k[0] == phase and k[1] == name and v == "pass"
+                       and k[2] not in {s for s, _, _ in subs}]
+            regress += ["%s: passes with C, did not run" % m for m in missing]
+            n = {k: sum(1 for _, s, _ in subs if s == k) for k in ("pass", "skip", "fail")}
+            skips = ["%s: %s" % (sub, why) for sub, s, why in subs if s == "skip"]
+            detail = "%s rc=%s %.0fs: pass %d skip %d fail %d" % (st.upper(), rc, dt, n["pass"], n["skip"], n["fail"])
+            if regress:
+                detail += " | REGRESSION vs C: " + "; ".join(regress)
+            if known:
+                detail += " | known C failures: " + "; ".join(known)
+            if newpass:
+                detail += " | passes, not with C: " + ", ".join(newpass)
+            if skips:
+                detail += " | skips: " + "; ".join(skips)
+            d.check("ksft-%s-%s" % (phase, name), not regress, detail)
+            results.append({"phase": phase, "test": name, "script": script, "rc": rc, "secs": round(dt, 1),
+                            "status": st, "subs": [{"name": s, "status": x, "reason": w} for s, x, w in subs],
+                            "regressions": regress, "known_c_failures": known})
+            restore(d, ag, phase, ifn, vif)
+    json.dump(results, open(os.path.join(d.OUT, "ksft", "results.json"), "w"), indent=1)
+    with open(os.path.join(d.OUT, "ksft", "results.txt"), "w") as f:
+        f.write("# phase\ttest\tsub-test\tstatus\t# reason   (front=%s back=%s)\n" % (d.FRONT, d.BACK))
+        for r in results:
+            for s in r["subs"]:
+                f.write("%s\t%s\t%s\t%s%s\n" % (r["phase"], r["test"], s["name"], s["status"],
+                                                 "  # " + s["reason"].replace("\n", " ")[:200] if s["reason"] else ""))
+    tot = {k: sum(1 for r in results if r["status"] == k) for k in ("pass", "skip", "fail")}
+    bad = [r["phase"] + "/" + r["test"] for r in results if r["regressions"]]
+    d.check("ksft-summary", len(results) == 2 * len(TESTS),
+            "%d test files: pass %d skip %d fail %d; regressions vs C in: %s; %s" % (
+                len(results), tot["pass"], tot["skip"], tot["fail"], ", ".join(bad) or "none",
+                " ".join("%s/%s=%s" % (r["phase"], r["test"], r["status"]) for r in results)))
+
+
+def restore(d, ag, phase, ifn, vif):
+    """After each test: both ends up, MTU 1500, addresses, no XDP, the vif's MAC back (netdevice.sh
+    changes it), neighbours flushed; then one ping each way (logged, not checked)."""
+    mac = ("[ \"$(cat /sys/class/net/{i}/address)\" = {m} ] || "
+           "{{ ip link set {i} down; ip link set {i} address {m}; }}; ")
+    d.sh(mac.format(i=vif, m=VIF_MAC) +
+         "ip link set %s xdp off 2>/dev/null; ip link set %s mtu 1500; "
+         "ip link set %s up; ip addr add %s/24 dev %s 2>/dev/null; ip -6 addr add %s/64 dev %s nodad 2>/dev/null; "
+         "ip neigh flush dev %s; true" % (vif, vif, vif, d.DOM0_IP, vif, DOM0_IP6, vif, vif), 30, True)
+    ag.run(mac.format(i=ifn, m=DOMU_MAC) +
+           "ip link set %s xdp off 2>/dev/null; ip link set %s mtu 1500; ip link set %s up; "
+           "ip addr add %s/24 dev %s 2>/dev/null; ip -6 addr add %s/64 dev %s nodad 2>/dev/null; "
+           "ip neigh flush dev %s; true" % (ifn, ifn, ifn, d.DOMU_IP, ifn, DOMU_IP6, ifn, ifn), 30, True)
+    d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 20, 1)
