@@ -20,7 +20,7 @@ log() { echo "ksft-build: $*"; }
 [ -f "$KSRC/Makefile" ] || { echo "ksft-build: no kernel tree in $KSRC (make kernel)" >&2; exit 2; }
 
 want=$( (cat "$B/kernel/include/config/kernel.release" 2>/dev/null; stat -c %Y "$KSRC/Makefile";
-	 sha1sum "$0" "$here/netdevice-netif.sed") | sha1sum | cut -c1-40)
+	 cat "$here/build.sh" "$here/netdevice-netif.sed") | sha1sum | cut -c1-40)
 if [ "$(cat "$K/stamp" 2>/dev/null)" = "$want" ] && [ -d "$K/install" ]; then
 	log "cached ($K/install)"
 	exit 0

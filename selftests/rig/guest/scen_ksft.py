@@ -90,11 +90,19 @@ def parse(out, rc, script):
         txt = m.group(2).strip()
         if (m.group(1) or "").startswith("Exception"):
             if re.match(r"[\w.]+(Error|Exception|Failure|Ex|Interrupt|Terminate)\b:?", txt):
-                why = [txt]
+                why = [re.sub(r"^[\w.]+\.(\w+)", r"\1", txt)]
             elif why and txt and not txt.startswith(("Traceback", "File ", "^")):
                 why.append(txt)
         elif txt.startswith("Check failed"):
             why = [txt]
+    if not subs and rc != 0:
+        # the environment refused before ksft_run() (NetDrvEpEnv setup, a module-level query):
+        # KsftSkipEx / KsftXfailEx is a skip, anything else a failure of the whole file
+        for ln in reversed(lines):
+            m = re.match(r"\S*(KsftSkipEx|KsftXfailEx): (.*)$", ln.strip())
+            if m:
+                subs.append(("(setup)", "skip", ("SKIP " if "Skip" in m.group(1) else "XFAIL ") + m.group(2)))
+                break
     return subs
 
 
@@ -189,7 +197,9 @@ def run(d, ag, domid, ifn, vif):
                 script = "net/netdevice-netif.sh"   # the stock script only finds eth*/enp*
             tdir, base = os.path.dirname(script), os.path.basename(script)
             t = time.time()
-            rc, out = runner("cd %s/%s && %s timeout -k 10 %d ./%s 2>&1" % (KSFT, tdir, env, tmo, base), tmo + 30, True)
+            # netdevice.sh only runs its up / MAC / down cycle on a device that is down
+            pre = "ip link set %s down; " % netif if name == "netdevice" else ""
+            rc, out = runner("%scd %s/%s && %s timeout -k 10 %d ./%s 2>&1" % (pre, KSFT, tdir, env, tmo, base), tmo + 30, True)
             dt = time.time() - t
             open(os.path.join(d.OUT, "ksft", "%s-%s.log" % (phase, name)), "w").write(
                 "# %s rc=%s %.1fs\n%s" % (script, rc, dt, out))
