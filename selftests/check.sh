@@ -48,6 +48,8 @@ case " $ready " in *" back "*) pairs="$pairs c/rs";; esac
 case " $ready " in *" front "*" back "*|*" back "*" front "*) pairs="$pairs rs/rs";; esac
 for pair in ${CHECK_PAIRS:-$pairs}; do
 	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
+	# the 7.3 driver kselftests in the domU and in dom0 (selftests/ksft; about 5 min a pairing)
+	step "ksft-$pair" python3 selftests/rig/run.py ksft --front "${pair%/*}" --back "${pair#*/}"
 done
 
 echo
