@@ -7,7 +7,7 @@
 RUN_DIR: build/runs/ksft-<front>-<back>-...; default: the newest run of each pairing.
 The scenario's results are in RUN_DIR/out/ksft/results.json (written by guest/scen_ksft.py).
 """
-import glob, json, os, sys
+import glob, json, os, re, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -41,12 +41,43 @@ def table(run):
                 c += " REGRESSION: " + "; ".join(r["regressions"])
             cells.append(c)
         out.append("| %s | %s | %s |" % (t, cells[0], cells[1]))
-    out += ["", "(pass/skip/fail sub-tests)", "", "sub-tests not passing:", ""]
+    out += ["", "(pass/skip/fail sub-tests)"]
+    exp = expected()
+    diff = []
+    for r in res:
+        for s in r["subs"]:
+            e = exp.get((r["phase"], r["test"], s["name"]))
+            if e is None:
+                diff.append("- %s %s %s: %s, not in the C reference %s" % (r["phase"], r["test"], s["name"], s["status"], s["reason"][:200]))
+            elif e[0] != s["status"]:
+                diff.append("- %s %s %s: %s (C: %s) %s" % (r["phase"], r["test"], s["name"], s["status"], e[0], s["reason"][:200]))
+            elif s["status"] == "fail" and norm(e[1])[:60] != norm(s["reason"])[:60]:
+                diff.append("- %s %s %s: fails as with C, another reason: %s (C: %s)" % (r["phase"], r["test"], s["name"],
+                                                                                     s["reason"][:200], e[1][:120]))
+    out += ["", "differences from the C reference (status, or the reason of a failure):", ""] + (diff or ["- none"])
+    out += ["", "sub-tests not passing:", ""]
     for r in res:
         for s in r["subs"]:
             if s["status"] != "pass":
                 out.append("- %s %s %s: %s %s" % (r["phase"], r["test"], s["name"], s["status"], s["reason"][:200]))
     return "\n".join(out)
+
+
+def norm(reason):
+    """A failure reason without what changes from run to run (temp dirs, ports)."""
+    return re.sub(r"/tmp/\w+/\w+|\b\d{4,5}\b", "X", reason)
+
+
+def expected():
+    exp = {}
+    for ln in open(os.path.join(HERE, "expected-c.txt")):
+        if ln.startswith("#") or not ln.strip():
+            continue
+        body, _, why = ln.rstrip("\n").partition("  # ")
+        f = body.split("\t")
+        if len(f) == 4:
+            exp[(f[0], f[1], f[2])] = (f[3], why)
+    return exp
 
 
 def expect(run):
