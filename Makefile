@@ -5,7 +5,7 @@
 #   make run      install what is missing, build kernel + modules + VM images, boot Xen in QEMU
 #                 with dom0 (backend) and a PV domU (frontend), show traffic flowing
 #   make check    every test (what .ci/run runs)
-#   make bench    driver pairs compared, interleaved, medians and ratios
+#   make bench    driver pairs compared, interleaved, medians and ratios; then PV MMU patches on/off
 #
 # Variables: KSRC=<linux 7.3 tree> (default: Debian's linux-source-7.3 under build/),
 # FRONT=c|rs BACK=c|rs (drivers for make run), RUNS=N (make bench), CPU=<qemu -cpu model>.
@@ -61,6 +61,8 @@ bench: images kernel-bench
 	+@$(MAKE) -C $(KTREE) O=$(BUILD)/kernel-bench CC="ccache gcc" LIBCLANG_PATH=/usr/lib/llvm-19/lib \
 		-s M=$(TOP) MO=$(BUILD)/modules-bench modules
 	@python3 selftests/rig/bench.py --kernel-dir $(BUILD)/kernel-bench $(if $(RUNS),-n $(RUNS))
+	@bash selftests/rig/images.sh 4.17
+	@python3 selftests/rig/bench.py --pvmmu --plain --kernel-dir $(BUILD)/kernel-bench -n $(or $(RUNS),3)
 
 rustdoc: kernel
 	+@$(KMAKE) -s rustdoc
