@@ -88,6 +88,13 @@ pub const ETH_ALEN: usize = bindings::ETH_ALEN as usize;
 /// Default MTU of an Ethernet device (`ETH_DATA_LEN`).
 pub const ETH_DATA_LEN: u32 = bindings::ETH_DATA_LEN;
 
+/// Returns `true` if a networking message may be logged now (`net_ratelimit()`): the rate limit
+/// the C drivers use for messages a peer or the network can provoke at will.
+pub fn ratelimit() -> bool {
+    // SAFETY: `net_ratelimit()` has no preconditions and may be called in any context.
+    unsafe { bindings::net_ratelimit() != 0 }
+}
+
 /// Minimum MTU of an Ethernet device (`ETH_MIN_MTU`).
 pub const ETH_MIN_MTU: u32 = bindings::ETH_MIN_MTU;
 

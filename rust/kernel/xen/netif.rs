@@ -748,27 +748,77 @@ impl ExtraInfo {
     /// offload, a hash extra with an unknown type or algorithm, or an XDP headroom above
     /// [`MAX_XDP_HEADROOM`].
     pub fn decode(&self) -> Result<Extra> {
+        self.check().map_err(|_| EINVAL)
+    }
+
+    /// Decodes the slot like [`ExtraInfo::decode`], saying why it is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xen::netif::{ExtraInfo, InvalidExtra};
+    ///
+    /// let gso = |size: u16, type_: u8| {
+    ///     let s = size.to_ne_bytes();
+    ///     ExtraInfo { type_: 1, flags: 0, data: [s[0], s[1], type_, 0, 0, 0] }
+    /// };
+    /// assert!(gso(1448, 1).check().is_ok());
+    /// assert_eq!(gso(0, 1).check(), Err(InvalidExtra::GsoSizeZero));
+    /// assert_eq!(gso(1448, 7).check(), Err(InvalidExtra::GsoType(7)));
+    /// assert_eq!(ExtraInfo { type_: 9, ..gso(1448, 1) }.check(), Err(InvalidExtra::Type(9)));
+    /// ```
+    pub fn check(&self) -> core::result::Result<Extra, InvalidExtra> {
         let d = &self.data;
         match self.type_ {
-            1 => Ok(Extra::Gso(Gso::new(
-                u16::from_ne_bytes([d[0], d[1]]),
-                GsoType::try_from(d[2])?,
-            )?)),
+            1 => {
+                let type_ = GsoType::try_from(d[2]).map_err(|_| InvalidExtra::GsoType(d[2]))?;
+                let gso = Gso::new(u16::from_ne_bytes([d[0], d[1]]), type_)
+                    .map_err(|_| InvalidExtra::GsoSizeZero)?;
+                Ok(Extra::Gso(gso))
+            }
             2 => Ok(Extra::McastAdd(*d)),
             3 => Ok(Extra::McastDel(*d)),
             4 => Ok(Extra::Hash(Hash {
-                type_: HashType::try_from(d[0])?,
-                algorithm: HashAlgorithm::try_from(u32::from(d[1]))?,
+                type_: HashType::try_from(d[0]).map_err(|_| InvalidExtra::Content(4))?,
+                algorithm: HashAlgorithm::try_from(u32::from(d[1]))
+                    .map_err(|_| InvalidExtra::Content(4))?,
                 value: u32::from_ne_bytes([d[2], d[3], d[4], d[5]]),
             })),
             5 => {
                 let headroom = u16::from_ne_bytes([d[0], d[1]]);
                 if headroom > MAX_XDP_HEADROOM {
-                    return Err(EINVAL);
+                    return Err(InvalidExtra::Content(5));
                 }
                 Ok(Extra::Xdp { headroom })
             }
-            _ => Err(EINVAL),
+            t => Err(InvalidExtra::Type(t)),
+        }
+    }
+}
+
+/// Why an [`ExtraInfo`] slot is invalid ([`ExtraInfo::check`]).
+///
+/// It displays as the C drivers log it (`xennet_get_extras()`, `xennet_set_skb_gso()`), so that
+/// administrators' log monitoring keeps working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidExtra {
+    /// The type is 0 or not below [`EXTRA_TYPE_MAX`].
+    Type(u8),
+    /// A GSO extra with a segment size of 0.
+    GsoSizeZero,
+    /// A GSO extra with an unknown GSO type.
+    GsoType(u8),
+    /// An extra of this known type with content out of range.
+    Content(u8),
+}
+
+impl core::fmt::Display for InvalidExtra {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Type(t) => write!(f, "Invalid extra type: {t}"),
+            Self::GsoSizeZero => write!(f, "GSO size must not be zero"),
+            Self::GsoType(t) => write!(f, "Bad GSO type {t}"),
+            Self::Content(t) => write!(f, "Invalid content of extra type {t}"),
         }
     }
 }
