@@ -200,6 +200,8 @@ pub(crate) struct TxState {
     pub(crate) rate_gen: u32,
     /// The origin of the credit scheduler's clock.
     pub(crate) clock_base: Instant<Monotonic>,
+    /// Packets handled since the last late EOI of the TX event channel.
+    pub(crate) work_since_eoi: u32,
     /// The packets of a poll (kept to avoid an allocation per poll).
     pub(crate) pkts: KVec<crate::tx::Packet>,
     /// The buffers of the packets of a poll.
@@ -246,6 +248,10 @@ pub(crate) struct Core {
     pub(crate) notify: SpinLockBh<Notifiers>,
     /// Non-zero once the frontend misbehaved: the queue serves it no more.
     pub(crate) disabled: Atomic<u32>,
+    /// Non-zero while the TX (RX) event channel waits for its late EOI from the NAPI poll (the RX
+    /// worker): split event channels only (C: `eoi_pending`).
+    pub(crate) tx_eoi: Atomic<u32>,
+    pub(crate) rx_eoi: Atomic<u32>,
     /// Packets from the frontend (the device receives them).
     pub(crate) from_guest: QueueStats,
     /// Packets to the frontend (the device transmits them).
@@ -274,6 +280,31 @@ impl Core {
         let n = self.notify.lock().rx;
         if let Some(n) = n {
             n.notify();
+        }
+    }
+
+    /// The late EOI of the TX event channel, if its handler deferred one: the NAPI poll is done
+    /// (`spurious`: the event found no work).
+    pub(crate) fn eoi_tx(&self, spurious: bool) {
+        if self.tx_eoi.xchg(0, Relaxed) != 0 {
+            match self.notify.lock().tx {
+                Some(n) => n.lateeoi(spurious),
+                // An event that came between the binding and the publication of the notifiers
+                // (connect): EOI'd by the run that `connect` schedules once they are published.
+                None => self.tx_eoi.store(1, Relaxed),
+            }
+        }
+    }
+
+    /// The late EOI of the RX event channel, if its handler deferred one: the worker is done.
+    pub(crate) fn eoi_rx(&self, spurious: bool) {
+        if self.rx_eoi.xchg(0, Relaxed) != 0 {
+            match self.notify.lock().rx {
+                Some(n) => n.lateeoi(spurious),
+                // An event that came between the binding and the publication of the notifiers
+                // (connect): EOI'd by the run that `connect` schedules once they are published.
+                None => self.rx_eoi.store(1, Relaxed),
+            }
         }
     }
 
@@ -381,6 +412,7 @@ impl Queue {
                             credit: crate::tx::Credit::UNLIMITED,
                             rate_gen: shared.rate_gen.load(Acquire).wrapping_sub(1),
                             clock_base: now,
+                            work_since_eoi: 0,
                             pkts,
                             skbs,
                             pages,
@@ -395,6 +427,8 @@ impl Queue {
                         rxq <- new_spinlock_bh!(SkBuffList::new()),
                         notify <- new_spinlock_bh!(Notifiers::default()),
                         disabled: Atomic::new(0),
+                        tx_eoi: Atomic::new(0),
+                        rx_eoi: Atomic::new(0),
                         from_guest: QueueStats::new(),
                         to_guest: QueueStats::new(),
                         gso_checksum_fixup: Counter::new(),

@@ -332,6 +332,10 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         core.fatal(dev, fmt!("{what}"));
         return;
     }
+    if !more {
+        // The RX event (buffers posted) was handled; spurious if there was nothing to send.
+        core.eoi_rx(sent == 0 && !short);
+    }
     if drain {
         loop {
             // One at a time: never free a packet under the queue lock (XSA-424).

@@ -678,6 +678,7 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         tx.pkts = pkts;
         tx.skbs = skbs;
         tx.pages = pages;
+        tx.work_since_eoi = tx.work_since_eoi.saturating_add(work);
     }
 
     if let Some(wait) = limited {
@@ -706,6 +707,12 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         };
         if more {
             ctx.napi().schedule();
+        } else {
+            let spurious = {
+                let mut tx = core.tx.lock();
+                core::mem::take(&mut tx.work_since_eoi) == 0
+            };
+            core.eoi_tx(spurious);
         }
     }
     work

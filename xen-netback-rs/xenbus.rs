@@ -149,13 +149,17 @@ struct TxIrq(Arc<Queue>);
 struct RxIrq(Arc<Queue>);
 struct TxRxIrq(Arc<Queue>);
 
+// Split event channels: late EOI from the code that did the work (the NAPI poll for TX, the
+// worker for RX), flagged spurious when the event found none (XSA-332). A disabled queue leaves
+// its channels masked.
 impl Handler for TxIrq {
     fn handle(&self) -> Eoi {
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
+        self.0.napi.tx_eoi.store(1, Relaxed);
         self.0.napi.schedule();
-        Eoi::Done
+        Eoi::Deferred
     }
 }
 
@@ -164,8 +168,9 @@ impl Handler for RxIrq {
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
+        self.0.napi.rx_eoi.store(1, Relaxed);
         self.0.kick_rx();
-        Eoi::Done
+        Eoi::Deferred
     }
 }
 
@@ -729,6 +734,24 @@ impl xenbus::Driver for NetBack {
                 }
             }
             _ => dev.dev_fatal(EINVAL, fmt!("saw state {} at frontend", u32::from(state))),
+        }
+    }
+
+    fn unregister_after<'bound>(
+        dev: &'bound xenbus::Device<Core<'_>>,
+        _this: Pin<&Self::Data<'bound>>,
+        state: State,
+    ) -> bool {
+        // C: `frontend_changed` unregisters the device when the frontend is Closed and the
+        // toolstack set the device offline (detach), or when the frontend's node is gone: the vif
+        // is gone before `xl network-detach` returns.
+        match state {
+            State::Closed => !dev.is_online(),
+            State::Unknown => !matches!(
+                xenstore::read_uint::<u64>(dev.otherend(), c"state"),
+                Ok(v) if v != 0
+            ),
+            _ => false,
         }
     }
 
