@@ -49,6 +49,9 @@ case " $ready " in *" front "*" back "*|*" back "*" front "*) pairs="$pairs rs/r
 for pair in ${CHECK_PAIRS:-$pairs}; do
 	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
 done
+# The Rust backend's user-visible features (guest/scen_back.py, about 2.5 min): ethtool -S and
+# module parameters with the C names, rate=, 2 and 4 queues, guest to guest with a second domU.
+case " $ready " in *" back "*) step back-features python3 selftests/rig/run.py back-features --front c --back rs;; esac
 
 echo
 echo "=== summary ($(( $(date +%s) - start )) s)"
