@@ -54,6 +54,9 @@ case " $ready " in *" front "*" back "*|*" back "*" front "*) pairs="$pairs rs/r
 for pair in ${CHECK_PAIRS:-$pairs}; do
 	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
 done
+# The Rust backend's user-visible features (guest/scen_back.py, about 2.5 min): ethtool -S and
+# module parameters with the C names, rate=, 2 and 4 queues, guest to guest with a second domU.
+case " $ready " in *" back "*) step back-features python3 selftests/rig/run.py back-features --front c --back rs;; esac
 # PV superpages (issue 6): our patched Xen 4.17 (scripts/xen.sh, bookworm dom0 with xen-utils-4.17)
 # with pv-superpages: dom0 and domU map kernel text/rodata with 2 MiB pages (census, revert and
 # split checks required), no global kernel entry, and the network scenario passes on it with the

@@ -50,6 +50,12 @@ SCENARIOS = {
     "hostile-back": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-back-final-ping"],
                      "expected": [(r"WARNING: g\.e\. 0x[0-9a-f]+ still in use!",
                                    "gnttab_end_foreign_access_ref() warns when the hostile backend keeps a grant mapped (XSA-396 cases)")]},
+    # backend features (guest/scen_back.py): ethtool -S and module parameters with the C names, the
+    # rate limit, 2 and 4 queues, guest to guest through the bridge (a second domU on its own overlay)
+    "back-features": {"timeout": 1500, "domu2": True, "required": COMMON_REQUIRED + ["frontend-load", "link-up",
+                      "back-ethtool-stats", "back-module-params", "back-rate-limit", "back-rate-removed",
+                      "back-mq2-negotiated", "back-mq2-tx", "back-mq2-rx", "back-mq4-negotiated", "back-mq4-tx", "back-mq4-rx",
+                      "back-g2g-ping", "back-g2g-iperf", "back-final-ping"]},
     "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup", "hostile-front-final-ping"]},
 }
 
@@ -107,7 +113,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "pvmmu.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "scen_back.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     for f in ("netpeer.py", "xenproto.py"):   # hostile peers, for dom0 and the domU
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
@@ -307,6 +313,10 @@ def main():
     out_img = os.path.join(run_dir, "out.img")
     qemu_img("create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", dom0_disk)
     qemu_img("create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", domu_disk)
+    # a second domU (same image, its own overlay): /dev/vde in dom0
+    domu2_disk = os.path.join(run_dir, "domu2.qcow2") if sc.get("domu2") else None
+    if domu2_disk:
+        qemu_img("create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", domu2_disk)
     with open(out_img, "wb") as f:
         f.truncate(256 << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "out", out_img], check=True)
@@ -326,6 +336,8 @@ def main():
             "-drive", "file=%s,if=virtio,format=raw,readonly=on" % rig_img,
             "-drive", "file=%s,if=virtio,format=qcow2,cache=unsafe" % domu_disk,
             "-drive", "file=%s,if=virtio,format=raw" % out_img]
+    if domu2_disk:
+        cmd += ["-drive", "file=%s,if=virtio,format=qcow2,cache=unsafe" % domu2_disk]
     open(os.path.join(run_dir, "qemu-cmdline.txt"), "w").write(" ".join("'%s'" % c if " " in c else c for c in cmd) + "\n")
 
     # RIG_LOCK_HELD=1: the caller (bench.py --hold-lock) already holds the heavy lock for a series.
@@ -446,7 +458,7 @@ def main():
         h.write(json.dumps({k: res[k] for k in ("started", "scenario", "front", "back", "tag", "cpu", "icount", "xen", "xen_append", "pass", "run_dir")}
                            | {"failed": [c["name"] for c in checks if not c["pass"]], "crash_lines": len(hits), "known_issue_lines": len(known)}) + "\n")
     if not a.keep:
-        for f in (rig_img, dom0_disk, domu_disk, out_img):
+        for f in (rig_img, dom0_disk, domu_disk, out_img) + ((domu2_disk,) if domu2_disk else ()):
             try:
                 os.unlink(f)
             except OSError:

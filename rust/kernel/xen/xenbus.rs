@@ -457,6 +457,26 @@ pub trait Driver {
         state: State,
     );
 
+    /// Whether the device is to be unregistered once [`Driver::otherend_changed`] has handled
+    /// `state`. Implementing this callback is optional (default: never).
+    ///
+    /// C backends unregister their device themselves from `otherend_changed` when the frontend is
+    /// closed and the toolstack has set the device offline (netback, blkback:
+    /// `device_unregister()`), so that the device, and what the driver made for it (a network
+    /// device), is gone before the toolstack removes the device's xenstore directory; otherwise
+    /// the xenbus core removes it later, when it sees the directory go ("device forcefully
+    /// removed from xenstore"). Here the xenbus abstraction unregisters the device after
+    /// `otherend_changed` returned, when this returns `true`; neither `dev` nor `this` may be used
+    /// after that, which the callback structure guarantees.
+    fn unregister_after<'bound>(
+        dev: &'bound Device<device::Core<'_>>,
+        this: Pin<&Self::Data<'bound>>,
+        state: State,
+    ) -> bool {
+        let _ = (dev, this, state);
+        false
+    }
+
     /// Xenbus driver unbind.
     ///
     /// Called when a [`Device`] is unbound from its bound [`Driver`]. The other end's state is no
@@ -542,20 +562,34 @@ impl<T: Driver + 'static> Callbacks<T> {
         xdev: *mut bindings::xenbus_device,
         state: bindings::xenbus_state,
     ) {
-        // SAFETY: The xenbus core only calls this callback with a valid pointer to a
-        // `struct xenbus_device` that is bound to this driver: the watch that calls it is
-        // registered after a successful probe and unregistered before `remove_callback` and before
-        // the other end's details change (on resume). The callback is serialised with those by
-        // the xenwatch thread, which makes it a core context of the device.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `otherend_changed_callback()`.
-        let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
+        let unregister = {
+            // SAFETY: The xenbus core only calls this callback with a valid pointer to a
+            // `struct xenbus_device` that is bound to this driver: the watch that calls it is
+            // registered after a successful probe and unregistered before `remove_callback` and
+            // before the other end's details change (on resume). The callback is serialised with
+            // those by the xenwatch thread, which makes it a core context of the device.
+            //
+            // INVARIANT: `xdev` is valid for the duration of `otherend_changed_callback()`, until
+            // the device is unregistered below (after `dev` went out of scope).
+            let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
-        // SAFETY: The device is bound (see above), hence `probe_callback` stored a
-        // `Pin<KBox<T::Data<'_>>>` with `Device::set_drvdata()`.
-        let data = unsafe { dev.as_ref().drvdata_borrow::<T::Data<'_>>() };
+            // SAFETY: The device is bound (see above), hence `probe_callback` stored a
+            // `Pin<KBox<T::Data<'_>>>` with `Device::set_drvdata()`.
+            let data = unsafe { dev.as_ref().drvdata_borrow::<T::Data<'_>>() };
 
-        T::otherend_changed(dev, data, State::from_raw(state));
+            let state = State::from_raw(state);
+            T::otherend_changed(dev, data, state);
+            T::unregister_after(dev, data, state)
+        };
+        if unregister {
+            // SAFETY: `xdev` is a valid, registered device (see above); no reference derived from
+            // it is left (`dev` and `data` are out of scope), and nothing touches it after this
+            // call, which unbinds the driver (dropping its data) and may free the device. The
+            // xenbus core allows this from an `otherend_changed` callback, in the xenwatch thread
+            // (unregistering the device's own watch from there does not wait for itself), as C
+            // backends do.
+            unsafe { bindings::device_unregister(&raw mut (*xdev).dev) };
+        }
     }
 
     extern "C" fn remove_callback(xdev: *mut bindings::xenbus_device) {
