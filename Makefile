@@ -71,7 +71,7 @@ clippy: kernel
 	@bash scripts/clippy.sh
 
 clean:
-	rm -rf $(MODOUT) $(BUILD)/runs $(BUILD)/results
+	rm -rf $(MODOUT) $(BUILD)/modules-clippy $(BUILD)/runs $(BUILD)/results
 
 distclean:
 	rm -rf $(BUILD)
