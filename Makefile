@@ -23,7 +23,7 @@ BACK    ?= $(if $(filter back,$(RS_READY)),rs,c)
 KMAKE    = $(MAKE) -C $(KTREE) O=$(KOUT) CC="ccache gcc" LIBCLANG_PATH=/usr/lib/llvm-19/lib \
 	   CCACHE_DIR=$${CCACHE_DIR:-$$HOME/.cache/xen-netrs-ccache}
 
-.PHONY: all deps kernel kernel-bench modules images run check bench rustdoc clean distclean help
+.PHONY: all deps kernel kernel-bench modules images run check bench rustdoc clippy clean distclean help
 
 all: modules
 
@@ -67,8 +67,13 @@ bench: images kernel-bench
 rustdoc: kernel
 	+@$(KMAKE) -s rustdoc
 
+# The kernel's Rust lints (make CLIPPY=1) over the kernel crate and both drivers, in a copy of
+# the kernel's output tree; fails on any warning.
+clippy: kernel
+	@bash scripts/clippy.sh
+
 clean:
-	rm -rf $(MODOUT) $(BUILD)/runs $(BUILD)/results
+	rm -rf $(MODOUT) $(BUILD)/modules-clippy $(BUILD)/runs $(BUILD)/results
 
 distclean:
 	rm -rf $(BUILD)

@@ -3,7 +3,8 @@
 # Every test of the project (make check; .ci/run calls exactly `make check`).
 #
 # 1. virtme-ng, no Xen: the KUnit suites (kernel crate doctests and the project's suites) and
-#    loading/unloading both Rust modules outside Xen; make rustdoc without warnings.
+#    loading/unloading both Rust modules outside Xen; make rustdoc without warnings; the static
+#    checks (no unsafe in the drivers; the kernel's clippy lints without warnings, make clippy).
 # 2. The Xen-in-QEMU rig: its FPU-state self-test, then the scenarios for each driver pairing
 #    that carries traffic today.
 # Every step writes build/results/<step>.json; the summary below counts their checks.
@@ -27,6 +28,7 @@ step() { # name cmd...
 rm -f "$results"/*.json "$results"/*.txt
 step kunit python3 selftests/vng/kunit.py
 step rustdoc python3 selftests/rustdoc-check.py
+step static python3 selftests/static-check.py
 step images bash selftests/rig/images.sh
 # The rig checks itself first: FPU/AVX register state must survive vCPU switches under the
 # QEMU/Xen flags the rig uses (selftests/rig/README.md: the TCG XSAVE bug).

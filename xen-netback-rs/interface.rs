@@ -133,23 +133,15 @@ impl FrontendFeatures {
     }
 
     /// The device features this frontend allows (C: `xenvif_fix_features`).
-    pub(crate) fn fix(self, mut features: Features) -> Features {
-        if !self.sg {
-            features &= !Features::SG;
+    pub(crate) fn fix(self, features: Features) -> Features {
+        kernel::xen::netif::PeerFeatures {
+            sg: self.sg,
+            gso_tcpv4: self.gso_tcpv4,
+            gso_tcpv6: self.gso_tcpv6,
+            ip_csum: self.ip_csum,
+            ipv6_csum: self.ipv6_csum,
         }
-        if !self.gso_tcpv4 {
-            features &= !Features::TSO;
-        }
-        if !self.gso_tcpv6 {
-            features &= !Features::TSO6;
-        }
-        if !self.ip_csum {
-            features &= !Features::IP_CSUM;
-        }
-        if !self.ipv6_csum {
-            features &= !Features::IPV6_CSUM;
-        }
-        features
+        .fix(features)
     }
 }
 

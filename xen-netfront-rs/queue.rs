@@ -335,7 +335,7 @@ impl Queue {
             _ => netif::Checksum::None,
         });
         if gso.is_some() {
-            first_flags = first_flags | TxFlags::from(TxFlag::ExtraInfo);
+            first_flags |= TxFlag::ExtraInfo;
         }
 
         let notify = {
@@ -374,7 +374,7 @@ impl Queue {
                 let grant = Grant::new(gref, self.domid, page, Access::ReadOnly);
                 let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
                 if i + 1 < data_slots {
-                    flags = flags | TxFlags::from(TxFlag::MoreData);
+                    flags |= TxFlag::MoreData;
                 }
                 let req = TxRequest {
                     gref: grant.gref().0,
@@ -663,7 +663,7 @@ impl Queue {
             skb.drop_reason(DropReason::PktTooSmall);
             return None;
         }
-        let pull = len.min(RX_COPY_THRESHOLD).max(skb::ETH_HLEN);
+        let pull = len.clamp(skb::ETH_HLEN, RX_COPY_THRESHOLD);
         if !skb.may_pull(pull) {
             self.rx_stats.dropped.inc();
             skb.drop_reason(DropReason::HdrTrunc);
@@ -745,7 +745,7 @@ mod tests {
         assert_eq!(tx_data_slots(PAGE_SIZE + 1), 2);
         assert_eq!(tx_data_slots(netif::MAX_TX_SIZE as usize), 16);
         // The largest packet plus its GSO extra fits the slots the queue keeps free.
-        assert!(tx_data_slots(netif::MAX_TX_SIZE as usize) + 1 <= TX_MAX_SLOTS as usize);
+        assert!(tx_data_slots(netif::MAX_TX_SIZE as usize) < TX_MAX_SLOTS as usize);
     }
 
     #[test]

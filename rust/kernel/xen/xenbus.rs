@@ -541,10 +541,10 @@ impl<T: Driver + 'static> Callbacks<T> {
         xdev: *mut bindings::xenbus_device,
         id: *const bindings::xenbus_device_id,
     ) -> c_int {
+        // INVARIANT: `xdev` is valid for the duration of `probe_callback()`.
+        //
         // SAFETY: The xenbus core only ever calls the probe callback with a valid pointer to a
         // `struct xenbus_device`, with the device lock held.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `probe_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         from_result(|| {
@@ -563,14 +563,14 @@ impl<T: Driver + 'static> Callbacks<T> {
         state: bindings::xenbus_state,
     ) {
         let unregister = {
+            // INVARIANT: `xdev` is valid for the duration of `otherend_changed_callback()`, until
+            // the device is unregistered below (after `dev` went out of scope).
+            //
             // SAFETY: The xenbus core only calls this callback with a valid pointer to a
             // `struct xenbus_device` that is bound to this driver: the watch that calls it is
             // registered after a successful probe and unregistered before `remove_callback` and
             // before the other end's details change (on resume). The callback is serialised with
             // those by the xenwatch thread, which makes it a core context of the device.
-            //
-            // INVARIANT: `xdev` is valid for the duration of `otherend_changed_callback()`, until
-            // the device is unregistered below (after `dev` went out of scope).
             let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
             // SAFETY: The device is bound (see above), hence `probe_callback` stored a
@@ -593,10 +593,10 @@ impl<T: Driver + 'static> Callbacks<T> {
     }
 
     extern "C" fn remove_callback(xdev: *mut bindings::xenbus_device) {
+        // INVARIANT: `xdev` is valid for the duration of `remove_callback()`.
+        //
         // SAFETY: The xenbus core only ever calls the remove callback with a valid pointer to a
         // `struct xenbus_device`.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `remove_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         // SAFETY: `remove_callback` is only ever called after a successful call to
@@ -608,10 +608,10 @@ impl<T: Driver + 'static> Callbacks<T> {
     }
 
     extern "C" fn suspend_callback(xdev: *mut bindings::xenbus_device) -> c_int {
+        // INVARIANT: `xdev` is valid for the duration of `suspend_callback()`.
+        //
         // SAFETY: The xenbus core only calls this callback with a valid pointer to a
         // `struct xenbus_device` bound to this driver, from the PM callbacks of the device.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `suspend_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         // SAFETY: The device is bound to this driver, hence `probe_callback` stored a
@@ -622,11 +622,11 @@ impl<T: Driver + 'static> Callbacks<T> {
     }
 
     extern "C" fn resume_callback(xdev: *mut bindings::xenbus_device) -> c_int {
+        // INVARIANT: `xdev` is valid for the duration of `resume_callback()`.
+        //
         // SAFETY: The xenbus core only calls this callback with a valid pointer to a
         // `struct xenbus_device` bound to this driver, after reading the other end's details
         // again and before watching its state again.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `resume_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         // SAFETY: The device is bound to this driver, hence `probe_callback` stored a
