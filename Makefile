@@ -5,7 +5,7 @@
 #   make run      install what is missing, build kernel + modules + VM images, boot Xen in QEMU
 #                 with dom0 (backend) and a PV domU (frontend), show traffic flowing
 #   make check    every test (what .ci/run runs)
-#   make bench    driver pairs compared, interleaved, medians and ratios
+#   make bench    driver pairs compared, interleaved, medians and ratios; then PV MMU patches on/off
 #
 # Variables: KSRC=<linux 7.3 tree> (default: Debian's linux-source-7.3 under build/),
 # FRONT=c|rs BACK=c|rs (drivers for make run), RUNS=N (make bench), CPU=<qemu -cpu model>.
@@ -23,7 +23,7 @@ BACK    ?= $(if $(filter back,$(RS_READY)),rs,c)
 KMAKE    = $(MAKE) -C $(KTREE) O=$(KOUT) CC="ccache gcc" LIBCLANG_PATH=/usr/lib/llvm-19/lib \
 	   CCACHE_DIR=$${CCACHE_DIR:-$$HOME/.cache/xen-netrs-ccache}
 
-.PHONY: all deps kernel kernel-bench modules images run check bench rustdoc clean distclean help
+.PHONY: all deps kernel kernel-bench modules images run check bench rustdoc clippy clean distclean help
 
 all: modules
 
@@ -61,12 +61,19 @@ bench: images kernel-bench
 	+@$(MAKE) -C $(KTREE) O=$(BUILD)/kernel-bench CC="ccache gcc" LIBCLANG_PATH=/usr/lib/llvm-19/lib \
 		-s M=$(TOP) MO=$(BUILD)/modules-bench modules
 	@python3 selftests/rig/bench.py --kernel-dir $(BUILD)/kernel-bench $(if $(RUNS),-n $(RUNS))
+	@bash selftests/rig/images.sh 4.17
+	@python3 selftests/rig/bench.py --pvmmu --plain --kernel-dir $(BUILD)/kernel-bench -n $(or $(RUNS),3)
 
 rustdoc: kernel
 	+@$(KMAKE) -s rustdoc
 
+# The kernel's Rust lints (make CLIPPY=1) over the kernel crate and both drivers, in a copy of
+# the kernel's output tree; fails on any warning.
+clippy: kernel
+	@bash scripts/clippy.sh
+
 clean:
-	rm -rf $(MODOUT) $(BUILD)/runs $(BUILD)/results
+	rm -rf $(MODOUT) $(BUILD)/modules-clippy $(BUILD)/runs $(BUILD)/results
 
 distclean:
 	rm -rf $(BUILD)

@@ -31,8 +31,10 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{
+            Acquire,
             Atomic,
-            Relaxed, //
+            Relaxed,
+            Release, //
         },
         new_mutex,
         new_spinlock,
@@ -131,29 +133,67 @@ impl FrontendFeatures {
     }
 
     /// The device features this frontend allows (C: `xenvif_fix_features`).
-    pub(crate) fn fix(self, mut features: Features) -> Features {
-        if !self.sg {
-            features &= !Features::SG;
+    pub(crate) fn fix(self, features: Features) -> Features {
+        kernel::xen::netif::PeerFeatures {
+            sg: self.sg,
+            gso_tcpv4: self.gso_tcpv4,
+            gso_tcpv6: self.gso_tcpv6,
+            ip_csum: self.ip_csum,
+            ipv6_csum: self.ipv6_csum,
         }
-        if !self.gso_tcpv4 {
-            features &= !Features::TSO;
-        }
-        if !self.gso_tcpv6 {
-            features &= !Features::TSO6;
-        }
-        if !self.ip_csum {
-            features &= !Features::IP_CSUM;
-        }
-        if !self.ipv6_csum {
-            features &= !Features::IPV6_CSUM;
-        }
-        features
+        .fix(features)
+    }
+}
+
+/// What a vif's queues share with its xenstore watches.
+pub(crate) struct VifShared {
+    /// The `rate` limit: bytes per window (`u64::MAX`: none) ...
+    pub(crate) rate_bytes: Atomic<u64>,
+    /// ... and the window, in microseconds.
+    pub(crate) rate_usec: Atomic<u64>,
+    /// Changed (with release ordering) after each change of the limit.
+    pub(crate) rate_gen: Atomic<u32>,
+    /// Number of queues whose frontend stalled (the carrier is off while it is not zero).
+    pub(crate) stalled: Atomic<u32>,
+    /// Bytes the frontend wants before the data of each packet it receives (`xdp-headroom`; at
+    /// most half a page). TSO towards the frontend is off while it is not zero.
+    pub(crate) xdp_headroom: Atomic<u32>,
+}
+
+impl VifShared {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            Self {
+                rate_bytes: Atomic::new(u64::MAX),
+                rate_usec: Atomic::new(0),
+                rate_gen: Atomic::new(0),
+                stalled: Atomic::new(0),
+                xdp_headroom: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Sets the `rate` limit; the queues pick it up at their next poll.
+    pub(crate) fn set_rate(&self, bytes: u64, usec: u64) {
+        self.rate_bytes.store(bytes, Relaxed);
+        self.rate_usec.store(usec, Relaxed);
+        self.rate_gen.fetch_add(1, Release);
     }
 }
 
 /// The guest-TX state of a queue, used by its NAPI poll only.
 pub(crate) struct TxState {
     pub(crate) ring: TxBackRing<MappedRing>,
+    /// A packet read from the ring that waits for credit (the `rate` limit).
+    pub(crate) held: Option<crate::tx::Packet>,
+    pub(crate) credit: crate::tx::Credit,
+    /// The [`VifShared::rate_gen`] the credit was set from.
+    pub(crate) rate_gen: u32,
+    /// The origin of the credit scheduler's clock.
+    pub(crate) clock_base: Instant<Monotonic>,
+    /// Packets handled since the last late EOI of the TX event channel.
+    pub(crate) work_since_eoi: u32,
     /// The packets of a poll (kept to avoid an allocation per poll).
     pub(crate) pkts: KVec<crate::tx::Packet>,
     /// The buffers of the packets of a poll.
@@ -169,6 +209,11 @@ pub(crate) struct RxState {
     pub(crate) buf: KVec<u8>,
     /// Since when the head packet waits for buffers of the frontend.
     pub(crate) stalled_since: Option<Instant<Monotonic>>,
+    /// When the frontend last had room for the head packet (or the queue was empty).
+    pub(crate) last_progress: Instant<Monotonic>,
+    /// The frontend is considered stalled (`rx_stall_timeout_msecs`): counted in
+    /// [`VifShared::stalled`].
+    pub(crate) stalled: bool,
 }
 
 /// The notification sides of the event channels of a queue.
@@ -195,11 +240,20 @@ pub(crate) struct Core {
     pub(crate) notify: SpinLockBh<Notifiers>,
     /// Non-zero once the frontend misbehaved: the queue serves it no more.
     pub(crate) disabled: Atomic<u32>,
+    /// Non-zero while the TX (RX) event channel waits for its late EOI from the NAPI poll (the RX
+    /// worker): split event channels only (C: `eoi_pending`).
+    pub(crate) tx_eoi: Atomic<u32>,
+    pub(crate) rx_eoi: Atomic<u32>,
     /// Packets from the frontend (the device receives them).
     pub(crate) from_guest: QueueStats,
     /// Packets to the frontend (the device transmits them).
     pub(crate) to_guest: QueueStats,
     pub(crate) gso_checksum_fixup: Counter,
+    pub(crate) shared: Arc<VifShared>,
+    /// The queue itself, for the NAPI poll to arm the credit timer; set while connected (the
+    /// cycle is broken at disconnect).
+    #[pin]
+    pub(crate) me: SpinLockBh<Option<Arc<Queue>>>,
 }
 
 impl Core {
@@ -218,6 +272,31 @@ impl Core {
         let n = self.notify.lock().rx;
         if let Some(n) = n {
             n.notify();
+        }
+    }
+
+    /// The late EOI of the TX event channel, if its handler deferred one: the NAPI poll is done
+    /// (`spurious`: the event found no work).
+    pub(crate) fn eoi_tx(&self, spurious: bool) {
+        if self.tx_eoi.xchg(0, Relaxed) != 0 {
+            match self.notify.lock().tx {
+                Some(n) => n.lateeoi(spurious),
+                // An event that came between the binding and the publication of the notifiers
+                // (connect): EOI'd by the run that `connect` schedules once they are published.
+                None => self.tx_eoi.store(1, Relaxed),
+            }
+        }
+    }
+
+    /// The late EOI of the RX event channel, if its handler deferred one: the worker is done.
+    pub(crate) fn eoi_rx(&self, spurious: bool) {
+        if self.rx_eoi.xchg(0, Relaxed) != 0 {
+            match self.notify.lock().rx {
+                Some(n) => n.lateeoi(spurious),
+                // An event that came between the binding and the publication of the notifiers
+                // (connect): EOI'd by the run that `connect` schedules once they are published.
+                None => self.rx_eoi.store(1, Relaxed),
+            }
         }
     }
 
@@ -249,6 +328,9 @@ pub(crate) struct Queue {
     /// Runs the worker again later, when the frontend had too few buffers.
     #[pin]
     retry: DelayedWork<Queue, 1>,
+    /// Polls the TX ring again when the credit of the `rate` limit is back.
+    #[pin]
+    credit: DelayedWork<Queue, 2>,
 }
 
 kernel::impl_has_work! {
@@ -257,6 +339,21 @@ kernel::impl_has_work! {
 
 kernel::impl_has_delayed_work! {
     impl HasDelayedWork<Self, 1> for Queue { self.retry }
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 2> for Queue { self.credit }
+}
+
+impl WorkItem<2> for Queue {
+    type Pointer = Arc<Queue>;
+
+    fn run(this: Arc<Queue>) {
+        // With bottom halves off, so that the poll runs when they are enabled again rather than
+        // at the next interrupt.
+        let _bh = this.napi.notify.lock();
+        this.napi.schedule();
+    }
 }
 
 impl WorkItem<1> for Queue {
@@ -283,7 +380,9 @@ impl Queue {
         fe: FrontendFeatures,
         tx_ring: TxBackRing<MappedRing>,
         rx_ring: RxBackRing<MappedRing>,
+        shared: Arc<VifShared>,
     ) -> Result<Arc<Self>> {
+        let now = Instant::<Monotonic>::now();
         let buf = KVec::from_elem(0u8, RX_MAX_PACKET, GFP_KERNEL)?;
         let pkts = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
         let skbs = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
@@ -301,6 +400,11 @@ impl Queue {
                         fe,
                         tx <- new_spinlock!(TxState {
                             ring: tx_ring,
+                            held: None,
+                            credit: crate::tx::Credit::UNLIMITED,
+                            rate_gen: shared.rate_gen.load(Acquire).wrapping_sub(1),
+                            clock_base: now,
+                            work_since_eoi: 0,
                             pkts,
                             skbs,
                             pages,
@@ -309,17 +413,24 @@ impl Queue {
                             ring: rx_ring,
                             buf,
                             stalled_since: None,
+                            last_progress: now,
+                            stalled: false,
                         }),
                         rxq <- new_spinlock_bh!(SkBuffList::new()),
                         notify <- new_spinlock_bh!(Notifiers::default()),
                         disabled: Atomic::new(0),
+                        tx_eoi: Atomic::new(0),
+                        rx_eoi: Atomic::new(0),
                         from_guest: QueueStats::new(),
                         to_guest: QueueStats::new(),
                         gso_checksum_fixup: Counter::new(),
+                        shared,
+                        me <- new_spinlock_bh!(None),
                     })
                 ),
                 work <- new_work!("xen_netback_rs::rx"),
                 retry <- kernel::new_delayed_work!("xen_netback_rs::rx_retry"),
+                credit <- kernel::new_delayed_work!("xen_netback_rs::tx_credit"),
             }? Error),
             GFP_KERNEL,
         )
@@ -328,13 +439,30 @@ impl Queue {
     /// Schedules the guest-RX worker.
     pub(crate) fn kick_rx(self: &Arc<Self>) {
         // Fails only if already queued, which is as good.
-        let _ = workqueue::system().enqueue::<_, 0>(self.clone());
+        let _ = workqueue::system_long().enqueue::<_, 0>(self.clone());
     }
 
     /// Schedules the guest-RX worker in a few milliseconds: the frontend had too few buffers
     /// for the head packet and does not notify when it posts more.
     pub(crate) fn kick_rx_later(self: &Arc<Self>, msecs: u32) {
-        let _ = workqueue::system().enqueue_delayed::<_, 1>(self.clone(), msecs_to_jiffies(msecs));
+        let _ =
+            workqueue::system_long().enqueue_delayed::<_, 1>(self.clone(), msecs_to_jiffies(msecs));
+    }
+
+    /// Polls the TX ring again in `usecs` microseconds (at least a jiffy), when the credit
+    /// scheduler has credit again.
+    pub(crate) fn credit_later(self: &Arc<Self>, usecs: u64) {
+        let msecs = usecs.div_ceil(1000).clamp(1, 60_000) as u32;
+        let _ =
+            workqueue::system_long().enqueue_delayed::<_, 2>(self.clone(), msecs_to_jiffies(msecs));
+    }
+
+    /// Waits for the work items of a disconnected queue (disabled, NAPI off, no interrupts):
+    /// each runs once more if pending, and does nothing but drop what the queue holds.
+    pub(crate) fn flush_work(&self) {
+        kernel::xen::work::flush_delayed(&self.credit);
+        kernel::xen::work::flush_delayed(&self.retry);
+        kernel::xen::work::flush(&self.work);
     }
 }
 
@@ -342,6 +470,7 @@ impl Queue {
 #[pin_data]
 pub(crate) struct Vif {
     pub(crate) domid: DomId,
+    pub(crate) shared: Arc<VifShared>,
     /// The connected queues; empty while the frontend is not connected.
     #[pin]
     pub(crate) queues: SpinLockBh<KVec<Arc<Queue>>>,
@@ -350,9 +479,10 @@ pub(crate) struct Vif {
 }
 
 impl Vif {
-    pub(crate) fn new(domid: DomId) -> impl PinInit<Self> {
+    pub(crate) fn new(domid: DomId, shared: Arc<VifShared>) -> impl PinInit<Self> {
         pin_init!(Vif {
             domid,
+            shared,
             queues <- new_spinlock_bh!(KVec::new()),
             fe: Atomic::new(0),
         })
@@ -415,7 +545,13 @@ impl dev::Operations for Vif {
     }
 
     fn fix_features(_dev: &Device, this: Pin<&Self>, features: Features) -> Features {
-        FrontendFeatures::from_bits(this.fe.load(Relaxed)).fix(features)
+        let mut features = FrontendFeatures::from_bits(this.fe.load(Relaxed)).fix(features);
+        if this.shared.xdp_headroom.load(Relaxed) != 0 {
+            // A packet must fit in the slots the frontend guarantees, its first slot shortened by
+            // the headroom and one slot taken by the XDP extra: segment in dom0.
+            features &= !(Features::TSO | Features::TSO6);
+        }
+        features
     }
 }
 

@@ -57,6 +57,18 @@ pub(crate) fn rx_drain_timeout_msecs() -> u32 {
     module_parameters::rx_drain_timeout_msecs.value().max(1)
 }
 
+/// Time without progress after which a frontend that has queued packets waiting and notifies
+/// when it posts buffers is considered stalled: the carrier goes off until it posts again
+/// (`rx_stall_timeout_msecs`, XSA-392).
+pub(crate) fn rx_stall_timeout_msecs() -> u32 {
+    module_parameters::rx_stall_timeout_msecs.value().max(1)
+}
+
+/// Whether `feature-xdp-headroom` is offered (`provides_xdp_headroom`).
+pub(crate) fn provides_xdp_headroom() -> bool {
+    module_parameters::provides_xdp_headroom.value()
+}
+
 /// Most queues a frontend may ask for (`max_queues`; 0: the number of CPUs, at most 8).
 pub(crate) fn max_queues() -> u32 {
     match module_parameters::max_queues.value() {
@@ -110,6 +122,18 @@ module! {
         fatal_skb_slots: u32 {
             default: 20,
             description: "Number of TX slots that is fatal for a packet (18 to 32)",
+        },
+        rx_stall_timeout_msecs: u32 {
+            default: 60000,
+            description: "Time without progress after which a frontend is considered stalled (ms)",
+        },
+        provides_xdp_headroom: bool {
+            default: true,
+            description: "Offer frontends a headroom before received packets (feature-xdp-headroom)",
+        },
+        hash_cache_size: u32 {
+            default: 64,
+            description: "Number of flows in the hash cache (accepted; no control ring yet)",
         },
     },
 }

@@ -20,7 +20,10 @@ use kernel::{
         SkBuffRef, //
     },
     prelude::*,
-    sync::Arc,
+    sync::{
+        atomic::Relaxed,
+        Arc, //
+    },
     time::{
         Instant,
         Monotonic, //
@@ -70,9 +73,16 @@ pub(crate) fn gso_for(
     Gso::new(size, t).ok()
 }
 
-/// Number of ring slots a packet of `len` bytes takes (one per page, one for a GSO extra).
-pub(crate) fn slots_needed(len: usize, gso: bool) -> usize {
-    len.div_ceil(PAGE_SIZE).max(1) + usize::from(gso)
+/// Number of ring slots a packet of `len` bytes takes: one per page of data, the first one
+/// starting after `headroom` bytes, one for a GSO extra, one for the XDP extra (if `headroom`).
+pub(crate) fn slots_needed(len: usize, gso: bool, headroom: usize) -> usize {
+    let first = PAGE_SIZE - headroom.min(PAGE_SIZE / 2);
+    let data = if len <= first {
+        1
+    } else {
+        1 + (len - first).div_ceil(PAGE_SIZE)
+    };
+    data + usize::from(gso) + usize::from(headroom != 0)
 }
 
 fn packet_info(core: &Core, skb: &SkBuffRef) -> (usize, Option<Gso>, Checksum) {
@@ -102,6 +112,10 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     }
 
     let mut rx = core.rx.lock();
+    if rx.stalled && matches!(rx.ring.unconsumed_requests(), Ok(n) if n > 0) {
+        // The frontend posts buffers again (C: `xenvif_rx_queue_ready`).
+        set_stalled(core, dev, &mut rx, false);
+    }
     let mut sent = 0;
     let mut notify = false;
     let mut fatal = None;
@@ -113,7 +127,9 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             rxq.front().map(|skb| packet_info(core, skb))
         };
         let Some((len, gso, csum)) = head else { break };
-        let need = slots_needed(len, gso.is_some());
+        // Bounded when it is read from xenstore (at most half a page).
+        let headroom = (core.shared.xdp_headroom.load(Relaxed) as usize).min(PAGE_SIZE / 2);
+        let need = slots_needed(len, gso.is_some(), headroom);
         if len > RX_MAX_PACKET || need > crate::LEGACY_SLOTS_MAX {
             let skb = core.rxq.lock().pop_front();
             core.to_guest.dropped.inc();
@@ -149,6 +165,10 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         };
         let Some(skb) = skb else { break };
         rx.stalled_since = None;
+        rx.last_progress = Instant::<Monotonic>::now();
+        if rx.stalled {
+            set_stalled(core, dev, &mut rx, false);
+        }
         if wake {
             if let Some(txq) = dev.tx_queue(u32::from(core.index)) {
                 if txq.is_stopped() {
@@ -191,18 +211,21 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             break;
         }
 
-        // Data slots: every request but the extra's (the second one with GSO).
-        let data_slot = |i: usize| if gso.is_some() && i >= 1 { i + 1 } else { i };
-        let nr_data = need - usize::from(gso.is_some());
+        // Data slots: every request but the extras' (after the first one: GSO, then XDP).
+        let nr_extras = usize::from(gso.is_some()) + usize::from(headroom != 0);
+        let data_slot = |i: usize| if i >= 1 { i + nr_extras } else { i };
+        let nr_data = need - nr_extras;
+        // The first slot's data starts after the headroom the frontend asked for.
+        let base = |i: usize| if i == 0 { headroom } else { 0 };
         let mut ok = true;
         {
             let mut batch = CopyBatch::new();
             let mut rest: &[u8] = &state.buf[..len];
             for i in 0..nr_data {
                 let req = reqs[data_slot(i)];
-                let (mut cur, r) = rest.split_at(rest.len().min(PAGE_SIZE));
+                let (mut cur, r) = rest.split_at(rest.len().min(PAGE_SIZE - base(i)));
                 rest = r;
-                let mut offset = 0u16;
+                let mut offset = base(i) as u16;
                 while !cur.is_empty() {
                     let room = PAGE_SIZE - (cur.as_ptr() as usize % PAGE_SIZE);
                     let k = room.min(cur.len());
@@ -227,7 +250,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         let mut remaining = len;
         for i in 0..nr_data {
             let req = reqs[data_slot(i)];
-            let size = remaining.min(PAGE_SIZE);
+            let size = remaining.min(PAGE_SIZE - base(i));
             remaining -= size;
             let mut flags = if i == 0 {
                 RxFlags::from_checksum(csum)
@@ -237,7 +260,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             if i + 1 < nr_data {
                 flags |= RxFlag::MoreData;
             }
-            if i == 0 && gso.is_some() {
+            if i == 0 && nr_extras != 0 {
                 flags |= RxFlag::ExtraInfo;
             }
             let status = if ok {
@@ -247,15 +270,20 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             };
             let _ = state.ring.push_response(RxSlot::from(RxResponse {
                 id: req.id,
-                offset: 0,
+                offset: base(i) as u16,
                 flags,
                 status,
             }));
             if i == 0 {
                 if let Some(gso) = gso {
-                    let _ = state
-                        .ring
-                        .push_response(RxSlot::from(ExtraInfo::new(Extra::Gso(gso))));
+                    let extra = ExtraInfo::new(Extra::Gso(gso)).with_more(headroom != 0);
+                    let _ = state.ring.push_response(RxSlot::from(extra));
+                }
+                if headroom != 0 {
+                    let extra = ExtraInfo::new(Extra::Xdp {
+                        headroom: headroom as u16,
+                    });
+                    let _ = state.ring.push_response(RxSlot::from(extra));
                 }
             }
         }
@@ -285,6 +313,15 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         if core.fe.rx_notify {
             // Notified when buffers come; otherwise drained after the timeout.
             wait_ms = timeout;
+            // No progress for that long: stalled (C: `xenvif_rx_queue_stalled`; only for
+            // frontends that notify, as in C).
+            let stall = crate::rx_stall_timeout_msecs();
+            if !rx.stalled && rx.last_progress.elapsed().as_millis() >= i64::from(stall) {
+                set_stalled(core, dev, &mut rx, true);
+            }
+            if !rx.stalled {
+                wait_ms = wait_ms.min(stall);
+            }
         }
     }
     drop(rx);
@@ -294,6 +331,10 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     if let Some(what) = fatal {
         core.fatal(dev, fmt!("{what}"));
         return;
+    }
+    if !more {
+        // The RX event (buffers posted) was handled; spurious if there was nothing to send.
+        core.eoi_rx(sent == 0 && !short);
     }
     if drain {
         loop {
@@ -314,6 +355,33 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     }
 }
 
+/// Marks the queue stalled or ready; the carrier is off while any queue of the vif is stalled
+/// (C: `xenvif_queue_carrier_off`, `xenvif_queue_carrier_on`).
+fn set_stalled(
+    core: &Core,
+    dev: &kernel::net::dev::Device,
+    rx: &mut crate::interface::RxState,
+    stalled: bool,
+) {
+    if rx.stalled == stalled {
+        return;
+    }
+    rx.stalled = stalled;
+    let name = dev.name().to_str().unwrap_or("vif");
+    if stalled {
+        if core.shared.stalled.fetch_add(1, Relaxed) == 0 {
+            dev.carrier_off();
+        }
+        pr_err!("{name}: Guest Rx stalled\n");
+    } else {
+        rx.last_progress = Instant::<Monotonic>::now();
+        if core.shared.stalled.fetch_sub(1, Relaxed) == 1 && !core.is_disabled() {
+            dev.carrier_on();
+        }
+        pr_err!("{name}: Guest Rx ready\n");
+    }
+}
+
 #[kunit_tests(xen_netback_rs_rx)]
 mod tests {
     use super::*;
@@ -321,13 +389,22 @@ mod tests {
 
     #[test]
     fn slots() {
-        assert_eq!(slots_needed(0, false), 1);
-        assert_eq!(slots_needed(60, false), 1);
-        assert_eq!(slots_needed(4096, false), 1);
-        assert_eq!(slots_needed(4097, false), 2);
-        assert_eq!(slots_needed(65535, true), 17);
+        assert_eq!(slots_needed(0, false, 0), 1);
+        assert_eq!(slots_needed(60, false, 0), 1);
+        assert_eq!(slots_needed(4096, false, 0), 1);
+        assert_eq!(slots_needed(4097, false, 0), 2);
+        assert_eq!(slots_needed(65535, true, 0), 17);
         // The largest packet sent still fits in the slots a frontend must accept.
-        assert!(slots_needed(RX_MAX_PACKET, true) <= crate::LEGACY_SLOTS_MAX);
+        assert!(slots_needed(RX_MAX_PACKET, true, 0) <= crate::LEGACY_SLOTS_MAX);
+        // XDP headroom: the first slot holds less, one more slot for the extra.
+        assert_eq!(slots_needed(60, false, 256), 2);
+        assert_eq!(slots_needed(3840, false, 256), 2);
+        assert_eq!(slots_needed(3841, false, 256), 3);
+        assert_eq!(slots_needed(3841, true, 256), 4);
+        // Without TSO (the vif drops it while a headroom is set) the largest frame still fits.
+        assert!(slots_needed(65535, false, 256) <= crate::LEGACY_SLOTS_MAX);
+        // An absurd headroom counts as half a page.
+        assert_eq!(slots_needed(2048, false, 5000), 2);
     }
 
     #[test]

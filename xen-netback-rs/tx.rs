@@ -18,6 +18,14 @@ use kernel::{
     },
     page::Page,
     prelude::*,
+    sync::atomic::{
+        Acquire,
+        Relaxed, //
+    },
+    time::{
+        Instant,
+        Monotonic, //
+    },
     xen::{
         grant::{
             CopyBatch,
@@ -52,6 +60,96 @@ pub(crate) const MAX_PAGES: usize = (0xffff - LINEAR_MAX).div_ceil(PAGE_SIZE);
 
 /// Most requests of a packet that is not fatal: the first and `FATAL_SKB_SLOTS_MAX` follow-on.
 const MAX_SLOTS: usize = crate::FATAL_SKB_SLOTS_MAX + 1;
+
+/// Smallest burst the credit scheduler allows: a 64 KiB GSO packet always fits (C: `tx_add_credit`).
+pub(crate) const CREDIT_MIN_BURST: u64 = 131072;
+
+/// The credit scheduler of guest TX (the `rate` limit; C: `tx_credit_exceeded`, `tx_add_credit`).
+///
+/// The frontend may send `bytes` per window of `usec` microseconds. Unused credit carries over up to
+/// a window's worth plus one largest packet (at least [`CREDIT_MIN_BURST`]): the C driver keeps at
+/// most a window's worth, so the bytes left when the next packet does not fit are lost at each
+/// window (up to 10 % of a 100 Mbit/s limit with 64 KiB packets); here the average rate is the
+/// limit. Times are microseconds on any monotonic clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Credit {
+    bytes: u64,
+    usec: u64,
+    remaining: u64,
+    window_start: u64,
+}
+
+impl Credit {
+    /// No limit.
+    pub(crate) const UNLIMITED: Self = Self {
+        bytes: u64::MAX,
+        usec: 0,
+        remaining: u64::MAX,
+        window_start: 0,
+    };
+
+    /// A limit of `bytes` per `usec` microseconds (`u64::MAX` bytes or 0 µs: no limit); the
+    /// first window starts at `now` with a full window's credit.
+    pub(crate) fn new(bytes: u64, usec: u64, now: u64) -> Self {
+        if bytes == u64::MAX || usec == 0 {
+            return Self::UNLIMITED;
+        }
+        Self {
+            bytes,
+            usec,
+            remaining: bytes,
+            window_start: now,
+        }
+    }
+
+    /// Changes the limit (the `rate` node changed), keeping at most a window's credit.
+    pub(crate) fn set(&mut self, bytes: u64, usec: u64, now: u64) {
+        if self.is_unlimited() {
+            *self = Self::new(bytes, usec, now);
+            return;
+        }
+        let remaining = self.remaining.min(bytes);
+        *self = Self::new(bytes, usec, now);
+        if !self.is_unlimited() {
+            self.remaining = remaining;
+        }
+    }
+
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.usec == 0
+    }
+
+    fn refill(&mut self) {
+        let max_burst = self
+            .bytes
+            .saturating_add(u64::from(kernel::xen::netif::MAX_TX_SIZE))
+            .max(CREDIT_MIN_BURST);
+        self.remaining = self.remaining.saturating_add(self.bytes).min(max_burst);
+    }
+
+    /// Charges a packet of `size` bytes at time `now`: `Ok` if it may go now, else `Err` with the
+    /// number of microseconds to wait before asking again.
+    pub(crate) fn take(&mut self, size: u64, now: u64) -> Result<(), u64> {
+        if self.is_unlimited() {
+            return Ok(());
+        }
+        if size > self.remaining {
+            let next = self.window_start.saturating_add(self.usec);
+            if now < next {
+                return Err(next - now);
+            }
+            // A new window: it starts where the last one ended, so that late wake-ups do not
+            // lower the rate, unless the queue was idle for more than a window.
+            self.window_start = if now - next < self.usec { next } else { now };
+            self.refill();
+            if size > self.remaining {
+                return Err(self.usec);
+            }
+        }
+        self.remaining -= size;
+        Ok(())
+    }
+}
 
 /// A packet read from the TX ring, validated.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -399,25 +497,58 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     let mut pkts = core::mem::take(&mut tx.pkts);
     pkts.clear();
 
-    // 1. Read and validate the requests of up to `limit` packets.
+    // The `rate` limit: pick up a change, read the clock.
+    let now = (Instant::<Monotonic>::now() - tx.clock_base).as_nanos().max(0) as u64 / 1000;
+    let gen = core.shared.rate_gen.load(Acquire);
+    if gen != tx.rate_gen {
+        tx.rate_gen = gen;
+        let bytes = core.shared.rate_bytes.load(Relaxed);
+        let usec = core.shared.rate_usec.load(Relaxed);
+        tx.credit.set(bytes, usec, now);
+    }
+
+    // 1. Read and validate the requests of up to `limit` packets; a packet beyond the credit
+    // is held until the credit is back (C: `tx_credit_exceeded`).
     let mut fatal = None;
-    match tx.ring.requests() {
-        Err(e) => {
-            fatal = Some(Fatal::Impossible {
-                prod: e.prod,
-                cons: e.cons,
-            })
+    let mut limited = None;
+    let st = &mut *tx;
+    if let Some(pkt) = st.held.take() {
+        match st.credit.take(u64::from(pkt.reqs[0].size), now) {
+            Ok(()) => {
+                let _ = pkts.push(pkt, GFP_ATOMIC);
+            }
+            Err(wait) => {
+                st.held = Some(pkt);
+                limited = Some(wait);
+            }
         }
-        Ok(mut reqs) => {
-            while pkts.len() < limit {
-                let Some(first) = reqs.next() else { break };
-                match read_packet(first.request(), &mut reqs, fatal_slots) {
-                    Ok(pkt) => {
-                        let _ = pkts.push(pkt, GFP_ATOMIC);
-                    }
-                    Err(why) => {
-                        fatal = Some(why);
-                        break;
+    }
+    if limited.is_none() {
+        match st.ring.requests() {
+            Err(e) => {
+                fatal = Some(Fatal::Impossible {
+                    prod: e.prod,
+                    cons: e.cons,
+                })
+            }
+            Ok(mut reqs) => {
+                while pkts.len() < limit {
+                    let Some(first) = reqs.next() else { break };
+                    match read_packet(first.request(), &mut reqs, fatal_slots) {
+                        Ok(pkt) => match st.credit.take(u64::from(pkt.reqs[0].size), now) {
+                            Ok(()) => {
+                                let _ = pkts.push(pkt, GFP_ATOMIC);
+                            }
+                            Err(wait) => {
+                                st.held = Some(pkt);
+                                limited = Some(wait);
+                                break;
+                            }
+                        },
+                        Err(why) => {
+                            fatal = Some(why);
+                            break;
+                        }
                     }
                 }
             }
@@ -547,8 +678,21 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         tx.pkts = pkts;
         tx.skbs = skbs;
         tx.pages = pages;
+        tx.work_since_eoi = tx.work_since_eoi.saturating_add(work);
     }
 
+    if let Some(wait) = limited {
+        // Polled again when the credit is back; the frontend's notifications are not needed
+        // meanwhile (C: `rate_limited`).
+        let me = core.me.lock().clone();
+        if work < budget {
+            ctx.complete_done(work);
+        }
+        if let Some(queue) = me {
+            queue.credit_later(wait);
+        }
+        return work;
+    }
     if work < budget && ctx.complete_done(work) {
         let more = match core.tx.lock().ring.final_check_for_requests() {
             Ok(more) => more,
@@ -563,6 +707,12 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         };
         if more {
             ctx.napi().schedule();
+        } else {
+            let spurious = {
+                let mut tx = core.tx.lock();
+                core::mem::take(&mut tx.work_since_eoi) == 0
+            };
+            core.eoi_tx(spurious);
         }
     }
     work
@@ -602,6 +752,65 @@ mod tests {
         let mut it = slots.iter().copied();
         let first = it.next().unwrap().request();
         read_packet(first, &mut it, crate::FATAL_SKB_SLOTS)
+    }
+
+    #[test]
+    fn credit() {
+        let mut c = Credit::UNLIMITED;
+        assert!(c.take(65535, 0).is_ok());
+        // 100 Mbit/s as libxl writes it: 625000 bytes per 50 ms.
+        let mut c = Credit::new(625_000, 50_000, 1_000);
+        let mut sent = 0u64;
+        let mut now = 1_000;
+        // Over one second of back-to-back 64 KiB packets, the rate holds (+ the first window, +
+        // at most one packet of carried-over credit).
+        while now < 1_001_000 {
+            match c.take(65_535, now) {
+                Ok(()) => sent += 65_535,
+                Err(wait) => {
+                    assert!(wait > 0 && wait <= 50_000);
+                    // Woken up late (a jiffy), as the credit timer is.
+                    now += wait + 4_000;
+                }
+            }
+        }
+        assert!(sent >= 12_500_000 - 65_535 && sent <= 12_500_000 + 625_000 + 65_535);
+        // Small windows: a 64 KiB packet still goes, after the credit has built up.
+        let mut c = Credit::new(1_000, 1_000, 0);
+        let mut now = 0;
+        let mut tries = 0;
+        while c.take(65_535, now).is_err() {
+            now += 1_000;
+            tries += 1;
+            assert!(tries < 200);
+        }
+        // A change keeps at most the new window's credit; unlimited again with 0 us.
+        let mut c = Credit::new(1_000_000, 50_000, 0);
+        c.set(10_000, 50_000, 10);
+        assert!(c.take(10_001, 10).is_err());
+        assert!(c.take(10_000, 10).is_ok());
+        c.set(u64::MAX, 0, 20);
+        assert!(c.is_unlimited());
+        assert!(c.take(u64::MAX, 20).is_ok());
+    }
+
+    #[test]
+    fn rate_node() {
+        use crate::xenbus::parse_rate;
+        assert_eq!(parse_rate(b"625000,50000"), Some((625_000, 50_000)));
+        assert_eq!(parse_rate(b"0,0"), Some((0, 0)));
+        for bad in [
+            &b""[..],
+            b",",
+            b"1,",
+            b",1",
+            b"1 ,2",
+            b"1,2,3",
+            b"-1,2",
+            b"99999999999999999999,1",
+        ] {
+            assert_eq!(parse_rate(bad), None);
+        }
     }
 
     #[test]

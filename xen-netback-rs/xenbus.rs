@@ -5,7 +5,8 @@
 use crate::interface::{
     FrontendFeatures,
     Queue,
-    Vif, //
+    Vif,
+    VifShared, //
 };
 use kernel::{
     device::Core,
@@ -86,6 +87,49 @@ impl Shared {
     }
 }
 
+/// The `rate` watch (C: `xen_net_rate_changed`).
+struct RateWatch {
+    dev: ARef<xenbus::Device>,
+    vif: Arc<VifShared>,
+}
+
+/// Parses `rate` as the C backend does: "<bytes>,<usecs>", two decimal numbers
+/// (C: `xen_net_read_rate`). `None`: no limit.
+pub(crate) fn parse_rate(v: &[u8]) -> Option<(u64, u64)> {
+    let comma = v.iter().position(|&c| c == b',')?;
+    let (b, u) = (&v[..comma], &v[comma + 1..]);
+    let num = |s: &[u8]| -> Option<u64> {
+        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        s.iter().try_fold(0u64, |acc, &c| {
+            acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        })
+    };
+    Some((num(b)?, num(u)?))
+}
+
+impl RateWatch {
+    /// Reads `rate` and hands it to the queues.
+    fn update(&self) {
+        let (bytes, usec) = match xenstore::read(self.dev.nodename(), c"rate") {
+            // Absent: no limit.
+            Err(_) => (u64::MAX, 0),
+            Ok(v) => parse_rate(v.as_bytes()).unwrap_or_else(|| {
+                pr_warn!("Failed to parse network rate limit. Traffic unlimited.\n");
+                (u64::MAX, 0)
+            }),
+        };
+        self.vif.set_rate(bytes, usec);
+    }
+}
+
+impl WatchHandler for RateWatch {
+    fn changed(&self, _path: &CStr) {
+        self.update();
+    }
+}
+
 impl WatchHandler for Shared {
     fn changed(&self, _path: &CStr) {
         // Written by the toolstack's script in dom0; still only compared, never trusted.
@@ -105,13 +149,17 @@ struct TxIrq(Arc<Queue>);
 struct RxIrq(Arc<Queue>);
 struct TxRxIrq(Arc<Queue>);
 
+// Split event channels: late EOI from the code that did the work (the NAPI poll for TX, the
+// worker for RX), flagged spurious when the event found none (XSA-332). A disabled queue leaves
+// its channels masked.
 impl Handler for TxIrq {
     fn handle(&self) -> Eoi {
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
+        self.0.napi.tx_eoi.store(1, Relaxed);
         self.0.napi.schedule();
-        Eoi::Done
+        Eoi::Deferred
     }
 }
 
@@ -120,8 +168,9 @@ impl Handler for RxIrq {
         if self.0.napi.is_disabled() {
             return Eoi::Deferred;
         }
+        self.0.napi.rx_eoi.store(1, Relaxed);
         self.0.kick_rx();
-        Eoi::Done
+        Eoi::Deferred
     }
 }
 
@@ -156,6 +205,7 @@ struct Inner {
     /// Boxed: the registration is not `Unpin`, the lock guard must give `&mut Inner`.
     netdev: KBox<dev::Registration<Vif>>,
     conns: KVec<QueueConn>,
+    vif: Arc<VifShared>,
 }
 
 impl Inner {
@@ -179,7 +229,11 @@ impl Inner {
             c.queue.napi.disable();
             // Drops queued packets, unmaps the rings (possibly later, in the worker).
             c.queue.kick_rx();
+            *c.queue.napi.me.lock() = None;
+            // Nothing may stay queued when the module goes.
+            c.queue.flush_work();
         }
+        self.vif.stalled.store(0, Relaxed);
     }
 }
 
@@ -192,6 +246,7 @@ impl Drop for Inner {
 /// The private data of a bound `vif` backend device.
 pub(crate) struct Backend {
     hotplug: Pin<KBox<Watch<Shared>>>,
+    rate: Pin<KBox<Watch<RateWatch>>>,
     inner: Pin<KBox<Mutex<Inner>>>,
     shared: Arc<Shared>,
 }
@@ -209,6 +264,23 @@ fn read_features(fe: &CStr) -> FrontendFeatures {
         ip_csum: !fe_bool(fe, keys::FEATURE_NO_CSUM_OFFLOAD, false),
         ipv6_csum: fe_bool(fe, keys::FEATURE_IPV6_CSUM_OFFLOAD, false),
         rx_notify: fe_bool(fe, keys::FEATURE_RX_NOTIFY, false),
+    }
+}
+
+/// Reads the frontend's `xdp-headroom` (0 if absent, garbage, or the feature is not offered);
+/// more than half a page is refused (C clamps to `XEN_NETIF_MAX_XDP_HEADROOM` only, which leaves no
+/// room for data in the first slot).
+fn read_xdp_headroom(dev: &xenbus::Device<Core<'_>>) -> u32 {
+    if !crate::provides_xdp_headroom() {
+        return 0;
+    }
+    match xenstore::read_uint_or::<u32>(dev.otherend(), keys::XDP_HEADROOM, 0) {
+        Ok(h) if h as usize <= kernel::xen::PAGE_SIZE / 2 => h,
+        Ok(h) => {
+            dev.dev_error(EINVAL, fmt!("xdp-headroom {h} too large, ignored"));
+            0
+        }
+        Err(_) => 0,
     }
 }
 
@@ -235,8 +307,16 @@ fn write_features(dir: &CStr) -> Result {
             keys::MULTI_QUEUE_MAX_QUEUES,
             fmt!("{}", crate::max_queues()),
         )?;
-        // Not offered yet: no multicast filter, control ring or XDP headroom.
-        t.write(dir, keys::FEATURE_XDP_HEADROOM, c"0")?;
+        // Not offered yet: no multicast filter or control ring.
+        t.write(
+            dir,
+            keys::FEATURE_XDP_HEADROOM,
+            if crate::provides_xdp_headroom() {
+                c"1"
+            } else {
+                c"0"
+            },
+        )?;
         Ok(())
     })
 }
@@ -276,7 +356,8 @@ impl NetBack {
             // Keep the core's limit, as the C backend does.
             tso_max_size: 0,
         };
-        let netdev = dev::Registration::new(&opts, Vif::new(domid))?;
+        let vif = VifShared::new()?;
+        let netdev = dev::Registration::new(&opts, Vif::new(domid, vif.clone()))?;
         netdev.device().carrier_off();
 
         let shared = Arc::new(
@@ -291,15 +372,28 @@ impl NetBack {
             new_mutex!(Inner {
                 netdev: KBox::new(netdev, GFP_KERNEL)?,
                 conns: KVec::new(),
+                vif: vif.clone(),
             }),
             GFP_KERNEL,
         )?;
         let path = xenstore::join(nodename, keys::HOTPLUG_STATUS)?;
         let hotplug = KBox::pin_init(Watch::new(path, shared.clone()), GFP_KERNEL)?;
+        // Registering the watch reads the limit once.
+        let rate = Arc::new(
+            RateWatch {
+                dev: dev.into(),
+                vif,
+            },
+            GFP_KERNEL,
+        )?;
+        rate.update();
+        let path = xenstore::join(nodename, c"rate")?;
+        let rate = KBox::pin_init(Watch::new(path, rate), GFP_KERNEL)?;
 
         dev.switch_state(State::InitWait)?;
         Ok(Backend {
             hotplug,
+            rate,
             inner,
             shared,
         })
@@ -316,6 +410,10 @@ impl NetBack {
             return Err(EOPNOTSUPP);
         }
         let features = read_features(fe);
+        inner
+            .vif
+            .xdp_headroom
+            .store(read_xdp_headroom(dev), Relaxed);
         let max = crate::max_queues();
         let num_queues: u32 = match xenstore::read(fe, keys::MULTI_QUEUE_NUM_QUEUES) {
             // Absent: a frontend without multi-queue support.
@@ -375,6 +473,9 @@ impl NetBack {
                 },
             );
             ndev.update_features(&rtnl);
+        }
+        for c in inner.conns.iter() {
+            *c.queue.napi.me.lock() = Some(c.queue.clone());
         }
         *inner.vif().queues.lock() = shared;
         ndev.carrier_on();
@@ -452,7 +553,15 @@ impl NetBack {
     ) -> Result<QueueConn> {
         let tx = TxBackRing::attach(MappedRing::map(dev, &[GrantRef(tx_ref)])?)?;
         let rx = RxBackRing::attach(MappedRing::map(dev, &[GrantRef(rx_ref)])?)?;
-        let queue = Queue::new(inner.netdev.device(), index, domid, features, tx, rx)?;
+        let queue = Queue::new(
+            inner.netdev.device(),
+            index,
+            domid,
+            features,
+            tx,
+            rx,
+            inner.vif.clone(),
+        )?;
         queue.napi.enable();
 
         let irqs = match ports {
@@ -598,7 +707,17 @@ impl xenbus::Driver for NetBack {
             State::Initialised | State::InitWait => {}
             State::Connected => Self::set_state(dev, &this, State::Connected),
             State::Reconfiguring => {
-                // No XDP headroom is offered: nothing to re-read.
+                // The frontend changed its XDP headroom (C: `read_xenbus_frontend_xdp`).
+                let inner = this.inner.lock();
+                inner
+                    .vif
+                    .xdp_headroom
+                    .store(read_xdp_headroom(dev), Relaxed);
+                {
+                    let rtnl = RtnlGuard::lock();
+                    inner.netdev.device().update_features(&rtnl);
+                }
+                drop(inner);
                 let _ = dev.switch_state(State::Reconfigured);
             }
             State::Closing => Self::set_state(dev, &this, State::Closing),
@@ -618,8 +737,26 @@ impl xenbus::Driver for NetBack {
         }
     }
 
+    fn unregister_after<'bound>(
+        dev: &'bound xenbus::Device<Core<'_>>,
+        _this: Pin<&Self::Data<'bound>>,
+        state: State,
+    ) -> bool {
+        // C: `frontend_changed` unregisters the device when the frontend is Closed and the
+        // toolstack set the device offline (detach), or when the frontend's node is gone: the vif
+        // is gone before `xl network-detach` returns.
+        match state {
+            State::Closed => !dev.is_online(),
+            State::Unknown => !matches!(
+                xenstore::read_uint::<u64>(dev.otherend(), c"state"),
+                Ok(v) if v != 0
+            ),
+            _ => false,
+        }
+    }
+
     fn unbind<'bound>(_dev: &'bound xenbus::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        let _ = &this.hotplug;
+        let _ = (&this.hotplug, &this.rate);
         this.inner.lock().disconnect();
     }
 }

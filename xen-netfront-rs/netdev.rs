@@ -59,20 +59,16 @@ impl BackendFeatures {
     }
 
     /// Clears the offloads the backend does not accept (`xennet_fix_features`).
-    pub(crate) fn fix(self, mut features: Features) -> Features {
-        if !self.sg {
-            features &= !Features::SG;
+    pub(crate) fn fix(self, features: Features) -> Features {
+        kernel::xen::netif::PeerFeatures {
+            sg: self.sg,
+            gso_tcpv4: self.gso_tcpv4,
+            gso_tcpv6: self.gso_tcpv6,
+            // A backend always accepts partial IPv4 checksums.
+            ip_csum: true,
+            ipv6_csum: self.ipv6_csum,
         }
-        if !self.ipv6_csum {
-            features &= !Features::IPV6_CSUM;
-        }
-        if !self.gso_tcpv4 {
-            features &= !Features::TSO;
-        }
-        if !self.gso_tcpv6 {
-            features &= !Features::TSO6;
-        }
-        features
+        .fix(features)
     }
 }
 

@@ -236,10 +236,20 @@ impl Queue {
         self.broken.load(Relaxed) != 0
     }
 
+    /// Stops all service to a backend that broke the protocol. `why` is worded as the C driver
+    /// logs it, as is the final "Disabled for further use" (log monitoring relies on them).
     fn mark_broken(&self, dev: &Device, why: &str) {
         if self.broken.xchg(1, Full) == 0 {
-            pr_err!("{:?}: backend misbehaved ({}): disabled for further use\n", dev.name(), why);
+            pr_alert!("{:?}: {}\n", dev.name(), why);
+            pr_alert!("{:?}: Disabled for further use\n", dev.name());
             dev.carrier_off();
+        }
+    }
+
+    /// Logs a malformed packet of the backend, rate-limited (the packet is dropped).
+    fn warn_rx(dev: &Device, args: core::fmt::Arguments<'_>) {
+        if kernel::net::dev::ratelimit() {
+            pr_warn!("{:?}: {}\n", dev.name(), args);
         }
     }
 
@@ -325,7 +335,7 @@ impl Queue {
             _ => netif::Checksum::None,
         });
         if gso.is_some() {
-            first_flags = first_flags | TxFlags::from(TxFlag::ExtraInfo);
+            first_flags |= TxFlag::ExtraInfo;
         }
 
         let notify = {
@@ -364,7 +374,7 @@ impl Queue {
                 let grant = Grant::new(gref, self.domid, page, Access::ReadOnly);
                 let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
                 if i + 1 < data_slots {
-                    flags = flags | TxFlags::from(TxFlag::MoreData);
+                    flags |= TxFlag::MoreData;
                 }
                 let req = TxRequest {
                     gref: grant.gref().0,
@@ -409,7 +419,7 @@ impl Queue {
                 let responses = match tx.ring.responses() {
                     Ok(r) => r,
                     Err(_) => {
-                        bad = Some("TX response producer overflow");
+                        bad = Some("Illegal number of responses");
                         break;
                     }
                 };
@@ -421,8 +431,12 @@ impl Queue {
                         _ => self.tx_stats.errors.inc(),
                     }
                     let id = usize::from(rsp.id);
-                    let Some(grant) = tx.inflight.get_mut(id).and_then(Option::take) else {
-                        bad = Some("TX response for an id not in flight");
+                    let Some(slot) = tx.inflight.get_mut(id) else {
+                        bad = Some("Response has incorrect id");
+                        break;
+                    };
+                    let Some(grant) = slot.take() else {
+                        bad = Some("Response for inactive request");
                         break;
                     };
                     match grant.end() {
@@ -434,7 +448,7 @@ impl Queue {
                         Err(grant) => {
                             // Still mapped by the backend: the page stays out of reuse.
                             drop(grant);
-                            bad = Some("TX grant still in use by the backend");
+                            bad = Some("Grant still in use by backend domain");
                             break;
                         }
                     }
@@ -446,7 +460,7 @@ impl Queue {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(_) => {
-                        bad = Some("TX response producer overflow");
+                        bad = Some("Illegal number of responses");
                         break;
                     }
                 }
@@ -480,7 +494,7 @@ impl Queue {
                 let responses = match rx.ring.responses() {
                     Ok(r) => r,
                     Err(_) => {
-                        bad = Some("RX response producer overflow");
+                        bad = Some("Illegal number of responses");
                         break;
                     }
                 };
@@ -502,7 +516,7 @@ impl Queue {
                         }
                         Err(grant) => {
                             drop(grant);
-                            bad = Some("RX grant still in use by the backend");
+                            bad = Some("Grant still in use by backend domain");
                             break 'outer;
                         }
                     };
@@ -511,18 +525,22 @@ impl Queue {
                             let _ = rx.spare.push(page, GFP_ATOMIC);
                             let extra = slot.extra();
                             p.want_extra = extra.more();
-                            match extra.decode() {
+                            match extra.check() {
                                 Ok(Extra::Gso(g)) => p.gso = Some(g),
                                 Ok(_) => {}
-                                Err(_) => p.bad = true,
+                                Err(e) => {
+                                    Self::warn_rx(dev, format_args!("{e}"));
+                                    p.bad = true;
+                                }
                             }
                         }
                         Some(p) => {
                             let rsp = slot.response();
                             p.more_data = rsp.flags.contains(RxFlag::MoreData);
                             p.slots += 1;
-                            Self::add_data(p, page, &rsp, &mut rx.spare);
-                            if p.slots > RX_MAX_SLOTS {
+                            Self::add_data(dev, p, page, &rsp, &mut rx.spare);
+                            if p.slots == RX_MAX_SLOTS + 1 {
+                                Self::warn_rx(dev, format_args!("Too many slots"));
                                 p.bad = true;
                             }
                         }
@@ -548,7 +566,7 @@ impl Queue {
                                 slots: 1,
                                 bad: false,
                             };
-                            Self::add_data(&mut p, page, &rsp, &mut rx.spare);
+                            Self::add_data(dev, &mut p, page, &rsp, &mut rx.spare);
                             rx.partial = Some(p);
                         }
                     }
@@ -571,6 +589,22 @@ impl Queue {
                 if !any {
                     break;
                 }
+                // The backend publishes whole packets: one cut short is dropped, as in C.
+                if let Some(p) = rx.partial.take_if(|p| p.want_extra || p.more_data) {
+                    Self::warn_rx(
+                        dev,
+                        format_args!(
+                            "{}",
+                            if p.want_extra {
+                                "Missing extra info"
+                            } else {
+                                "Need more slots"
+                            }
+                        ),
+                    );
+                    self.rx_stats.errors.inc();
+                    p.skb.drop_reason(DropReason::NotSpecified);
+                }
             }
         }
         if let Some(why) = bad {
@@ -585,7 +619,13 @@ impl Queue {
         (done, work)
     }
 
-    fn add_data(p: &mut Partial, page: Page, rsp: &netif::RxResponse, spare: &mut KVec<Page>) {
+    fn add_data(
+        dev: &Device,
+        p: &mut Partial,
+        page: Page,
+        rsp: &netif::RxResponse,
+        spare: &mut KVec<Page>,
+    ) {
         match rsp.data() {
             Ok((offset, size)) if size > 0 => {
                 if p.skb.add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32).is_err() {
@@ -597,6 +637,10 @@ impl Queue {
                 let _ = spare.push(page, GFP_ATOMIC);
             }
             Err(_) => {
+                Self::warn_rx(
+                    dev,
+                    format_args!("rx->offset: {}, size: {}", rsp.offset, rsp.status),
+                );
                 let _ = spare.push(page, GFP_ATOMIC);
                 p.bad = true;
             }
@@ -619,7 +663,7 @@ impl Queue {
             skb.drop_reason(DropReason::PktTooSmall);
             return None;
         }
-        let pull = len.min(RX_COPY_THRESHOLD).max(skb::ETH_HLEN);
+        let pull = len.clamp(skb::ETH_HLEN, RX_COPY_THRESHOLD);
         if !skb.may_pull(pull) {
             self.rx_stats.dropped.inc();
             skb.drop_reason(DropReason::HdrTrunc);
@@ -701,7 +745,7 @@ mod tests {
         assert_eq!(tx_data_slots(PAGE_SIZE + 1), 2);
         assert_eq!(tx_data_slots(netif::MAX_TX_SIZE as usize), 16);
         // The largest packet plus its GSO extra fits the slots the queue keeps free.
-        assert!(tx_data_slots(netif::MAX_TX_SIZE as usize) + 1 <= TX_MAX_SLOTS as usize);
+        assert!(tx_data_slots(netif::MAX_TX_SIZE as usize) < TX_MAX_SLOTS as usize);
     }
 
     #[test]

@@ -2,6 +2,13 @@
 """Benchmark driver pairs on the rig: N runs per pair, interleaved, medians, spread, ratios to c/c.
 
   selftests/rig/bench.py [-n 5] [--scenario run] [--pairs c/c,rs/c,c/rs,rs/rs] [--plain] [--cpu MODEL]
+  selftests/rig/bench.py --pvmmu [-n 3] [--pairs rs/rs]      (issue 6: PV MMU patches on vs off)
+
+--pvmmu compares the guest-kernel PV MMU features on and off (dom0 and domU booted with
+xen_superpages=off xen_global_pages=off for "off") for one driver pair, with iperf3 and the TLB
+microbenchmark (tools/tlbbench.c) in the domU; on our patched Xen 4.17 (build/rig417, made by
+`selftests/rig/images.sh 4.17`) with pv-superpages when it exists, else on stock Xen 4.20 (which
+refuses superpages: only user-global mappings differ). Ratios are on/off.
 
 Default mode is QEMU icount (-icount shift=3,sleep=off, -cpu max,-xsave,-x2apic): guest time
 advances per guest instruction, so Mbit/s measured in the guest (iperf3's receiver totals) does
@@ -20,7 +27,10 @@ BUILD = os.environ.get("BUILD", os.path.join(TOP, "build"))
 # (metric, higher is better)
 METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbps", True),
            ("ping-dom0-to-domu-rtt", False), ("ping-domu-to-dom0-rtt", False),
-           ("time-domu-ready", False), ("time-total", False)]
+           ("time-domu-ready", False), ("time-total", False),
+           ("tlb-user-ns", False), ("tlb-kernel-ns", False),
+           ("pvmmu-domu-image_2m", True), ("pvmmu-domu-kernel_global", True), ("pvmmu-domu-user_global", True)]
+PVMMU_OFF = "xen_superpages=off xen_global_pages=off"
 
 
 def available_pairs(mdir):
@@ -57,6 +67,7 @@ def main():
     ap.add_argument("--modules-dir", default=None,
                     help="where xen-net{front,back}-rs.ko are (default build/modules, build/modules-bench with a kernel-bench dir)")
     ap.add_argument("--scenario-args", default="", help="extra run.py arguments, e.g. '--xen-append spec-ctrl=eager-fpu'")
+    ap.add_argument("--pvmmu", action="store_true", help="PV MMU patches on vs off (issue 6), see above")
     ap.add_argument("--hold-lock", action="store_true",
                     help="take the heavy lock once for the whole series (no kernel build in between; blocks others longer)")
     a = ap.parse_args()
@@ -64,6 +75,15 @@ def main():
     mdir = a.modules_dir or os.path.join(BUILD, "modules-bench" if a.kernel_dir and
                                          os.path.basename(os.path.normpath(a.kernel_dir)) == "kernel-bench" else "modules")
     pairs = [tuple(p.split("/")) for p in a.pairs.split(",")] if a.pairs else available_pairs(mdir)
+    # variants: (label, front, back, extra run.py arguments); the first is the reference of the ratios
+    if a.pvmmu:
+        front, back = pairs[-1]
+        xen = ["--xen", "4.17", "--xen-append", "pv-superpages"] if os.path.exists(
+            os.path.join(BUILD, "rig417", "base.img")) else []
+        variants = [("pvmmu-off", front, back, xen + ["--tlbbench", "--dom0-append", PVMMU_OFF, "--domu-append", PVMMU_OFF]),
+                    ("pvmmu-on", front, back, xen + ["--tlbbench"])]
+    else:
+        variants = [("%s/%s" % (f, b), f, b, []) for f, b in pairs]
     env = dict(os.environ)
     if a.hold_lock:
         lock = os.open(os.environ.get("HEAVY_LOCK", "/tmp/xen-netrs-heavy.lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -73,10 +93,10 @@ def main():
     ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     runs = []
     for i in range(a.n):
-        for front, back in pairs:                       # interleaved: c/c, rs/c, ... then again
-            tag = "bench%s-%d" % (ts, i)
+        for label, front, back, extra in variants:      # interleaved: c/c, rs/c, ... then again
+            tag = "bench%s-%d%s" % (ts, i, "-" + label if a.pvmmu else "")
             cmd = [sys.executable, os.path.join(HERE, "run.py"), a.scenario, "--front", front, "--back", back,
-                   "--tag", tag, "--secs", str(a.secs), "--loopback"]
+                   "--tag", tag, "--secs", str(a.secs), "--loopback"] + extra
             if not a.plain:
                 cmd.append("--icount")
             if a.cpu:
@@ -85,43 +105,50 @@ def main():
                 cmd += ["--kernel-dir", a.kernel_dir]
             cmd += ["--front-ko", os.path.join(mdir, "xen-netfront-rs", "xen-netfront-rs.ko"), "--back-ko", os.path.join(mdir, "xen-netback-rs", "xen-netback-rs.ko")]
             cmd += a.scenario_args.split()
-            print("bench: [%d/%d] %s/%s" % (i + 1, a.n, front, back), flush=True)
+            print("bench: [%d/%d] %s" % (i + 1, a.n, label), flush=True)
             t = time.time()
             rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL if not os.environ.get("V") else None).returncode
             rf = os.path.join(BUILD, "results", "%s-%s-%s-%s.json" % (a.scenario, front, back, tag))
             res = json.load(open(rf)) if os.path.exists(rf) else None
-            runs.append({"pair": "%s/%s" % (front, back), "i": i, "rc": rc, "pass": bool(res and res["pass"]),
+            runs.append({"pair": label, "i": i, "rc": rc, "pass": bool(res and res["pass"]),
                          "run_dir": res["run_dir"] if res else None,
                          "metrics": {m["name"]: m["value"] for m in (res["metrics"] if res else [])}})
             print("bench:   %s in %.0fs %s" % ("ok" if runs[-1]["pass"] else "FAILED", time.time() - t,
-                                               " ".join("%s=%s" % (k, runs[-1]["metrics"].get(k)) for k in ("iperf-tx-mbps", "iperf-rx-mbps"))), flush=True)
+                                               " ".join("%s=%s" % (k, runs[-1]["metrics"].get(k)) for k in ("iperf-tx-mbps", "iperf-rx-mbps", "tlb-user-ns", "tlb-kernel-ns") if k in runs[-1]["metrics"])), flush=True)
 
     summary = {}
-    for front, back in pairs:
-        p = "%s/%s" % (front, back)
-        ok = [r for r in runs if r["pair"] == p and r["pass"]]
-        summary[p] = {"runs": sum(r["pair"] == p for r in runs), "passed": len(ok),
-                      "metrics": {m: stats([r["metrics"][m] for r in ok if m in r["metrics"]]) for m, _ in METRICS}}
-    ref = summary.get("c/c")
+    for label, _, _, _ in variants:
+        ok = [r for r in runs if r["pair"] == label and r["pass"]]
+        summary[label] = {"runs": sum(r["pair"] == label for r in runs), "passed": len(ok),
+                          "metrics": {m: stats([r["metrics"][m] for r in ok if m in r["metrics"]]) for m, _ in METRICS}}
+    refname = variants[0][0]
+    ref = summary[refname]
     for p, s in summary.items():
-        s["ratio_to_c_c"] = {}
+        s["ratio"] = {}
         for m, _ in METRICS:
-            if ref and ref["metrics"].get(m) and s["metrics"].get(m) and ref["metrics"][m]["median"]:
-                s["ratio_to_c_c"][m] = round(s["metrics"][m]["median"] / ref["metrics"][m]["median"], 3)
+            if ref["metrics"].get(m) and s["metrics"].get(m) and ref["metrics"][m]["median"]:
+                s["ratio"][m] = round(s["metrics"][m]["median"] / ref["metrics"][m]["median"], 3)
     out = {"started": ts, "scenario": a.scenario, "n": a.n, "mode": "plain" if a.plain else "icount shift=3,sleep=off",
-           "cpu": a.cpu, "pairs": ["%s/%s" % p for p in pairs], "summary": summary, "runs": runs}
-    lines = ["bench %s  scenario=%s  n=%d per pair  mode=%s  (medians; spread = (max-min)/median)" % (ts, a.scenario, a.n, out["mode"])]
+           "cpu": a.cpu, "variants": [v[0] for v in variants], "args": {v[0]: v[3] for v in variants},
+           "ratio_to": refname, "summary": summary, "runs": runs}
+    lines = ["bench %s  scenario=%s  n=%d per variant  mode=%s  (medians; spread = (max-min)/median; xR = ratio to %s)"
+             % (ts, a.scenario, a.n, out["mode"], refname)]
     lines.append("  %-22s" % "metric" + "".join("  %-26s" % p for p in summary))
     for m, hib in METRICS:
+        if not any(s["metrics"].get(m) for s in summary.values()):
+            continue
         row = "  %-22s" % m
         for p, s in summary.items():
             st = s["metrics"].get(m)
             cell = "-" if not st else "%.4g (±%s%%)" % (st["median"], st["spread_pct"])
-            if st and p != "c/c" and m in s["ratio_to_c_c"]:
-                cell += " x%.2f" % s["ratio_to_c_c"][m]
+            if st and p != refname and m in s["ratio"]:
+                cell += " x%.2f" % s["ratio"][m]
             row += "  %-26s" % cell
         lines.append(row)
     lines.append("  %-22s" % "runs passed" + "".join("  %-26s" % ("%d/%d" % (s["passed"], s["runs"])) for s in summary.values()))
+    if a.pvmmu:
+        lines.append("  (QEMU TCG keeps a soft TLB flushed on every CR3 write: global and 2 MiB entries cannot show "
+                     "their hardware gain here; ratios near 1.0 are expected, patches/README.md 9.3)")
     if not a.plain:
         lines.append("  (icount: Mbit/s are per guest time; guest instructions per byte = 1000 / (Mbit/s) at shift=3)")
     txt = "\n".join(lines)

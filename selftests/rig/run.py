@@ -34,10 +34,13 @@ ICOUNT_CPU = "max,-xsave,-x2apic"   # x2APIC + icount: QEMU aborts in Xen's time
 COMMON_REQUIRED = ["xenstored", "toolstack", "backend-load", "domu-create", "agent-connect", "domu-boot", "domu-agent"]
 NET_REQUIRED = ["frontend-load", "link-up", "ping-dom0-to-domu", "ping-domu-to-dom0", "iperf-tx", "iperf-rx",
                 "offloads-domu", "offloads-dom0"]
+# the PV MMU census (issue 6, guest/pvmmu.py) runs in boot, run and basic
+PVMMU_REQUIRED = ["pvmmu-xen-info", "pvmmu-dom0-census", "pvmmu-domu-census",
+                  "pvmmu-dom0-no-kernel-global", "pvmmu-domu-no-kernel-global"]
 SCENARIOS = {
-    "boot": {"timeout": 600, "required": COMMON_REQUIRED},
-    "run": {"timeout": 900, "required": COMMON_REQUIRED + NET_REQUIRED},
-    "basic": {"timeout": 1200, "required": COMMON_REQUIRED + NET_REQUIRED + [
+    "boot": {"timeout": 600, "required": COMMON_REQUIRED + PVMMU_REQUIRED},
+    "run": {"timeout": 900, "required": COMMON_REQUIRED + PVMMU_REQUIRED + NET_REQUIRED},
+    "basic": {"timeout": 1200, "required": COMMON_REQUIRED + PVMMU_REQUIRED + NET_REQUIRED + [
         "front-unload", "front-reload", "front-reconnect", "ping-after-front-reload",
         "back-reload", "back-reattach", "ping-after-back-reload",
         "final-ping-dom0-to-domu", "final-ping-domu-to-dom0"]},
@@ -49,6 +52,12 @@ SCENARIOS = {
                                    "gnttab_end_foreign_access_ref() warns when the hostile backend keeps a grant mapped (XSA-396 cases)")]},
     # the 7.3 kselftests (selftests/ksft, guest/scen_ksft.py): one check per test file and side
     "ksft": {"timeout": 1800, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "ksft-setup", "ksft-ssh", "ksft-summary"]},
+    # backend features (guest/scen_back.py): ethtool -S and module parameters with the C names, the
+    # rate limit, 2 and 4 queues, guest to guest through the bridge (a second domU on its own overlay)
+    "back-features": {"timeout": 1500, "domu2": True, "required": COMMON_REQUIRED + ["frontend-load", "link-up",
+                      "back-ethtool-stats", "back-module-params", "back-rate-limit", "back-rate-removed",
+                      "back-mq2-negotiated", "back-mq2-tx", "back-mq2-rx", "back-mq4-negotiated", "back-mq4-tx", "back-mq4-rx",
+                      "back-g2g-ping", "back-g2g-iperf", "back-final-ping"]},
     "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup", "hostile-front-final-ping"]},
 }
 
@@ -90,10 +99,10 @@ def modinfo_name(ko):
     return r.stdout.decode().strip() if r.returncode == 0 else None
 
 
-def fpstress_bin():
-    """Static fpstress binary for the guests, built on the host (cached)."""
-    src = os.path.join(HERE, "tools", "fpstress.c")
-    out = os.path.join(RIG, "fpstress")
+def tool_bin(name):
+    """A static helper binary from tools/<name>.c for the guests, built on the host (cached)."""
+    src = os.path.join(HERE, "tools", name + ".c")
+    out = os.path.join(RIG, name)
     if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
         r = subprocess.run(["gcc", "-static", "-O2", "-o", out + ".tmp", src])
         if r.returncode:
@@ -106,7 +115,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "pvmmu.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "scen_back.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     if conf["scenario"] == "ksft":   # the kselftests, built on the host (cached), and the C reference
         shutil.copy(os.path.join(HERE, "guest", "scen_ksft.py"), st)
@@ -116,7 +125,8 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
         shutil.copy(os.path.join(TOP, "selftests", "ksft", "expected-c.txt"), os.path.join(st, "ksft-expected-c.txt"))
     for f in ("netpeer.py", "xenproto.py"):   # hostile peers, for dom0 and the domU
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
-    shutil.copy(fpstress_bin(), os.path.join(st, "fpstress"))
+    for tool in ("fpstress", "tlbbench"):
+        shutil.copy(tool_bin(tool), os.path.join(st, tool))
     shutil.copy(os.path.join(kdir, "arch/x86/boot/bzImage"), os.path.join(st, "bzImage"))
     mods_src = os.path.join(kdir, "mods/lib/modules", krel)
     if not os.path.isdir(mods_src):
@@ -254,7 +264,12 @@ def main():
     ap.add_argument("--back-ko", default=os.path.join(BUILD, "modules", "xen-netback-rs", "xen-netback-rs.ko"))
     ap.add_argument("--secs", type=int, default=10, help="iperf3/fpstress duration (s)")
     ap.add_argument("--loopback", action="store_true", help="also measure dom0's TCP loopback (benchmark control)")
+    ap.add_argument("--xen", choices=(XENVER, "4.17"), default=XENVER,
+                    help="hypervisor: Debian's Xen %s (default) or our patched 4.17 with a bookworm "
+                    "dom0 (PV superpages, issue 6; selftests/rig/images.sh 4.17)" % XENVER)
     ap.add_argument("--xen-append", default="", help="extra Xen command line")
+    ap.add_argument("--tlbbench", action="store_true",
+                    help="run the TLB microbenchmark (tools/tlbbench.c) in the domU (make bench, issue 6)")
     ap.add_argument("--lazy-fpu", action="store_true", help="do not pass %s to Xen (reproduces the TCG XSAVE bug with --cpu max)" % XEN_EAGER_FPU)
     ap.add_argument("--dom0-append", default="", help="extra dom0 kernel command line")
     ap.add_argument("--domu-append", default="", help="extra domU kernel command line")
@@ -270,11 +285,12 @@ def main():
     sc = SCENARIOS[a.scenario]
     cpu = a.cpu or (ICOUNT_CPU if a.icount else DEFAULT_CPU)
     timeout = a.timeout or sc["timeout"] * (2 if a.icount else 1)
-    xen = os.path.join(RIG, "xen-%s.elf" % XENVER)
-    base = os.path.join(RIG, "base.img")
+    rig = RIG if a.xen == XENVER else os.path.join(BUILD, "rig417")
+    xen = os.path.join(rig, "xen-%s.elf" % a.xen)
+    base = os.path.join(rig, "base.img")
     for p in (xen, base):
         if not os.path.exists(p):
-            die("%s missing: run selftests/rig/images.sh" % p)
+            die("%s missing: run selftests/rig/images.sh%s" % (p, "" if a.xen == XENVER else " " + a.xen))
     kdir = os.path.abspath(a.kernel_dir)
     krel = krel_of(kdir)
     bz = os.path.join(kdir, "arch/x86/boot/bzImage")
@@ -297,14 +313,18 @@ def main():
     name = "%s-%s-%s%s" % (a.scenario, a.front, a.back, "-" + a.tag if a.tag else "")
     run_dir = os.path.join(BUILD, "runs", "%s-%s" % (name, stamp))
     os.makedirs(run_dir)
-    conf = {"scenario": a.scenario, "front": a.front, "back": a.back, "krel": krel, "xenver": XENVER,
-            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1}
+    conf = {"scenario": a.scenario, "front": a.front, "back": a.back, "krel": krel, "xenver": a.xen,
+            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1}
     rig_img = make_rig_disk(run_dir, conf, kdir, krel, kos)
     dom0_disk = os.path.join(run_dir, "dom0.qcow2")
     domu_disk = os.path.join(run_dir, "domu.qcow2")
     out_img = os.path.join(run_dir, "out.img")
     qemu_img("create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", dom0_disk)
     qemu_img("create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", domu_disk)
+    # a second domU (same image, its own overlay): /dev/vde in dom0
+    domu2_disk = os.path.join(run_dir, "domu2.qcow2") if sc.get("domu2") else None
+    if domu2_disk:
+        qemu_img("create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", domu2_disk)
     with open(out_img, "wb") as f:
         f.truncate(256 << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "out", out_img], check=True)
@@ -324,6 +344,8 @@ def main():
             "-drive", "file=%s,if=virtio,format=raw,readonly=on" % rig_img,
             "-drive", "file=%s,if=virtio,format=qcow2,cache=unsafe" % domu_disk,
             "-drive", "file=%s,if=virtio,format=raw" % out_img]
+    if domu2_disk:
+        cmd += ["-drive", "file=%s,if=virtio,format=qcow2,cache=unsafe" % domu2_disk]
     open(os.path.join(run_dir, "qemu-cmdline.txt"), "w").write(" ".join("'%s'" % c if " " in c else c for c in cmd) + "\n")
 
     # RIG_LOCK_HELD=1: the caller (bench.py --hold-lock) already holds the heavy lock for a series.
@@ -400,11 +422,17 @@ def main():
     if why != "done":
         checks.append({"name": "rig-complete", "pass": False, "detail": why})
     seen = {c["name"] for c in checks}
-    missing = [n for n in sc["required"] if n not in seen]
+    required = list(sc["required"])
+    if "pvmmu-domu-census" in required and a.xen != XENVER and "pv-superpages" in a.xen_append.split():
+        # our patched Xen with superpages on: each kernel that did not turn them off must use them
+        for dom, append in (("dom0", a.dom0_append), ("domu", a.domu_append)):
+            if "xen_superpages=off" not in append.split():
+                required += ["pvmmu-%s-superpages-on" % dom, "pvmmu-%s-superpages-revert" % dom]
+    missing = [n for n in required if n not in seen]
     if a.scenario == "basic" and a.back == "c" and "back-rmmod-busy-refused" not in seen:
         missing.append("back-rmmod-busy-refused")
     checks.append({"name": "all-steps-ran", "pass": not missing and "SCENARIO-END" in marks,
-                   "detail": "missing: " + ", ".join(missing) if missing else "all %d required checks reported" % len(sc["required"])})
+                   "detail": "missing: " + ", ".join(missing) if missing else "all %d required checks reported" % len(required)})
     hits, known = scan_crashes([console] + extracted, a.front, a.back)
     for pat, reason in sc.get("expected", []):
         exp = [h for h in hits if re.search(pat, h)]
@@ -423,7 +451,7 @@ def main():
     metrics.append({"name": "time-total", "value": round(elapsed, 1), "unit": "s"})
 
     res = {"scenario": a.scenario, "front": a.front, "back": a.back, "tag": a.tag, "pass": all(c["pass"] for c in checks),
-           "cpu": cpu, "icount": a.icount, "xen_append": a.xen_append, "xen_cmdline": xen_cmd, "krel": krel, "drivers": drivers,
+           "cpu": cpu, "icount": a.icount, "xen": a.xen, "xen_append": a.xen_append, "xen_cmdline": xen_cmd, "krel": krel, "drivers": drivers,
            "started": stamp, "run_dir": os.path.relpath(run_dir, TOP), "end": why,
            "checks": checks, "metrics": metrics, "marks": marks, "known_issues": known}
     rdir = os.path.join(BUILD, "results")
@@ -435,10 +463,10 @@ def main():
         json.dump(res, open(os.path.join(d, name + ".json" if d == rdir else "result.json"), "w"), indent=1)
         open(os.path.join(d, name + ".txt" if d == rdir else "result.txt"), "w").write(txt + "\n")
     with open(os.path.join(rdir, "history.jsonl"), "a") as h:
-        h.write(json.dumps({k: res[k] for k in ("started", "scenario", "front", "back", "tag", "cpu", "icount", "xen_append", "pass", "run_dir")}
+        h.write(json.dumps({k: res[k] for k in ("started", "scenario", "front", "back", "tag", "cpu", "icount", "xen", "xen_append", "pass", "run_dir")}
                            | {"failed": [c["name"] for c in checks if not c["pass"]], "crash_lines": len(hits), "known_issue_lines": len(known)}) + "\n")
     if not a.keep:
-        for f in (rig_img, dom0_disk, domu_disk, out_img):
+        for f in (rig_img, dom0_disk, domu_disk, out_img) + ((domu2_disk,) if domu2_disk else ()):
             try:
                 os.unlink(f)
             except OSError:

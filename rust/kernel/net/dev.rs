@@ -88,6 +88,13 @@ pub const ETH_ALEN: usize = bindings::ETH_ALEN as usize;
 /// Default MTU of an Ethernet device (`ETH_DATA_LEN`).
 pub const ETH_DATA_LEN: u32 = bindings::ETH_DATA_LEN;
 
+/// Returns `true` if a networking message may be logged now (`net_ratelimit()`): the rate limit
+/// the C drivers use for messages a peer or the network can provoke at will.
+pub fn ratelimit() -> bool {
+    // SAFETY: `net_ratelimit()` has no preconditions and may be called in any context.
+    unsafe { bindings::net_ratelimit() != 0 }
+}
+
 /// Minimum MTU of an Ethernet device (`ETH_MIN_MTU`).
 pub const ETH_MIN_MTU: u32 = bindings::ETH_MIN_MTU;
 
@@ -154,67 +161,90 @@ features! {
 impl Features {
     /// No features.
     pub const NONE: Self = Self(0);
-
-    /// Returns the raw `netdev_features_t` bits.
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-
-    /// Creates a value from raw `netdev_features_t` bits.
-    pub const fn from_bits(bits: u64) -> Self {
-        Self(bits)
-    }
-
-    /// Returns whether all features of `other` are in `self`.
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Returns whether `self` and `other` have a feature in common.
-    pub const fn intersects(self, other: Self) -> bool {
-        self.0 & other.0 != 0
-    }
 }
 
-impl core::ops::BitOr for Features {
-    type Output = Self;
-    fn bitor(self, rhs: Self) -> Self {
-        Self(self.0 | rhs.0)
-    }
-}
+/// Implements the operations of a set of bits `$name`, a tuple struct around an integer `$int`
+/// (such as [`Features`] or [`GsoType`](super::skb::GsoType)): `bits()`, `from_bits()`,
+/// `contains()`, `intersects()` and the `|`, `&`, `!`, `|=` and `&=` operators. `$c_name` names
+/// the C type or constants of the bits, for the documentation.
+macro_rules! impl_bit_set {
+    ($name:ident($int:ty), $c_name:literal) => {
+        impl $name {
+            #[doc = concat!("Returns the raw ", $c_name, " bits.")]
+            pub const fn bits(self) -> $int {
+                self.0
+            }
 
-impl core::ops::BitAnd for Features {
-    type Output = Self;
-    fn bitand(self, rhs: Self) -> Self {
-        Self(self.0 & rhs.0)
-    }
-}
+            #[doc = concat!("Creates a value from raw ", $c_name, " bits.")]
+            pub const fn from_bits(bits: $int) -> Self {
+                Self(bits)
+            }
 
-impl core::ops::Not for Features {
-    type Output = Self;
-    fn not(self) -> Self {
-        Self(!self.0)
-    }
-}
+            /// Returns whether all bits of `other` are set in `self`.
+            pub const fn contains(self, other: Self) -> bool {
+                self.0 & other.0 == other.0
+            }
 
-impl core::ops::BitOrAssign for Features {
-    fn bitor_assign(&mut self, rhs: Self) {
-        self.0 |= rhs.0;
-    }
-}
+            /// Returns whether `self` and `other` have a bit in common.
+            pub const fn intersects(self, other: Self) -> bool {
+                self.0 & other.0 != 0
+            }
+        }
 
-impl core::ops::BitAndAssign for Features {
-    fn bitand_assign(&mut self, rhs: Self) {
-        self.0 &= rhs.0;
-    }
+        impl core::ops::BitOr for $name {
+            type Output = Self;
+            fn bitor(self, rhs: Self) -> Self {
+                Self(self.0 | rhs.0)
+            }
+        }
+
+        impl core::ops::BitAnd for $name {
+            type Output = Self;
+            fn bitand(self, rhs: Self) -> Self {
+                Self(self.0 & rhs.0)
+            }
+        }
+
+        impl core::ops::Not for $name {
+            type Output = Self;
+            fn not(self) -> Self {
+                Self(!self.0)
+            }
+        }
+
+        impl core::ops::BitOrAssign for $name {
+            fn bitor_assign(&mut self, rhs: Self) {
+                self.0 |= rhs.0;
+            }
+        }
+
+        impl core::ops::BitAndAssign for $name {
+            fn bitand_assign(&mut self, rhs: Self) {
+                self.0 &= rhs.0;
+            }
+        }
+    };
 }
+pub(crate) use impl_bit_set;
+
+impl_bit_set!(Features(u64), "`netdev_features_t`");
 
 /// Proof that the caller holds the RTNL lock (`rtnl_lock()`).
 ///
 /// Only references exist: from [`RtnlGuard`], which takes the lock.
+///
+/// # Invariants
+///
+/// The RTNL lock is held while a reference to a value of this type exists: values are only
+/// created in an [`RtnlGuard`], which holds the lock for as long as it lives.
 pub struct Rtnl(PhantomData<*mut ()>);
 
 /// Holds the RTNL lock (`rtnl_lock()`) until dropped.
+///
+/// # Invariants
+///
+/// The current thread holds the RTNL lock, taken by [`RtnlGuard::lock`], until the guard is
+/// dropped.
 ///
 /// # Examples
 ///
@@ -234,6 +264,7 @@ impl RtnlGuard {
         // SAFETY: `rtnl_lock` has no preconditions besides process context, which sleeping
         // functions in Rust assume.
         unsafe { bindings::rtnl_lock() };
+        // INVARIANT: The lock was just taken; it is released only when the guard is dropped.
         Self {
             rtnl: Rtnl(PhantomData),
         }
@@ -250,7 +281,7 @@ impl core::ops::Deref for RtnlGuard {
 
 impl Drop for RtnlGuard {
     fn drop(&mut self) {
-        // SAFETY: We took the lock in `lock`.
+        // SAFETY: By the type invariants, the current thread holds the RTNL lock.
         unsafe { bindings::rtnl_unlock() };
     }
 }

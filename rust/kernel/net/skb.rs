@@ -113,34 +113,9 @@ impl GsoType {
     pub const TCP_ECN: Self = Self(bindings::SKB_GSO_TCP_ECN as u32);
     /// UDP segmentation (`SKB_GSO_UDP_L4`).
     pub const UDP_L4: Self = Self(bindings::SKB_GSO_UDP_L4 as u32);
-
-    /// Returns the raw `SKB_GSO_*` bits.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    /// Creates a value from raw `SKB_GSO_*` bits.
-    pub const fn from_bits(bits: u32) -> Self {
-        Self(bits)
-    }
-
-    /// Returns whether all flags of `other` are set in `self`.
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Returns whether `self` and `other` have a flag in common.
-    pub const fn intersects(self, other: Self) -> bool {
-        self.0 & other.0 != 0
-    }
 }
 
-impl core::ops::BitOr for GsoType {
-    type Output = Self;
-    fn bitor(self, rhs: Self) -> Self {
-        Self(self.0 | rhs.0)
-    }
-}
+super::dev::impl_bit_set!(GsoType(u32), "`SKB_GSO_*`");
 
 /// Kind of a packet hash (`enum pkt_hash_types`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -263,6 +263,15 @@ impl Notifier {
         // if there is none; it may be called with any interrupt number, in any context.
         unsafe { bindings::notify_remote_via_irq(self.irq as c_int) };
     }
+
+    /// Signals the end of the work of an event for which the handler returned
+    /// [`Eoi::Deferred`] (`xen_irq_lateeoi()`), from the code the work was handed to (a NAPI
+    /// poll, a worker); see [`Registration::lateeoi`]. May be called from any context.
+    ///
+    /// Like [`Notifier::notify`], harmless after the registration was dropped.
+    pub fn lateeoi(&self, spurious: bool) {
+        eoi(self.irq, if spurious { Eoi::Spurious } else { Eoi::Done });
+    }
 }
 
 impl<T: Handler> Registration<T> {

@@ -693,9 +693,9 @@ fn status_to_result(status: i16) -> Result {
     let status = i32::from(status);
     if status == bindings::GNTST_okay as i32 {
         Ok(())
-    } else if status == bindings::GNTST_permission_denied as i32 {
+    } else if status == bindings::GNTST_permission_denied {
         Err(EACCES)
-    } else if status == bindings::GNTST_eagain as i32 {
+    } else if status == bindings::GNTST_eagain {
         Err(EAGAIN)
     } else {
         Err(EIO)
@@ -704,6 +704,16 @@ fn status_to_result(status: i16) -> Result {
 
 /// The maximum number of pages of a shared ring (`XENBUS_MAX_RING_GRANTS`).
 pub const MAX_RING_PAGES: usize = bindings::XENBUS_MAX_RING_GRANTS as usize;
+
+/// Returns `nr_pages`, the number of pages of a ring, which the type invariants of [`RingPages`]
+/// and [`MappedRing`] keep at most [`MAX_RING_PAGES`].
+///
+/// Bounding it here lets the compiler see that the ring's size cannot overflow and that its
+/// references are in bounds: the callers have no panic path.
+#[inline]
+fn ring_pages(nr_pages: usize) -> usize {
+    nr_pages.min(MAX_RING_PAGES)
+}
 
 /// The memory of a shared ring, allocated by a frontend and granted to the backend
 /// (`xenbus_setup_ring()`).
@@ -714,9 +724,9 @@ pub const MAX_RING_PAGES: usize = bindings::XENBUS_MAX_RING_GRANTS as usize;
 ///
 /// # Invariants
 ///
-/// `vaddr` is the start of `nr_pages` Xen pages allocated with `alloc_pages_exact()` and owned by
-/// `self`, whose frames are granted through `grefs[..nr_pages]`; the memory is only accessed
-/// through [`RingMemory`].
+/// `nr_pages` is in `1..=MAX_RING_PAGES`. `vaddr` is the start of `nr_pages` Xen pages allocated
+/// with `alloc_pages_exact()` and owned by `self`, whose frames are granted through
+/// `grefs[..nr_pages]`; the memory is only accessed through [`RingMemory`].
 pub struct RingPages {
     vaddr: NonNull<c_void>,
     nr_pages: usize,
@@ -745,7 +755,8 @@ impl RingPages {
                 grefs.as_mut_ptr().cast(),
             )
         })?;
-        // INVARIANT: On success, `vaddr` is the zeroed, granted ring memory.
+        // INVARIANT: `nr_pages` was checked above; on success, `vaddr` is the zeroed, granted ring
+        // memory.
         Ok(Self {
             vaddr: NonNull::new(vaddr).ok_or(ENOMEM)?,
             nr_pages,
@@ -756,7 +767,7 @@ impl RingPages {
     /// Returns the references of the pages, to write into xenstore (`ring-ref`, or
     /// `ring-ref<N>` for rings of several pages).
     pub fn grefs(&self) -> &[GrantRef] {
-        &self.grefs[..self.nr_pages]
+        &self.grefs[..ring_pages(self.nr_pages)]
     }
 }
 
@@ -783,7 +794,7 @@ unsafe impl RingMemory for RingPages {
     }
 
     fn size(&self) -> usize {
-        self.nr_pages * PAGE_SIZE
+        ring_pages(self.nr_pages) * PAGE_SIZE
     }
 }
 
@@ -802,8 +813,8 @@ unsafe impl Sync for RingPages {}
 ///
 /// # Invariants
 ///
-/// `vaddr` is the start of `nr_pages` Xen pages mapped by `xenbus_map_ring_valloc()` for `dev`;
-/// the memory is only accessed through [`RingMemory`].
+/// `nr_pages` is in `1..=MAX_RING_PAGES`. `vaddr` is the start of `nr_pages` Xen pages mapped by
+/// `xenbus_map_ring_valloc()` for `dev`; the memory is only accessed through [`RingMemory`].
 pub struct MappedRing {
     dev: ARef<xenbus::Device>,
     vaddr: NonNull<c_void>,
@@ -832,7 +843,8 @@ impl MappedRing {
                 &mut vaddr,
             )
         })?;
-        // INVARIANT: On success, `vaddr` is the mapped memory.
+        // INVARIANT: The number of references was checked above; on success, `vaddr` is the mapped
+        // memory.
         Ok(Self {
             dev: dev.into(),
             vaddr: NonNull::new(vaddr).ok_or(ENOMEM)?,
@@ -858,7 +870,7 @@ unsafe impl RingMemory for MappedRing {
     }
 
     fn size(&self) -> usize {
-        self.nr_pages * PAGE_SIZE
+        ring_pages(self.nr_pages) * PAGE_SIZE
     }
 }
 
@@ -873,9 +885,12 @@ unsafe impl Sync for MappedRing {}
 mod tests {
     use super::*;
 
+    /// A range of bytes (offset, length) and the chunks (page, offset, length) it splits into.
+    type SplitCase = (usize, usize, &'static [(usize, usize, usize)]);
+
     #[test]
     fn chunk_split() {
-        let all: [(usize, usize, &[(usize, usize, usize)]); 7] = [
+        let all: [SplitCase; 7] = [
             (0, 0, &[]),
             (0, 1, &[(0, 0, 1)]),
             (0, 4096, &[(0, 0, 4096)]),

@@ -20,6 +20,7 @@ pub mod evtchn;
 pub mod grant;
 pub mod netif;
 pub mod ring;
+pub mod work;
 pub mod xenbus;
 pub mod xenstore;
 

@@ -38,6 +38,9 @@ use crate::{
 };
 use core::mem::offset_of;
 
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+use crate::net::dev::Features;
+
 /// Number of slots of the transmit ring (`NET_TX_RING_SIZE` in netfront).
 pub const TX_RING_SIZE: u32 = ring_size::<TxSlot, TxResponse>(PAGE_SIZE);
 
@@ -147,6 +150,16 @@ impl_flags!(
     /// The flags of a [`TxRequest`] (`XEN_NETTXF_*`).
     ///
     /// Flags this kernel does not know are kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xen::netif::{Checksum, TxFlag, TxFlags};
+    ///
+    /// let flags = TxFlags::from_checksum(Checksum::Partial);
+    /// assert!(flags.contains(TxFlag::CsumBlank) && flags.contains(TxFlag::DataValidated));
+    /// assert_eq!(flags.checksum(), Checksum::Partial);
+    /// ```
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
     pub struct TxFlags(u16);
 
@@ -169,44 +182,52 @@ static_assert!(TxFlag::DataValidated as u32 == bindings::XEN_NETTXF_data_validat
 static_assert!(TxFlag::MoreData as u32 == bindings::XEN_NETTXF_more_data);
 static_assert!(TxFlag::ExtraInfo as u32 == bindings::XEN_NETTXF_extra_info);
 
-impl TxFlags {
-    /// Returns the flags that describe `checksum`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::xen::netif::{Checksum, TxFlag, TxFlags};
-    ///
-    /// let flags = TxFlags::from_checksum(Checksum::Partial);
-    /// assert!(flags.contains(TxFlag::CsumBlank) && flags.contains(TxFlag::DataValidated));
-    /// assert_eq!(flags.checksum(), Checksum::Partial);
-    /// ```
-    pub fn from_checksum(checksum: Checksum) -> Self {
-        match checksum {
-            Checksum::None => Self::empty(),
-            Checksum::Unnecessary => TxFlag::DataValidated.into(),
-            Checksum::Partial => TxFlag::CsumBlank | TxFlag::DataValidated,
-        }
-    }
+/// Implements the conversions between [`Checksum`] and the flags `$flags` (with flag type `$flag`,
+/// which has `CsumBlank` and `DataValidated`): `from_checksum()` and `checksum()`.
+macro_rules! impl_checksum_flags {
+    ($flags:ident, $flag:ident) => {
+        impl $flags {
+            /// Returns the flags that describe `checksum`.
+            pub fn from_checksum(checksum: Checksum) -> Self {
+                match checksum {
+                    Checksum::None => Self::empty(),
+                    Checksum::Unnecessary => $flag::DataValidated.into(),
+                    Checksum::Partial => $flag::CsumBlank | $flag::DataValidated,
+                }
+            }
 
-    /// Returns the checksum state the flags describe.
-    ///
-    /// A blank checksum takes precedence over a validated one, as in the C drivers.
-    pub fn checksum(self) -> Checksum {
-        if self.contains(TxFlag::CsumBlank) {
-            Checksum::Partial
-        } else if self.contains(TxFlag::DataValidated) {
-            Checksum::Unnecessary
-        } else {
-            Checksum::None
+            /// Returns the checksum state the flags describe.
+            ///
+            /// A blank checksum takes precedence over a validated one, as in the C drivers.
+            pub fn checksum(self) -> Checksum {
+                if self.contains($flag::CsumBlank) {
+                    Checksum::Partial
+                } else if self.contains($flag::DataValidated) {
+                    Checksum::Unnecessary
+                } else {
+                    Checksum::None
+                }
+            }
         }
-    }
+    };
 }
+
+impl_checksum_flags!(TxFlags, TxFlag);
 
 impl_flags!(
     /// The flags of an [`RxResponse`] (`XEN_NETRXF_*`).
     ///
     /// Flags this kernel does not know are kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xen::netif::{Checksum, RxFlag, RxFlags};
+    ///
+    /// let flags = RxFlags::from_checksum(Checksum::Unnecessary);
+    /// assert_eq!(flags, RxFlag::DataValidated.into());
+    /// assert_eq!(flags.checksum(), Checksum::Unnecessary);
+    /// ```
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
     pub struct RxFlags(u16);
 
@@ -232,39 +253,7 @@ static_assert!(RxFlag::MoreData as u32 == bindings::XEN_NETRXF_more_data);
 static_assert!(RxFlag::ExtraInfo as u32 == bindings::XEN_NETRXF_extra_info);
 static_assert!(RxFlag::GsoPrefix as u32 == bindings::XEN_NETRXF_gso_prefix);
 
-impl RxFlags {
-    /// Returns the flags that describe `checksum`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::xen::netif::{Checksum, RxFlag, RxFlags};
-    ///
-    /// let flags = RxFlags::from_checksum(Checksum::Unnecessary);
-    /// assert_eq!(flags, RxFlag::DataValidated.into());
-    /// assert_eq!(flags.checksum(), Checksum::Unnecessary);
-    /// ```
-    pub fn from_checksum(checksum: Checksum) -> Self {
-        match checksum {
-            Checksum::None => Self::empty(),
-            Checksum::Unnecessary => RxFlag::DataValidated.into(),
-            Checksum::Partial => RxFlag::CsumBlank | RxFlag::DataValidated,
-        }
-    }
-
-    /// Returns the checksum state the flags describe.
-    ///
-    /// A blank checksum takes precedence over a validated one, as in the C drivers.
-    pub fn checksum(self) -> Checksum {
-        if self.contains(RxFlag::CsumBlank) {
-            Checksum::Partial
-        } else if self.contains(RxFlag::DataValidated) {
-            Checksum::Unnecessary
-        } else {
-            Checksum::None
-        }
-    }
-}
+impl_checksum_flags!(RxFlags, RxFlag);
 
 /// The status of a [`TxResponse`] (`XEN_NETIF_RSP_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -748,27 +737,77 @@ impl ExtraInfo {
     /// offload, a hash extra with an unknown type or algorithm, or an XDP headroom above
     /// [`MAX_XDP_HEADROOM`].
     pub fn decode(&self) -> Result<Extra> {
+        self.check().map_err(|_| EINVAL)
+    }
+
+    /// Decodes the slot like [`ExtraInfo::decode`], saying why it is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xen::netif::{ExtraInfo, InvalidExtra};
+    ///
+    /// let gso = |size: u16, type_: u8| {
+    ///     let s = size.to_ne_bytes();
+    ///     ExtraInfo { type_: 1, flags: 0, data: [s[0], s[1], type_, 0, 0, 0] }
+    /// };
+    /// assert!(gso(1448, 1).check().is_ok());
+    /// assert_eq!(gso(0, 1).check(), Err(InvalidExtra::GsoSizeZero));
+    /// assert_eq!(gso(1448, 7).check(), Err(InvalidExtra::GsoType(7)));
+    /// assert_eq!(ExtraInfo { type_: 9, ..gso(1448, 1) }.check(), Err(InvalidExtra::Type(9)));
+    /// ```
+    pub fn check(&self) -> core::result::Result<Extra, InvalidExtra> {
         let d = &self.data;
         match self.type_ {
-            1 => Ok(Extra::Gso(Gso::new(
-                u16::from_ne_bytes([d[0], d[1]]),
-                GsoType::try_from(d[2])?,
-            )?)),
+            1 => {
+                let type_ = GsoType::try_from(d[2]).map_err(|_| InvalidExtra::GsoType(d[2]))?;
+                let gso = Gso::new(u16::from_ne_bytes([d[0], d[1]]), type_)
+                    .map_err(|_| InvalidExtra::GsoSizeZero)?;
+                Ok(Extra::Gso(gso))
+            }
             2 => Ok(Extra::McastAdd(*d)),
             3 => Ok(Extra::McastDel(*d)),
             4 => Ok(Extra::Hash(Hash {
-                type_: HashType::try_from(d[0])?,
-                algorithm: HashAlgorithm::try_from(u32::from(d[1]))?,
+                type_: HashType::try_from(d[0]).map_err(|_| InvalidExtra::Content(4))?,
+                algorithm: HashAlgorithm::try_from(u32::from(d[1]))
+                    .map_err(|_| InvalidExtra::Content(4))?,
                 value: u32::from_ne_bytes([d[2], d[3], d[4], d[5]]),
             })),
             5 => {
                 let headroom = u16::from_ne_bytes([d[0], d[1]]);
                 if headroom > MAX_XDP_HEADROOM {
-                    return Err(EINVAL);
+                    return Err(InvalidExtra::Content(5));
                 }
                 Ok(Extra::Xdp { headroom })
             }
-            _ => Err(EINVAL),
+            t => Err(InvalidExtra::Type(t)),
+        }
+    }
+}
+
+/// Why an [`ExtraInfo`] slot is invalid ([`ExtraInfo::check`]).
+///
+/// It displays as the C drivers log it (`xennet_get_extras()`, `xennet_set_skb_gso()`), so that
+/// administrators' log monitoring keeps working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidExtra {
+    /// The type is 0 or not below [`EXTRA_TYPE_MAX`].
+    Type(u8),
+    /// A GSO extra with a segment size of 0.
+    GsoSizeZero,
+    /// A GSO extra with an unknown GSO type.
+    GsoType(u8),
+    /// An extra of this known type with content out of range.
+    Content(u8),
+}
+
+impl core::fmt::Display for InvalidExtra {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Type(t) => write!(f, "Invalid extra type: {t}"),
+            Self::GsoSizeZero => write!(f, "GSO size must not be zero"),
+            Self::GsoType(t) => write!(f, "Bad GSO type {t}"),
+            Self::Content(t) => write!(f, "Invalid content of extra type {t}"),
         }
     }
 }
@@ -1041,6 +1080,100 @@ pub fn toeplitz_hash(key: &[u8], buf: &[u8]) -> u32 {
     }
     // The valid part of the hash is in the upper 32 bits.
     (hash >> 32) as u32
+}
+
+/// The offloads the peer of a virtual network interface accepts, as it announced them in its
+/// `feature-*` nodes.
+///
+/// Neither end may turn on an offload of its own device that the peer cannot handle: a frontend
+/// sends only what its backend accepts, a backend passes on to its frontend only what that
+/// frontend can receive. [`PeerFeatures::fix`] clears the others from the features of the device
+/// (`xennet_fix_features()` in netfront, `xenvif_fix_features()` in netback).
+///
+/// The two ends announce IPv4 checksum offload differently: a backend always accepts packets
+/// with a partial IPv4 checksum, a frontend says when it cannot receive them
+/// (`feature-no-csum-offload`). [`PeerFeatures::of_backend`] and [`PeerFeatures::of_frontend`]
+/// read the nodes of either peer with their meaning.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+/// # {
+/// use kernel::{
+///     net::dev::Features,
+///     xen::netif::{
+///         keys,
+///         PeerFeatures, //
+///     },
+/// };
+///
+/// // A backend that only announced `feature-sg`.
+/// let backend = PeerFeatures::of_backend(|key| Ok(key == keys::FEATURE_SG))?;
+/// let fixed = backend.fix(Features::SG | Features::TSO | Features::IP_CSUM | Features::IPV6_CSUM);
+/// assert_eq!(fixed.bits(), (Features::SG | Features::IP_CSUM).bits());
+/// # }
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerFeatures {
+    /// Packets in several slots (`feature-sg`).
+    pub sg: bool,
+    /// TCPv4 segmentation offload (`feature-gso-tcpv4`).
+    pub gso_tcpv4: bool,
+    /// TCPv6 segmentation offload (`feature-gso-tcpv6`).
+    pub gso_tcpv6: bool,
+    /// Packets with a partial IPv4 checksum (a backend always; a frontend unless
+    /// `feature-no-csum-offload`).
+    pub ip_csum: bool,
+    /// Packets with a partial IPv6 checksum (`feature-ipv6-csum-offload`).
+    pub ipv6_csum: bool,
+}
+
+impl PeerFeatures {
+    /// Returns the offloads a backend announced; `key(node)` reads its boolean node `node`
+    /// (absent: `false`), for example with [`xenstore::read_bool_or`](super::xenstore::read_bool_or).
+    pub fn of_backend(mut key: impl FnMut(&'static CStr) -> Result<bool>) -> Result<Self> {
+        Ok(Self {
+            sg: key(keys::FEATURE_SG)?,
+            gso_tcpv4: key(keys::FEATURE_GSO_TCPV4)?,
+            gso_tcpv6: key(keys::FEATURE_GSO_TCPV6)?,
+            ip_csum: true,
+            ipv6_csum: key(keys::FEATURE_IPV6_CSUM_OFFLOAD)?,
+        })
+    }
+
+    /// Returns the offloads a frontend announced; `key(node)` reads its boolean node `node`
+    /// (absent: `false`).
+    pub fn of_frontend(mut key: impl FnMut(&'static CStr) -> Result<bool>) -> Result<Self> {
+        Ok(Self {
+            sg: key(keys::FEATURE_SG)?,
+            gso_tcpv4: key(keys::FEATURE_GSO_TCPV4)?,
+            gso_tcpv6: key(keys::FEATURE_GSO_TCPV6)?,
+            ip_csum: !key(keys::FEATURE_NO_CSUM_OFFLOAD)?,
+            ipv6_csum: key(keys::FEATURE_IPV6_CSUM_OFFLOAD)?,
+        })
+    }
+
+    /// Returns `features` without the offloads the peer does not accept.
+    ///
+    /// Features that have nothing to do with the peer (such as receive checksumming) are kept.
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    pub fn fix(self, features: Features) -> Features {
+        let mut refused = Features::NONE;
+        for (accepted, feature) in [
+            (self.sg, Features::SG),
+            (self.gso_tcpv4, Features::TSO),
+            (self.gso_tcpv6, Features::TSO6),
+            (self.ip_csum, Features::IP_CSUM),
+            (self.ipv6_csum, Features::IPV6_CSUM),
+        ] {
+            if !accepted {
+                refused |= feature;
+            }
+        }
+        features & !refused
+    }
 }
 
 /// Names of the xenstore nodes of a virtual network interface.
@@ -1557,5 +1690,105 @@ mod tests {
         assert_eq!(extra.decode(), Ok(gso));
         assert_eq!(responses.next(), None);
         Ok(())
+    }
+
+    /// A peer that accepts every offload.
+    const EVERYTHING: PeerFeatures = PeerFeatures {
+        sg: true,
+        gso_tcpv4: true,
+        gso_tcpv6: true,
+        ip_csum: true,
+        ipv6_csum: true,
+    };
+
+    /// Reads nodes from `set`, the nodes the peer set to 1, as `xenstore::read_bool_or()` would.
+    fn nodes<'a>(set: &'a [&'static CStr]) -> impl FnMut(&'static CStr) -> Result<bool> + 'a {
+        move |key| Ok(set.contains(&key))
+    }
+
+    #[test]
+    fn peer_features_from_nodes() -> Result {
+        let all = [
+            keys::FEATURE_SG,
+            keys::FEATURE_GSO_TCPV4,
+            keys::FEATURE_GSO_TCPV6,
+            keys::FEATURE_IPV6_CSUM_OFFLOAD,
+        ];
+        assert_eq!(PeerFeatures::of_backend(nodes(&all))?, EVERYTHING);
+        assert_eq!(PeerFeatures::of_frontend(nodes(&all))?, EVERYTHING);
+
+        // A backend accepts partial IPv4 checksums whatever it wrote; a frontend that wrote
+        // nothing receives them, one that wrote `feature-no-csum-offload` does not.
+        let ip_csum_only = PeerFeatures {
+            ip_csum: true,
+            ..Default::default()
+        };
+        assert_eq!(PeerFeatures::of_backend(nodes(&[]))?, ip_csum_only);
+        assert_eq!(PeerFeatures::of_frontend(nodes(&[]))?, ip_csum_only);
+        let no_csum = [keys::FEATURE_NO_CSUM_OFFLOAD];
+        assert_eq!(PeerFeatures::of_backend(nodes(&no_csum))?, ip_csum_only);
+        assert_eq!(
+            PeerFeatures::of_frontend(nodes(&no_csum))?,
+            PeerFeatures::default()
+        );
+
+        // A node that cannot be read fails the whole read.
+        assert_eq!(PeerFeatures::of_backend(|_| Err(EINVAL)), Err(EINVAL));
+        assert_eq!(PeerFeatures::of_frontend(|_| Err(EINVAL)), Err(EINVAL));
+        Ok(())
+    }
+
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    #[test]
+    fn peer_features_fix() {
+        let offloads =
+            Features::SG | Features::TSO | Features::TSO6 | Features::IP_CSUM | Features::IPV6_CSUM;
+        let others = Features::RXCSUM | Features::GSO_ROBUST;
+        let all = offloads | others;
+
+        assert_eq!(EVERYTHING.fix(all).bits(), all.bits());
+        assert_eq!(PeerFeatures::default().fix(all).bits(), others.bits());
+        // Nothing is turned on that was off.
+        assert_eq!(EVERYTHING.fix(others).bits(), others.bits());
+
+        for (peer, kept) in [
+            (
+                PeerFeatures {
+                    sg: true,
+                    ..Default::default()
+                },
+                Features::SG,
+            ),
+            (
+                PeerFeatures {
+                    gso_tcpv4: true,
+                    ..Default::default()
+                },
+                Features::TSO,
+            ),
+            (
+                PeerFeatures {
+                    gso_tcpv6: true,
+                    ..Default::default()
+                },
+                Features::TSO6,
+            ),
+            (
+                PeerFeatures {
+                    ip_csum: true,
+                    ..Default::default()
+                },
+                Features::IP_CSUM,
+            ),
+            (
+                PeerFeatures {
+                    ipv6_csum: true,
+                    ..Default::default()
+                },
+                Features::IPV6_CSUM,
+            ),
+        ] {
+            assert_eq!(peer.fix(all).bits(), (others | kept).bits());
+        }
     }
 }

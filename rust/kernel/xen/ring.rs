@@ -246,12 +246,23 @@ where
     Rsp: FromBytes + IntoBytes,
     M: RingMemory,
 {
+    /// The size of a slot, `slot_size::<Req, Rsp>()`.
+    ///
+    /// An associated constant, so that it is computed at build time: calls of the `const fn`s at
+    /// run time are not always inlined, and would leave panic paths (division by zero, overflow)
+    /// behind.
+    const SLOT_SIZE: usize = slot_size::<Req, Rsp>();
+
+    /// The mask of the address bits that must be zero for the memory to be aligned to
+    /// `ring_align::<Req, Rsp>()` (a power of two, like all alignments).
+    const ALIGN_MASK: usize = ring_align::<Req, Rsp>() - 1;
+
     fn new(mem: M) -> Result<Self> {
         // The slots start at `HEADER_SIZE`, which must keep them aligned.
         const_assert!(HEADER_SIZE % ring_align::<Req, Rsp>() == 0);
 
         let size = ring_size::<Req, Rsp>(mem.size());
-        if size == 0 || mem.as_ptr().addr().get() % ring_align::<Req, Rsp>() != 0 {
+        if size == 0 || mem.as_ptr().addr().get() & Self::ALIGN_MASK != 0 {
             return Err(EINVAL);
         }
 
@@ -278,13 +289,16 @@ where
         const_assert!(size_of::<T>() <= slot_size::<Req, Rsp>());
         const_assert!(align_of::<T>() <= ring_align::<Req, Rsp>());
 
-        let slot = (idx & (self.size - 1)) as usize;
+        // By the type invariants, `size` is not zero and `mem` holds the header and `size` slots:
+        // the offset of slot `idx % size` does not overflow. Wrapping arithmetic says so to the
+        // compiler, which leaves no overflow check (a panic path) behind.
+        let slot = (idx & self.size.wrapping_sub(1)) as usize;
         // By the type invariants, the slot lies within `self.mem` and is aligned for `T` (checked
         // above), so the pointer is valid for one `T`.
         self.mem
             .as_ptr()
             .as_ptr()
-            .wrapping_add(HEADER_SIZE + slot * slot_size::<Req, Rsp>())
+            .wrapping_add(HEADER_SIZE.wrapping_add(slot.wrapping_mul(Self::SLOT_SIZE)))
             .cast::<T>()
     }
 

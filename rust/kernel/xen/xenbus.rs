@@ -457,6 +457,26 @@ pub trait Driver {
         state: State,
     );
 
+    /// Whether the device is to be unregistered once [`Driver::otherend_changed`] has handled
+    /// `state`. Implementing this callback is optional (default: never).
+    ///
+    /// C backends unregister their device themselves from `otherend_changed` when the frontend is
+    /// closed and the toolstack has set the device offline (netback, blkback:
+    /// `device_unregister()`), so that the device, and what the driver made for it (a network
+    /// device), is gone before the toolstack removes the device's xenstore directory; otherwise
+    /// the xenbus core removes it later, when it sees the directory go ("device forcefully
+    /// removed from xenstore"). Here the xenbus abstraction unregisters the device after
+    /// `otherend_changed` returned, when this returns `true`; neither `dev` nor `this` may be used
+    /// after that, which the callback structure guarantees.
+    fn unregister_after<'bound>(
+        dev: &'bound Device<device::Core<'_>>,
+        this: Pin<&Self::Data<'bound>>,
+        state: State,
+    ) -> bool {
+        let _ = (dev, this, state);
+        false
+    }
+
     /// Xenbus driver unbind.
     ///
     /// Called when a [`Device`] is unbound from its bound [`Driver`]. The other end's state is no
@@ -521,10 +541,10 @@ impl<T: Driver + 'static> Callbacks<T> {
         xdev: *mut bindings::xenbus_device,
         id: *const bindings::xenbus_device_id,
     ) -> c_int {
+        // INVARIANT: `xdev` is valid for the duration of `probe_callback()`.
+        //
         // SAFETY: The xenbus core only ever calls the probe callback with a valid pointer to a
         // `struct xenbus_device`, with the device lock held.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `probe_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         from_result(|| {
@@ -542,27 +562,41 @@ impl<T: Driver + 'static> Callbacks<T> {
         xdev: *mut bindings::xenbus_device,
         state: bindings::xenbus_state,
     ) {
-        // SAFETY: The xenbus core only calls this callback with a valid pointer to a
-        // `struct xenbus_device` that is bound to this driver: the watch that calls it is
-        // registered after a successful probe and unregistered before `remove_callback` and before
-        // the other end's details change (on resume). The callback is serialised with those by
-        // the xenwatch thread, which makes it a core context of the device.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `otherend_changed_callback()`.
-        let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
+        let unregister = {
+            // INVARIANT: `xdev` is valid for the duration of `otherend_changed_callback()`, until
+            // the device is unregistered below (after `dev` went out of scope).
+            //
+            // SAFETY: The xenbus core only calls this callback with a valid pointer to a
+            // `struct xenbus_device` that is bound to this driver: the watch that calls it is
+            // registered after a successful probe and unregistered before `remove_callback` and
+            // before the other end's details change (on resume). The callback is serialised with
+            // those by the xenwatch thread, which makes it a core context of the device.
+            let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
-        // SAFETY: The device is bound (see above), hence `probe_callback` stored a
-        // `Pin<KBox<T::Data<'_>>>` with `Device::set_drvdata()`.
-        let data = unsafe { dev.as_ref().drvdata_borrow::<T::Data<'_>>() };
+            // SAFETY: The device is bound (see above), hence `probe_callback` stored a
+            // `Pin<KBox<T::Data<'_>>>` with `Device::set_drvdata()`.
+            let data = unsafe { dev.as_ref().drvdata_borrow::<T::Data<'_>>() };
 
-        T::otherend_changed(dev, data, State::from_raw(state));
+            let state = State::from_raw(state);
+            T::otherend_changed(dev, data, state);
+            T::unregister_after(dev, data, state)
+        };
+        if unregister {
+            // SAFETY: `xdev` is a valid, registered device (see above); no reference derived from
+            // it is left (`dev` and `data` are out of scope), and nothing touches it after this
+            // call, which unbinds the driver (dropping its data) and may free the device. The
+            // xenbus core allows this from an `otherend_changed` callback, in the xenwatch thread
+            // (unregistering the device's own watch from there does not wait for itself), as C
+            // backends do.
+            unsafe { bindings::device_unregister(&raw mut (*xdev).dev) };
+        }
     }
 
     extern "C" fn remove_callback(xdev: *mut bindings::xenbus_device) {
+        // INVARIANT: `xdev` is valid for the duration of `remove_callback()`.
+        //
         // SAFETY: The xenbus core only ever calls the remove callback with a valid pointer to a
         // `struct xenbus_device`.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `remove_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         // SAFETY: `remove_callback` is only ever called after a successful call to
@@ -574,10 +608,10 @@ impl<T: Driver + 'static> Callbacks<T> {
     }
 
     extern "C" fn suspend_callback(xdev: *mut bindings::xenbus_device) -> c_int {
+        // INVARIANT: `xdev` is valid for the duration of `suspend_callback()`.
+        //
         // SAFETY: The xenbus core only calls this callback with a valid pointer to a
         // `struct xenbus_device` bound to this driver, from the PM callbacks of the device.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `suspend_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         // SAFETY: The device is bound to this driver, hence `probe_callback` stored a
@@ -588,11 +622,11 @@ impl<T: Driver + 'static> Callbacks<T> {
     }
 
     extern "C" fn resume_callback(xdev: *mut bindings::xenbus_device) -> c_int {
+        // INVARIANT: `xdev` is valid for the duration of `resume_callback()`.
+        //
         // SAFETY: The xenbus core only calls this callback with a valid pointer to a
         // `struct xenbus_device` bound to this driver, after reading the other end's details
         // again and before watching its state again.
-        //
-        // INVARIANT: `xdev` is valid for the duration of `resume_callback()`.
         let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
         // SAFETY: The device is bound to this driver, hence `probe_callback` stored a

@@ -675,6 +675,11 @@ impl<T: WatchHandler + 'static> Watch<T> {
     }
 
     /// Decides whether to queue an event; called with xenstore's watch lock held.
+    ///
+    /// # Safety
+    ///
+    /// Only for use as the `will_handle` callback of the `watch` field of a `Watch<T>`: `watch`
+    /// must point to the `watch` field of a registered `Watch<T>`.
     unsafe extern "C" fn will_handle_callback(
         watch: *mut bindings::xenbus_watch,
         _path: *const c_char,
@@ -689,6 +694,13 @@ impl<T: WatchHandler + 'static> Watch<T> {
         pending < this.max_pending
     }
 
+    /// Passes an event to the handler; called from the xenwatch thread.
+    ///
+    /// # Safety
+    ///
+    /// Only for use as the `callback` of the `watch` field of a `Watch<T>`: `watch` must point
+    /// to the `watch` field of a registered `Watch<T>`, and `path` to a NUL-terminated string
+    /// valid for the duration of the call.
     unsafe extern "C" fn callback(
         watch: *mut bindings::xenbus_watch,
         path: *const c_char,

@@ -495,6 +495,13 @@ def scenario():
         pvmmu.step(sh, ag.run, check, metric)
     global AG
     AG = ag
+    if CONF.get("tlbbench"):   # make bench, issue 6: TLB-heavy microbenchmark in the domU
+        rc, out = ag.run("/rig/tlbbench -s 3", 120)
+        m = re.search(r"TLBBENCH (\{.*\})", out)
+        if check("tlbbench", rc == 0 and m is not None, out[-300:]):
+            r = json.loads(m.group(1))
+            metric("tlb-user-ns", r["user_ns"], "ns/access")
+            metric("tlb-kernel-ns", r["kernel_ns"], "ns/iteration")
     if SCEN == "boot":
         return
     if SCEN == "fpstress":
@@ -522,6 +529,10 @@ def scenario():
     if SCEN == "ksft":   # selftests/rig/guest/scen_ksft.py: the kselftests (issues 4, 5)
         import scen_ksft
         scen_ksft.run(sys.modules[__name__], ag, domid, ifn, vif)
+        return
+    if SCEN == "back-features":   # selftests/rig/guest/scen_back.py
+        import scen_back
+        scen_back.run(sys.modules[__name__], ag, domid, ifn, vif)
         return
     if ifn and vif:
         # first packets may wait for ARP / bridge learning: allow a warm-up

@@ -1,0 +1,233 @@
+"""Rig scenario back-features (issue 5): what a dom0 administrator sees of the backend under test
+(--back c|rs), with the frontend under test (--front c|rs). Run in dom0 by dom0.py after NET-READY.
+
+Checks (each a RIG-CHECK):
+  back-ethtool-stats       `ethtool -S vif<id>.0` has the C driver's statistics names
+  back-module-params       /sys/module/<backend>/parameters: the C names and the C defaults
+  back-rate-*              `rate` (bytes,usecs, as libxl writes it) set through xenstore on the
+                           running vif: guest TX measured by iperf3 within 10 % of the limit,
+                           unlimited again once the node is removed
+  back-mq<N>-*             the frontend reloaded with max_queues=N (N = 2, 4; the backend with
+                           max_queues=4 for N = 4): N queues negotiated, N queues in dom0, every
+                           queue's event channels fire under iperf3 -P 16 both ways
+  back-g2g-*               a second domU (same image, its own overlay /dev/vde, 10.0.0.3) on the
+                           bridge: ping and iperf3 from the first domU to it through both vifs
+"""
+import json, os, re, subprocess, time
+
+C_STATS = ["rx_gso_checksum_fixup", "tx_zerocopy_sent", "tx_zerocopy_success", "tx_zerocopy_fail", "tx_frag_overflow"]
+MAC2, DOMU2_IP = "00:16:3e:00:00:03", "10.0.0.3"
+RATE_MBPS = 100
+
+
+def c_params(ncpu):
+    # xen-netback 7.3 (netback.c, xenbus.c): name -> accepted sysfs values
+    return {
+        "separate_tx_rx_irq": ["Y"],
+        "rx_drain_timeout_msecs": ["10000"],
+        "rx_stall_timeout_msecs": ["60000"],
+        # C: min(8, online CPUs), computed at load; 0 means the same ("as many as CPUs, at most 8")
+        "max_queues": [str(min(8, ncpu)), "0"],
+        "fatal_skb_slots": ["20"],
+        "hash_cache_size": ["64"],
+        "provides_xdp_headroom": ["Y"],
+    }
+
+
+def irq_counts(d, vif):
+    """{(queue, kind): count} of the vif's event channels in dom0's /proc/interrupts."""
+    rc, out = d.sh("cat /proc/interrupts", 20, True)
+    res = {}
+    for line in out.splitlines():
+        m = re.search(r"\b%s-q(\d+)(-tx|-rx)?\s*$" % re.escape(vif), line)
+        if not m:
+            continue
+        f = line.split()
+        n = sum(int(x) for x in f[1:] if x.isdigit())
+        res[(int(m.group(1)), (m.group(2) or "-txrx")[1:])] = n
+    return res
+
+
+def iperf_run(d, ag, dst, secs, extra=""):
+    cmd = ("iperf3 -c %s -t %d %s --json >/tmp/ip.json 2>/tmp/ip.err; rc=$?; "
+           "python3 /rig/iperfsum.py /tmp/ip.json; cat /tmp/ip.err; exit $rc") % (dst, secs, extra)
+    rc, out = ag.run(cmd, secs + 60)
+    m = re.search(r"IPERFSUM (\{.*\})", out)
+    s = json.loads(m.group(1)) if m else {}
+    return rc, s.get("recv_bps", 0) / 1e6, out
+
+
+def stats_and_params(d, vif):
+    rc, out = d.sh("ethtool -S %s" % vif, 20)
+    names = re.findall(r"^\s+(\w+):", out, re.M)
+    missing = [n for n in C_STATS if n not in names]
+    d.check("back-ethtool-stats", rc == 0 and not missing,
+            "rc=%d names=%s%s" % (rc, names, (" missing=%s" % missing) if missing else ""))
+    mod = d.modname("back")
+    ncpu = os.cpu_count() or 1
+    got, bad = {}, []
+    for name, ok in c_params(ncpu).items():
+        try:
+            v = open("/sys/module/%s/parameters/%s" % (mod, name)).read().strip()
+        except OSError:
+            v = None
+        got[name] = v
+        if v not in ok:
+            bad.append("%s=%s (C: %s)" % (name, v, "/".join(ok)))
+    d.check("back-module-params", not bad, "%s: %s%s" % (mod, got, (" | wrong: " + "; ".join(bad)) if bad else ""))
+
+
+def rate(d, ag, domid, vif):
+    d.mark("BACK-RATE")
+    base = "/local/domain/0/backend/vif/%d/0" % domid
+    # libxl's default interval is 50 ms: bytes per 50 ms for RATE_MBPS
+    usec = 50000
+    nbytes = RATE_MBPS * 1000000 // 8 * usec // 1000000
+    rc, _ = d.sh("xenstore-write %s/rate %d,%d" % (base, nbytes, usec), 20)
+    time.sleep(1)
+    rc1, mbps, out = iperf_run(d, ag, d.DOM0_IP, 10)
+    err = abs(mbps - RATE_MBPS) / RATE_MBPS
+    d.metric("back-rate-limited-mbps", round(mbps, 2), "Mbit/s")
+    d.check("back-rate-limit", rc == 0 and rc1 == 0 and err <= 0.10,
+            "rate=%d,%d (%d Mbit/s): iperf3 TX %.1f Mbit/s, %.1f %% off%s" % (nbytes, usec, RATE_MBPS, mbps, err * 100,
+                                                                            "" if rc1 == 0 else " | " + out[-300:]))
+    d.sh("xenstore-rm %s/rate" % base, 20)
+    time.sleep(1)
+    rc2, mbps2, out = iperf_run(d, ag, d.DOM0_IP, 5)
+    d.metric("back-rate-unlimited-mbps", round(mbps2, 2), "Mbit/s")
+    d.check("back-rate-removed", rc2 == 0 and mbps2 > RATE_MBPS * 1.3,
+            "rate node removed: iperf3 TX %.1f Mbit/s%s" % (mbps2, "" if rc2 == 0 else " | " + out[-300:]))
+
+
+def requeue(d, ag, domid, ifn, fq, bq):
+    """Reconnect the vif with the frontend's max_queues=fq and the backend's max_queues=bq (None:
+    default). Returns (ifn, vif)."""
+    if ifn:
+        ag.run("ip link set %s down" % ifn, 20)
+    rc, out = d.sh("xl network-detach domu %s" % d.MAC, 60)
+    d.wait_for(lambda: not d.vifs() and d.domu_ifname(ag) is None, 60, 1)
+    d.sh("rmmod %s" % d.modname("back"), 30)
+    rcb, ob = d.sh("modprobe %s %s" % (d.modname("back"), "max_queues=%d" % bq if bq else ""), 60)
+    rcf, of = ag.run("modprobe -r %s; modprobe %s max_queues=%d" % (d.modname("front"), d.modname("front"), fq), 60)
+    rca, oa = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % d.MAC, 60)
+    vif = d.vif_up(60)
+    ifn = d.domu_net_up(ag) if rca == 0 else None
+    ok = rcb == 0 and rcf == 0 and rca == 0 and vif is not None and ifn is not None
+    if ifn and vif:
+        d.wait_for(lambda: ag.run("ping -c 1 -W 1 %s" % d.DOM0_IP, 10, True)[0] == 0, 30, 1)
+    return ok, ifn, vif, "backend load rc=%d, frontend load rc=%s, attach rc=%d, vif=%s, domU netdev=%s %s" % (
+        rcb, rcf, rca, vif, ifn, (ob + of + oa).strip()[-300:])
+
+
+def multiqueue(d, ag, domid, ifn, n, bq):
+    d.mark("BACK-MQ%d" % n)
+    name = "back-mq%d" % n
+    ok, ifn, vif, info = requeue(d, ag, domid, ifn, n, bq)
+    if not d.check(name + "-connect", ok, info):
+        return ifn, vif
+    rc, out = d.sh("xenstore-read /local/domain/%d/device/vif/0/multi-queue-num-queues; "
+                   "xenstore-read /local/domain/0/backend/vif/%d/0/multi-queue-max-queues; ls /sys/class/net/%s/queues"
+                   % (domid, domid, vif), 20)
+    lines = out.split()
+    txq = len([x for x in lines if x.startswith("tx-")])
+    rxq = len([x for x in lines if x.startswith("rx-")])
+    d.check(name + "-negotiated", rc == 0 and lines[:1] == [str(n)] and txq == n and rxq == n,
+            "frontend num-queues=%s backend max-queues=%s, dom0 %s: %d tx / %d rx queues"
+            % (lines[:1], lines[1:2], vif, txq, rxq))
+    for direction, extra in (("tx", "-P 16"), ("rx", "-P 16 -R")):
+        before = irq_counts(d, vif)
+        rc, mbps, out = iperf_run(d, ag, d.DOM0_IP, 5, extra)
+        after = irq_counts(d, vif)
+        grew = sorted(set(q for (q, k), v in after.items() if v > before.get((q, k), 0)))
+        d.metric("%s-%s-mbps" % (name, direction), round(mbps, 2), "Mbit/s")
+        d.check("%s-%s" % (name, direction), rc == 0 and mbps > 0 and grew == list(range(n)),
+                "iperf3 %s: %.1f Mbit/s; queues whose event channels fired: %s; irqs before %s after %s%s"
+                % (extra, mbps, grew, sorted(before.items()), sorted(after.items()), "" if rc == 0 else " | " + out[-300:]))
+    return ifn, vif
+
+
+def guest_to_guest(d, ag, domid):
+    d.mark("BACK-G2G")
+    if not os.path.exists("/dev/vde"):
+        d.check("back-g2g-create", False, "no /dev/vde (run.py gives it to the back-features scenario)")
+        return
+    cfg = """name = "domu2"
+type = "pv"
+kernel = "/rig/bzImage"
+cmdline = "root=/dev/xvda rw console=hvc0 init=/sbin/rig-init rig.role=domu rig.disk=/dev/xvdb loglevel=4 kunit.autorun=0"
+memory = 384
+vcpus = 1
+disk = [ 'format=raw, vdev=xvda, access=rw, script=/rig/block-rig, target=/dev/vde',
+         'format=raw, vdev=xvdb, access=ro, script=/rig/block-rig, target=/dev/vdb' ]
+vif = [ 'bridge=xenbr0,mac=%s' ]
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "preserve"
+""" % MAC2
+    open("/run/domu2.cfg", "w").write(cfg)
+    rc, out = d.sh("xl -v create /run/domu2.cfg", 120)
+    rc2, o2 = d.sh("xl domid domu2", 20)
+    domid2 = int(o2.strip()) if rc2 == 0 and o2.strip().isdigit() else None
+    if not d.check("back-g2g-create", rc == 0 and domid2 is not None, "xl create rc=%d %s" % (rc, out[-300:])):
+        return
+    try:
+        ag2 = d.Agent(domid2)
+        up = ag2.connect(60) and ag2.ping(240)
+        if not d.check("back-g2g-boot", up, "agent of domain %s" % domid2):
+            return
+        rc, out = ag2.run(d.load_cmd("front"), 60)
+        ifn2 = None
+        if rc == 0:
+            def name2():
+                r, o = ag2.run("for x in /sys/class/net/*; do [ \"$(cat $x/address 2>/dev/null)\" = %s ] && basename $x; done; true"
+                               % MAC2, 20, True)
+                return o.strip().split("\n")[0] if r == 0 and o.strip() else None
+            ifn2 = d.wait_for(name2, 90, 1)
+            if ifn2:
+                ag2.run("ip addr add %s/24 dev %s && ip link set %s up" % (DOMU2_IP, ifn2, ifn2), 30)
+        vif2 = "vif%d.0" % domid2
+        on_br = d.wait_for(lambda: os.path.exists("/sys/class/net/%s/brport" % vif2), 60, 0.5)
+        if not d.check("back-g2g-link", rc == 0 and ifn2 is not None and on_br,
+                       "domU2 netdev=%s, %s on the bridge=%s, xenstore: %s" % (ifn2, vif2, on_br, d.xs_states(domid2))):
+            return
+        d.wait_for(lambda: ag.run("ping -c 1 -W 1 %s" % DOMU2_IP, 10, True)[0] == 0, 30, 1)
+        d.ping_check("back-g2g-ping", ag.run, DOMU2_IP, 10)
+        ag2.run("iperf3 -s -D -B %s" % DOMU2_IP, 20)
+        time.sleep(1)
+        rc, mbps, out = iperf_run(d, ag, DOMU2_IP, 10)
+        d.metric("back-g2g-iperf-mbps", round(mbps, 2), "Mbit/s")
+        d.check("back-g2g-iperf", rc == 0 and mbps > 0, "domU -> domU2 through %s and %s: %.1f Mbit/s%s"
+                % ("vif%d.0" % domid, vif2, mbps, "" if rc == 0 else " | " + out[-300:]))
+        rc, out = ag2.run("dmesg", 30, True)
+        open(os.path.join(d.OUT, "domu2-dmesg.txt"), "w").write(out)
+    finally:
+        d.sh("xl destroy domu2", 60)
+
+
+def run(d, ag, domid, ifn, vif):
+    """d: the dom0.py module (helpers: sh, check, metric, mark, ping_check, wait_for, CONF, OUT)."""
+    if not (ifn and vif):
+        d.check("back-features-link", False, "no link")
+        return
+    d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 30, 1)
+    d.ping_check("ping-dom0-to-domu", d.sh, d.DOMU_IP)
+    srv = subprocess.Popen(["iperf3", "-s", "-B", d.DOM0_IP], stdout=open(os.path.join(d.OUT, "iperf3-server.log"), "w"),
+                           stderr=subprocess.STDOUT)
+    time.sleep(1)
+    try:
+        stats_and_params(d, vif)
+        rate(d, ag, domid, vif)
+        ifn, vif = multiqueue(d, ag, domid, ifn, 2, None)
+        ifn, vif = multiqueue(d, ag, domid, ifn, 4, 4)
+        guest_to_guest(d, ag, domid)
+        d.mark("BACK-FINAL")
+        if ifn and vif:
+            d.ping_check("back-final-ping", d.sh, d.DOMU_IP, 5)
+        else:
+            d.check("back-final-ping", False, "no link")
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
