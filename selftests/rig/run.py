@@ -268,6 +268,8 @@ def main():
                     help="hypervisor: Debian's Xen %s (default) or our patched 4.17 with a bookworm "
                     "dom0 (PV superpages, issue 6; selftests/rig/images.sh 4.17)" % XENVER)
     ap.add_argument("--xen-append", default="", help="extra Xen command line")
+    ap.add_argument("--ksft-phases", default="domu,dom0",
+                    help="ksft: where the device under test is, domU (eth0) and/or dom0 (vif1.0)")
     ap.add_argument("--tlbbench", action="store_true",
                     help="run the TLB microbenchmark (tools/tlbbench.c) in the domU (make bench, issue 6)")
     ap.add_argument("--lazy-fpu", action="store_true", help="do not pass %s to Xen (reproduces the TCG XSAVE bug with --cpu max)" % XEN_EAGER_FPU)
@@ -314,7 +316,7 @@ def main():
     run_dir = os.path.join(BUILD, "runs", "%s-%s" % (name, stamp))
     os.makedirs(run_dir)
     conf = {"scenario": a.scenario, "front": a.front, "back": a.back, "krel": krel, "xenver": a.xen,
-            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1}
+            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "ksft_phases": a.ksft_phases, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1}
     rig_img = make_rig_disk(run_dir, conf, kdir, krel, kos)
     dom0_disk = os.path.join(run_dir, "dom0.qcow2")
     domu_disk = os.path.join(run_dir, "domu.qcow2")

@@ -188,6 +188,8 @@ def run(d, ag, domid, ifn, vif):
     for phase, runner, netif, local, remote, local6, remote6 in (
             ("domu", ag.run, ifn, d.DOMU_IP, d.DOM0_IP, DOMU_IP6, DOM0_IP6),
             ("dom0", d.sh, vif, d.DOM0_IP, d.DOMU_IP, DOM0_IP6, DOMU_IP6)):
+        if phase not in (d.CONF.get("ksft_phases") or "domu,dom0").split(","):
+            continue
         d.mark("KSFT-PHASE %s" % phase)
         env = ("NETIF=%s LOCAL_V4=%s REMOTE_V4=%s LOCAL_V6=%s REMOTE_V6=%s REMOTE_TYPE=ssh REMOTE_ARGS=root@%s "
                "PYTHONPATH=%s/pylib PYTHONDONTWRITEBYTECODE=1 NO_COLOR=1 "
