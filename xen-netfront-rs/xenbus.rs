@@ -167,6 +167,13 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     }
 
     let domid = dev.otherend_id();
+    // XSA-403: an untrusted backend gets copies of the TX data in pages of ours, never the
+    // pages the packets live in (the `trusted` parameter, or this device's `trusted` key).
+    let bounce = !crate::module_parameters::trusted.value()
+        || xenstore::read_uint_or::<u32>(dev.nodename(), c"trusted", 1).map_or(true, |v| v == 0);
+    if bounce {
+        dev_info!(dev, "bouncing all TX data: backend not trusted\n");
+    }
     let be_max = xenstore::read_uint_or::<u32>(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES, 1)?;
     let num_queues = max_queues().min(be_max).clamp(1, ndev.num_tx_queues());
     {
@@ -181,7 +188,7 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         let tx_ring = RingPages::setup(dev, 1)?;
         let rx_ring = RingPages::setup(dev, 1)?;
         let queue = Arc::pin_init(
-            Napi::new(ndev, Queue::new(domid, index as u16, tx_ring, rx_ring)?),
+            Napi::new(ndev, Queue::new(domid, index as u16, bounce, tx_ring, rx_ring)?),
             GFP_KERNEL,
         )?;
         let port = UnboundPort::alloc(dev)?;
