@@ -25,7 +25,7 @@ kernel::module_xenbus_frontend_driver! {
     alias: ["xen:vif"],
     params: {
         max_queues: u32 {
-            default: 8,
+            default: 0,
             description: "Maximum number of queues per virtual interface",
         },
         trusted: bool {

@@ -64,11 +64,20 @@ const MAX_MTU: u32 = 65535;
 /// (`XEN_NETIF_MAX_TX_SIZE - MAX_TCP_HEADER` in C; 512 bytes covers `MAX_TCP_HEADER`).
 const TSO_MAX_SIZE: u32 = 0xffff - 512;
 
-/// The `max_queues` module parameter, bounded as in C (`min(8, CPUs)` by default; here the
-/// number of possible CPUs bounds it).
+/// Default number of queues when `max_queues` is 0 (`MAX_QUEUES_DEFAULT`).
+const MAX_QUEUES_DEFAULT: u32 = 8;
+
+/// Bound on an explicit `max_queues` (the C driver has none; a netdev with thousands of queues
+/// would only fail to allocate).
+const MAX_QUEUES_LIMIT: u32 = 256;
+
+/// The `max_queues` module parameter as in C: 0 (the default) means `min(8, CPUs)`; any other
+/// value is used as given (the backend's `multi-queue-max-queues` bounds it further).
 fn max_queues() -> u32 {
-    let param = crate::module_parameters::max_queues.value();
-    param.clamp(1, kernel::cpu::nr_cpu_ids().max(1))
+    match crate::module_parameters::max_queues.value() {
+        0 => MAX_QUEUES_DEFAULT.min(kernel::cpu::nr_cpu_ids()).max(1),
+        n => n.min(MAX_QUEUES_LIMIT),
+    }
 }
 
 /// Connection state of one device, changed in process context only.

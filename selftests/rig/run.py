@@ -34,6 +34,13 @@ ICOUNT_CPU = "max,-xsave,-x2apic"   # x2APIC + icount: QEMU aborts in Xen's time
 COMMON_REQUIRED = ["xenstored", "toolstack", "backend-load", "domu-create", "agent-connect", "domu-boot", "domu-agent"]
 NET_REQUIRED = ["frontend-load", "link-up", "ping-dom0-to-domu", "ping-domu-to-dom0", "iperf-tx", "iperf-rx",
                 "offloads-domu", "offloads-dom0"]
+FEATURES_REQUIRED = [
+    "ft-ping-v4-dom0-to-domu", "ft-ping-v4-domu-to-dom0", "ft-ping-v6-dom0-to-domu", "ft-ping-v6-domu-to-dom0",
+    "ft-iperf-v6-tx", "ft-ping-65000-dom0-to-domu", "ft-ping-65000-domu-to-dom0", "ft-mtu-9000",
+    "ft-ping-9000-dom0-to-domu", "ft-ping-9000-domu-to-dom0", "ft-offloads-off", "ft-traffic-offloads-off",
+    "ft-offloads-on", "ft-traffic-offloads-on", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
+    "ft-traffic-max-queues-4", "ft-trusted-0-reload", "ft-trusted-0", "ft-trusted-key-0-reload", "ft-trusted-key-0",
+    "ft-reload-under-traffic", "ft-traffic-after-reload", "ft-final-ping-dom0-to-domu"]
 SCENARIOS = {
     "boot": {"timeout": 600, "required": COMMON_REQUIRED},
     "run": {"timeout": 900, "required": COMMON_REQUIRED + NET_REQUIRED},
@@ -41,6 +48,8 @@ SCENARIOS = {
         "front-unload", "front-reload", "front-reconnect", "ping-after-front-reload",
         "back-reload", "back-reattach", "ping-after-back-reload",
         "final-ping-dom0-to-domu", "final-ping-domu-to-dom0"]},
+    # what a user of the frontend tries (guest/scen_features.py), for any driver pairing
+    "features": {"timeout": 1500, "required": COMMON_REQUIRED + ["frontend-load", "link-up"] + FEATURES_REQUIRED},
     "fpstress": {"timeout": 900, "required": COMMON_REQUIRED + ["fpstress-dom0", "fpstress-domu", "fpstress-dom0-concurrent"]},
     # hostile peers (selftests/hostile/netpeer.py, guest/scen_hostile.py). "expected": log lines that
     # the misbehaving peer provokes on purpose (not crashes); listed as known issues, not counted.
@@ -104,7 +113,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "pvmmu.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "scen_features.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     for f in ("netpeer.py", "xenproto.py"):   # hostile peers, for dom0 and the domU
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)

@@ -1286,6 +1286,35 @@ mod tests {
         Ok(())
     }
 
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    #[test]
+    fn skb_layout() -> Result {
+        use crate::net::skb::SkBuff;
+
+        let mut skb = SkBuff::alloc(200, GFP_KERNEL)?;
+        skb.put_data(&[0u8; 100])?;
+        let head_offset = skb.data().as_ptr() as usize % PAGE_SIZE;
+        let head = count_grants(head_offset, 100);
+        let layout = GrantedSkb::layout(&skb);
+        assert_eq!(layout.grants, head);
+        assert_eq!(layout.first_len, 100.min(PAGE_SIZE - head_offset));
+        assert!(layout.grantable);
+
+        // One piece per fragment within a page; one more for a fragment crossing none.
+        skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 100, 3996, PAGE_SIZE as u32)?;
+        skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 4000, 96, PAGE_SIZE as u32)?;
+        skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, PAGE_SIZE as u32, PAGE_SIZE as u32)?;
+        let layout = GrantedSkb::layout(&skb);
+        assert_eq!(layout.grants, head + 3);
+        assert!(layout.grantable);
+        assert!(layout.grants <= SKB_MAX_GRANTS);
+
+        // An empty linear area gives a first piece too short for an Ethernet header.
+        let skb = SkBuff::alloc(64, GFP_KERNEL)?;
+        assert_eq!(GrantedSkb::layout(&skb).first_len, 0);
+        Ok(())
+    }
+
     #[test]
     fn statuses() {
         assert_eq!(status_to_result(0), Ok(()));

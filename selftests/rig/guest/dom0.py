@@ -519,6 +519,10 @@ def scenario():
             ping_check("ping-dom0-to-domu", sh, DOMU_IP)
         scen_hostile.run(sys.modules[__name__], ag, domid, ifn, vif)
         return
+    if SCEN == "features":   # selftests/rig/guest/scen_features.py
+        import scen_features
+        scen_features.run(sys.modules[__name__], ag, domid, ifn, vif)
+        return
     if ifn and vif:
         # first packets may wait for ARP / bridge learning: allow a warm-up
         wait_for(lambda: sh("ping -c 1 -W 1 %s" % DOMU_IP, 10, True)[0] == 0, 30, 1)
