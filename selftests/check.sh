@@ -48,6 +48,9 @@ case " $ready " in *" back "*) pairs="$pairs c/rs";; esac
 case " $ready " in *" front "*" back "*|*" back "*" front "*) pairs="$pairs rs/rs";; esac
 for pair in ${CHECK_PAIRS:-$pairs}; do
 	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
+	# What a user of the frontend tries (guest/scen_features.py): v4/v6, big pings, MTU 9000,
+	# offload toggles, max_queues, trusted=0, reload under traffic.
+	step "features-$pair" python3 selftests/rig/run.py features --front "${pair%/*}" --back "${pair#*/}"
 done
 
 echo

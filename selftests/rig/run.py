@@ -50,6 +50,9 @@ SCENARIOS = {
         "final-ping-dom0-to-domu", "final-ping-domu-to-dom0"]},
     # what a user of the frontend tries (guest/scen_features.py), for any driver pairing
     "features": {"timeout": 1500, "required": COMMON_REQUIRED + ["frontend-load", "link-up"] + FEATURES_REQUIRED},
+    "save-restore": {"timeout": 1500, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "sr-ping-before", "sr-save",
+                                                                       "sr-restore", "sr-agent", "sr-reconnect",
+                                                                       "sr-traffic-after-restore"]},
     "fpstress": {"timeout": 900, "required": COMMON_REQUIRED + ["fpstress-dom0", "fpstress-domu", "fpstress-dom0-concurrent"]},
     # hostile peers (selftests/hostile/netpeer.py, guest/scen_hostile.py). "expected": log lines that
     # the misbehaving peer provokes on purpose (not crashes); listed as known issues, not counted.

@@ -519,9 +519,10 @@ def scenario():
             ping_check("ping-dom0-to-domu", sh, DOMU_IP)
         scen_hostile.run(sys.modules[__name__], ag, domid, ifn, vif)
         return
-    if SCEN == "features":   # selftests/rig/guest/scen_features.py
+    if SCEN in ("features", "save-restore"):   # selftests/rig/guest/scen_features.py
         import scen_features
-        scen_features.run(sys.modules[__name__], ag, domid, ifn, vif)
+        (scen_features.run if SCEN == "features" else scen_features.run_save_restore)(
+            sys.modules[__name__], ag, domid, ifn, vif)
         return
     if ifn and vif:
         # first packets may wait for ARP / bridge learning: allow a warm-up
