@@ -517,8 +517,9 @@ impl Queue {
                 },
             };
             let mut page = page;
+            // Nothing but the packet in the page, even a reused one (XSA-403).
             if skb
-                .copy_to_page((i * PAGE_SIZE) as u32, &mut page, 0, tx_piece(len, i))
+                .copy_to_page_zero_rest((i * PAGE_SIZE) as u32, &mut page, tx_piece(len, i))
                 .is_err()
             {
                 let _ = tx.spare.push(page, GFP_ATOMIC);
