@@ -264,7 +264,7 @@ impl Queue {
 
     fn mark_broken(&self, dev: &Device, why: &str) {
         if self.broken.xchg(1, Full) == 0 {
-            pr_err!("{:?}: backend misbehaved ({}): disabled for further use\n", dev.name(), why);
+            pr_err!("{:?}: backend misbehaved: {}; Disabled for further use\n", dev.name(), why);
             dev.carrier_off();
         }
     }
@@ -580,7 +580,7 @@ impl Queue {
                 let responses = match tx.ring.responses() {
                     Ok(r) => r,
                     Err(_) => {
-                        bad = Some("TX response producer overflow");
+                        bad = Some("TX: Illegal number of responses");
                         break;
                     }
                 };
@@ -593,12 +593,12 @@ impl Queue {
                     }
                     let id = usize::from(rsp.id);
                     let Some(slot) = tx.slots.get_mut(id) else {
-                        bad = Some("TX response with an incorrect id");
+                        bad = Some("TX: Response has incorrect id");
                         break 'outer;
                     };
                     match core::mem::replace(slot, Slot::Free) {
                         Slot::Free => {
-                            bad = Some("TX response for an inactive request");
+                            bad = Some("TX: Response for inactive request");
                             break 'outer;
                         }
                         Slot::Bounce(grant) => match grant.end() {
@@ -611,7 +611,7 @@ impl Queue {
                             Err(grant) => {
                                 // Still mapped by the backend: the page stays out of reuse.
                                 drop(grant);
-                                bad = Some("TX grant still in use by the backend");
+                                bad = Some("TX: Grant still in use by backend domain");
                                 break 'outer;
                             }
                         },
@@ -619,12 +619,12 @@ impl Queue {
                             let pkt = usize::from(pkt);
                             let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut)
                             else {
-                                bad = Some("TX response for a packet not in flight");
+                                bad = Some("TX: Response for inactive request (no packet)");
                                 break 'outer;
                             };
                             if granted.end(usize::from(piece), &mut tx.refs).is_err() {
                                 // Still mapped: the packet is leaked when the queue goes away.
-                                bad = Some("TX grant still in use by the backend");
+                                bad = Some("TX: Grant still in use by backend domain");
                                 break 'outer;
                             }
                             if granted.is_done() {
@@ -641,7 +641,7 @@ impl Queue {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(_) => {
-                        bad = Some("TX response producer overflow");
+                        bad = Some("TX: Illegal number of responses");
                         break;
                     }
                 }
@@ -675,7 +675,7 @@ impl Queue {
                 let responses = match rx.ring.responses() {
                     Ok(r) => r,
                     Err(_) => {
-                        bad = Some("RX response producer overflow");
+                        bad = Some("RX: Illegal number of responses");
                         break;
                     }
                 };
@@ -697,7 +697,7 @@ impl Queue {
                         }
                         Err(grant) => {
                             drop(grant);
-                            bad = Some("RX grant still in use by the backend");
+                            bad = Some("RX: Grant still in use by backend domain");
                             break 'outer;
                         }
                     };
