@@ -261,6 +261,9 @@ def run_save_restore(d, ag, domid, ifn, vif):
         return
     d.sh("rm -f /tmp/domu.save", 60, True)
     ag2 = d.Agent(newid)
+    # The domU's agent survived the restore: request ids must not repeat the old session's, or
+    # answers still queued for them are taken for the new requests' (measured: c/c and rs/c).
+    ag2.n = ag.n + 1000
     ok = ag2.connect(60) and ag2.ping(120)
     d.check("sr-agent", ok, "console agent of domain %d answers" % newid)
     if not ok:
