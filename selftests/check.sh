@@ -63,6 +63,10 @@ for pair in ${CHECK_PAIRS:-$pairs}; do
 	rs/c) step "ksft-$pair-domu" python3 selftests/rig/run.py ksft --front rs --back c --ksft-phases domu --tag domu ;;
 	c/rs) step "ksft-$pair-dom0" python3 selftests/rig/run.py ksft --front c --back rs --ksft-phases dom0 --tag dom0 ;;
 	esac
+	# What a user of the frontend tries (guest/scen_features.py): v4/v6, big pings, MTU 9000,
+	# offload toggles, max_queues, trusted=0, reload under traffic.
+	# (c/c validated the scenario, 34/34; CI time keeps it to the pairings with a Rust driver)
+	[ "$pair" = c/c ] || step "features-$pair" python3 selftests/rig/run.py features --front "${pair%/*}" --back "${pair#*/}"
 done
 # The Rust backend's user-visible features (guest/scen_back.py, about 2.5 min): ethtool -S and
 # module parameters with the C names, rate=, 2 and 4 queues, guest to guest with a second domU.

@@ -774,7 +774,7 @@ mod tests {
                 }
             }
         }
-        assert!(sent >= 12_500_000 - 65_535 && sent <= 12_500_000 + 625_000 + 65_535);
+        assert!((12_500_000 - 65_535..=12_500_000 + 625_000 + 65_535).contains(&sent));
         // Small windows: a 64 KiB packet still goes, after the credit has built up.
         let mut c = Credit::new(1_000, 1_000, 0);
         let mut now = 0;

@@ -6,9 +6,9 @@
 //! in a guest domain, negotiates with the backend through xenstore, shares one TX and one RX
 //! ring per queue and registers an Ethernet device.
 //!
-//! Differences from the C driver so far: TX data is always bounced into pages owned
-//! by the driver (what the C driver does only for an untrusted backend), so the backend never
-//! sees any other kernel memory (XSA-403 by construction).
+//! TX data is granted to the backend in place, read-only, one grant per 4 KiB piece of each
+//! packet; an untrusted backend (`trusted=0`, or the device's xenstore key `trusted` = 0) gets
+//! copies in pages of the driver instead, so that it never sees other kernel memory (XSA-403).
 
 #![forbid(unsafe_code)]
 
@@ -25,8 +25,12 @@ kernel::module_xenbus_frontend_driver! {
     alias: ["xen:vif"],
     params: {
         max_queues: u32 {
-            default: 8,
+            default: 0,
             description: "Maximum number of queues per virtual interface",
+        },
+        trusted: bool {
+            default: true,
+            description: "Is the backend trusted",
         },
     },
 }

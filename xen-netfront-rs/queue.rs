@@ -46,8 +46,10 @@ use kernel::{
         grant::{
             Access,
             Grant,
+            GrantedSkb,
             RefPool,
-            RingPages, //
+            RingPages,
+            SKB_MAX_GRANTS, //
         },
         netif::{
             self,
@@ -112,16 +114,31 @@ impl evtchn::Handler for Irq {
     }
 }
 
+/// What a TX id carries while its request is in flight.
+enum Slot {
+    /// Not in flight.
+    Free,
+    /// A copy of part of a packet, in a page of ours granted read-only (untrusted backend).
+    Bounce(Grant<Page>),
+    /// Grant `piece` of the packet `Tx::packets[pkt]`, whose own data is granted read-only.
+    Skb { pkt: u16, piece: u8 },
+}
+
 /// TX side of a queue.
 struct Tx {
     ring: TxFrontRing<RingPages>,
+    /// One reference per id: every id in flight holds exactly one.
     refs: RefPool,
     /// Ids not in flight.
     free_ids: KVec<u16>,
-    /// One bounce page per id, while the id is free.
-    pages: KVec<Option<Page>>,
-    /// The grant of each id in flight.
-    inflight: KVec<Option<Grant<Page>>>,
+    /// What each id carries.
+    slots: KVec<Slot>,
+    /// Packets sent without copying, kept (with their grants) until every request is answered.
+    packets: KVec<Option<GrantedSkb>>,
+    /// Indices of `packets` not in use.
+    free_pkts: KVec<u16>,
+    /// Bounce pages given back, reused before allocating.
+    spare: KVec<Page>,
 }
 
 /// A received packet being assembled across slots.
@@ -155,6 +172,9 @@ struct Rx {
 #[pin_data]
 pub(crate) struct Queue {
     domid: DomId,
+    /// Copy every TX packet into pages of ours instead of granting its memory: the backend is
+    /// not trusted with whatever else shares those pages (XSA-403).
+    bounce: bool,
     /// Index of the queue (netdev TX queue and `queue-N` in xenstore).
     index: u16,
     #[pin]
@@ -178,20 +198,23 @@ impl Queue {
     pub(crate) fn new(
         domid: DomId,
         index: u16,
+        bounce: bool,
         tx_ring: RingPages,
         rx_ring: RingPages,
     ) -> Result<impl PinInit<Self, Error>> {
         let tx_ring_refs = tx_ring.grefs()[0].0;
         let rx_ring_refs = rx_ring.grefs()[0].0;
         let mut free_ids = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
-        let mut pages = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
-        let mut inflight = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
+        let mut free_pkts = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
+        let mut slots = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
+        let mut packets = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
         for id in (0..TX_RING).rev() {
             free_ids.push(id as u16, GFP_KERNEL)?;
+            free_pkts.push(id as u16, GFP_KERNEL)?;
         }
         for _ in 0..TX_RING {
-            pages.push(Some(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?), GFP_KERNEL)?;
-            inflight.push(None, GFP_KERNEL)?;
+            slots.push(Slot::Free, GFP_KERNEL)?;
+            packets.push(None, GFP_KERNEL)?;
         }
         let mut bufs = KVec::with_capacity(RX_RING, GFP_KERNEL)?;
         for _ in 0..RX_RING {
@@ -201,8 +224,10 @@ impl Queue {
             ring: TxFrontRing::new(tx_ring)?,
             refs: RefPool::new(TX_RING as u16)?,
             free_ids,
-            pages,
-            inflight,
+            slots,
+            packets,
+            free_pkts,
+            spare: KVec::with_capacity(if bounce { TX_RING } else { 0 }, GFP_KERNEL)?,
         };
         let rx = Rx {
             ring: RxFrontRing::new(rx_ring)?,
@@ -213,6 +238,7 @@ impl Queue {
         };
         Ok(try_pin_init!(Self {
             domid,
+            bounce,
             index,
             tx <- new_spinlock_bh!(tx),
             rx <- new_spinlock_bh!(rx),
@@ -240,8 +266,7 @@ impl Queue {
     /// logs it, as is the final "Disabled for further use" (log monitoring relies on them).
     fn mark_broken(&self, dev: &Device, why: &str) {
         if self.broken.xchg(1, Full) == 0 {
-            pr_alert!("{:?}: {}\n", dev.name(), why);
-            pr_alert!("{:?}: Disabled for further use\n", dev.name());
+            pr_err!("{:?}: backend misbehaved: {}; Disabled for further use\n", dev.name(), why);
             dev.carrier_off();
         }
     }
@@ -304,9 +329,14 @@ impl Queue {
         }
     }
 
-    /// Transmits `skb`: bounces it into whole pages granted read-only, one request per page,
-    /// with a GSO extra after the first slot.
-    pub(crate) fn xmit(&self, dev: &Device, skb: SkBuff) -> Result<(), SkBuff> {
+    /// Transmits `skb` (`xennet_start_xmit`).
+    ///
+    /// With a trusted backend the packet's own memory is granted read-only, one request per
+    /// piece of a Xen page of the linear area and of each fragment, and the packet is kept until
+    /// every request is answered. With an untrusted backend (or a packet that cannot be granted
+    /// as it is) it is copied into whole pages of ours instead. The first request carries the
+    /// length of the packet and its checksum flags, followed by a GSO extra if any.
+    pub(crate) fn xmit(&self, dev: &Device, mut skb: SkBuff) -> Result<(), SkBuff> {
         let len = skb.len() as usize;
         if self.is_broken() || len == 0 || len > netif::MAX_TX_SIZE as usize {
             self.tx_stats.dropped.inc();
@@ -327,7 +357,28 @@ impl Queue {
         } else {
             None
         };
-        let data_slots = tx_data_slots(len);
+        // Zero copy unless the backend is untrusted, a fragment is not in a page, or the first
+        // piece is too short for the Ethernet header (netback drops such packets).
+        let mut zero_copy = !self.bounce;
+        let mut data_slots = tx_data_slots(len);
+        if zero_copy {
+            let mut layout = GrantedSkb::layout(&skb);
+            if layout.grants > SKB_MAX_GRANTS {
+                // "skb rides the rocket": too many pieces for the backend.
+                if skb.linearize().is_err() {
+                    self.tx_stats.dropped.inc();
+                    skb.drop_reason(DropReason::Nomem);
+                    return Ok(());
+                }
+                layout = GrantedSkb::layout(&skb);
+            }
+            zero_copy = layout.grantable
+                && layout.grants <= SKB_MAX_GRANTS
+                && layout.first_len >= skb::ETH_HLEN as usize;
+            if zero_copy {
+                data_slots = layout.grants;
+            }
+        }
         let needed = (data_slots + usize::from(gso.is_some())) as u32;
         let mut first_flags = TxFlags::from_checksum(match skb.ip_summed() {
             skb::Checksum::Partial => netif::Checksum::Partial,
@@ -341,54 +392,31 @@ impl Queue {
         let notify = {
             let mut guard = self.tx.lock();
             let tx = &mut *guard;
-            if tx.ring.free_requests() < needed || tx.free_ids.len() < data_slots {
+            if tx.ring.free_requests() < needed
+                || tx.free_ids.len() < data_slots
+                || tx.free_pkts.is_empty()
+            {
                 if let Some(q) = dev.tx_queue(u32::from(self.index)) {
                     q.stop();
                 }
                 return Err(skb);
             }
-            for i in 0..data_slots {
-                let Some(id) = tx.free_ids.pop() else {
-                    break;
-                };
-                let Some(mut page) = tx.pages[usize::from(id)].take() else {
-                    // Cannot happen: free ids keep their page.
-                    break;
-                };
-                let piece = tx_piece(len, i);
-                if skb
-                    .copy_to_page((i * PAGE_SIZE) as u32, &mut page, 0, piece)
-                    .is_err()
-                {
-                    // Keep the protocol consistent: send what we have; the packet is garbage
-                    // only if the skb lied about its length, which it does not.
-                }
-                let gref = match tx.refs.claim() {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tx.pages[usize::from(id)] = Some(page);
-                        tx.free_ids.push(id, GFP_ATOMIC).ok();
-                        break;
+            let sent = if zero_copy {
+                Self::push_granted(tx, self.domid, skb, len, first_flags, gso)
+            } else {
+                Self::push_bounced(tx, self.domid, skb, len, data_slots, first_flags, gso)
+            };
+            match sent {
+                Ok(()) => {}
+                Err(Some(skb)) => {
+                    if let Some(q) = dev.tx_queue(u32::from(self.index)) {
+                        q.stop();
                     }
-                };
-                let grant = Grant::new(gref, self.domid, page, Access::ReadOnly);
-                let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
-                if i + 1 < data_slots {
-                    flags |= TxFlag::MoreData;
+                    return Err(skb);
                 }
-                let req = TxRequest {
-                    gref: grant.gref().0,
-                    offset: 0,
-                    flags,
-                    id,
-                    size: if i == 0 { len as u16 } else { piece as u16 },
-                };
-                tx.inflight[usize::from(id)] = Some(grant);
-                let _ = tx.ring.push_request(req.into());
-                if i == 0 {
-                    if let Some(g) = gso {
-                        let _ = tx.ring.push_request(ExtraInfo::new(Extra::Gso(g)).into());
-                    }
+                Err(None) => {
+                    self.tx_stats.dropped.inc();
+                    return Ok(());
                 }
             }
             let notify = tx.ring.push_requests_and_check_notify();
@@ -404,22 +432,164 @@ impl Queue {
             self.notify();
         }
         self.tx_stats.packet(len as u32);
-        skb.consume();
         Ok(())
     }
 
-    /// Reaps TX responses: ends each grant and frees its id.
+    /// Queues the requests of `skb`, granting its own memory. The caller checked that enough
+    /// ids, ring slots and a packet entry are free. On failure, gives the packet back if it may
+    /// be retried, or drops it.
+    fn push_granted(
+        tx: &mut Tx,
+        domid: DomId,
+        skb: SkBuff,
+        len: usize,
+        first_flags: TxFlags,
+        gso: Option<netif::Gso>,
+    ) -> Result<(), Option<SkBuff>> {
+        let Some(pkt) = tx.free_pkts.pop() else {
+            return Err(Some(skb));
+        };
+        let granted = match GrantedSkb::new(skb, domid, &mut tx.refs) {
+            Ok(g) => g,
+            Err((skb, e)) => {
+                let _ = tx.free_pkts.push(pkt, GFP_ATOMIC);
+                if e == ENOSPC {
+                    return Err(Some(skb));
+                }
+                skb.drop_reason(DropReason::NotSpecified);
+                return Err(None);
+            }
+        };
+        let pieces = granted.grants();
+        for (i, piece) in pieces.iter().enumerate() {
+            // Cannot fail: the caller checked there are enough free ids.
+            let Some(id) = tx.free_ids.pop() else {
+                break;
+            };
+            tx.slots[usize::from(id)] = Slot::Skb {
+                pkt,
+                piece: i as u8,
+            };
+            let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
+            if i + 1 < pieces.len() {
+                flags = flags | TxFlags::from(TxFlag::MoreData);
+            }
+            let req = TxRequest {
+                gref: piece.gref.0,
+                offset: piece.offset,
+                flags,
+                id,
+                // The first request has the length of the packet.
+                size: if i == 0 { len as u16 } else { piece.len },
+            };
+            let _ = tx.ring.push_request(req.into());
+            if i == 0 {
+                if let Some(g) = gso {
+                    let _ = tx.ring.push_request(ExtraInfo::new(Extra::Gso(g)).into());
+                }
+            }
+        }
+        tx.packets[usize::from(pkt)] = Some(granted);
+        Ok(())
+    }
+
+    /// Queues the requests of `skb` copied into whole pages of ours (`bounce_skb`), one per
+    /// page, and frees the packet. The caller checked that enough ids and ring slots are free.
+    fn push_bounced(
+        tx: &mut Tx,
+        domid: DomId,
+        skb: SkBuff,
+        len: usize,
+        data_slots: usize,
+        first_flags: TxFlags,
+        gso: Option<netif::Gso>,
+    ) -> Result<(), Option<SkBuff>> {
+        if data_slots > netif::NR_SLOTS_MIN as usize {
+            skb.drop_reason(DropReason::NotSpecified);
+            return Err(None);
+        }
+        // Get every page and copy first, so that nothing is queued unless all of it can be.
+        let mut pages: [Option<Page>; netif::NR_SLOTS_MIN as usize] =
+            [const { None }; netif::NR_SLOTS_MIN as usize];
+        for (i, slot) in pages.iter_mut().take(data_slots).enumerate() {
+            let page = match tx.spare.pop() {
+                Some(p) => p,
+                None => match Page::alloc_page(GFP_ATOMIC | __GFP_ZERO) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        for p in pages.iter_mut().filter_map(Option::take) {
+                            let _ = tx.spare.push(p, GFP_ATOMIC);
+                        }
+                        skb.drop_reason(DropReason::Nomem);
+                        return Err(None);
+                    }
+                },
+            };
+            let mut page = page;
+            // Nothing but the packet in the page, even a reused one (XSA-403).
+            if skb
+                .copy_to_page_zero_rest((i * PAGE_SIZE) as u32, &mut page, tx_piece(len, i))
+                .is_err()
+            {
+                let _ = tx.spare.push(page, GFP_ATOMIC);
+                for p in pages.iter_mut().filter_map(Option::take) {
+                    let _ = tx.spare.push(p, GFP_ATOMIC);
+                }
+                skb.drop_reason(DropReason::NotSpecified);
+                return Err(None);
+            }
+            *slot = Some(page);
+        }
+        skb.consume();
+        for (i, page) in pages.iter_mut().take(data_slots).enumerate() {
+            let (Some(page), Some(id)) = (page.take(), tx.free_ids.pop()) else {
+                break;
+            };
+            let gref = match tx.refs.claim() {
+                Ok(r) => r,
+                Err(_) => {
+                    // Cannot happen: every free id has its reference in the pool.
+                    let _ = tx.free_ids.push(id, GFP_ATOMIC);
+                    let _ = tx.spare.push(page, GFP_ATOMIC);
+                    break;
+                }
+            };
+            let grant = Grant::new(gref, domid, page, Access::ReadOnly);
+            let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
+            if i + 1 < data_slots {
+                flags = flags | TxFlags::from(TxFlag::MoreData);
+            }
+            let req = TxRequest {
+                gref: grant.gref().0,
+                offset: 0,
+                flags,
+                id,
+                size: if i == 0 { len as u16 } else { tx_piece(len, i) as u16 },
+            };
+            tx.slots[usize::from(id)] = Slot::Bounce(grant);
+            let _ = tx.ring.push_request(req.into());
+            if i == 0 {
+                if let Some(g) = gso {
+                    let _ = tx.ring.push_request(ExtraInfo::new(Extra::Gso(g)).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaps TX responses (`xennet_tx_buf_gc`): checks each id, ends its grant, frees the id,
+    /// and frees a packet once all its requests are answered.
     fn tx_gc(&self, dev: &Device) -> bool {
         let mut work = false;
         let mut bad: Option<&str> = None;
         {
             let mut guard = self.tx.lock();
             let tx = &mut *guard;
-            loop {
+            'outer: loop {
                 let responses = match tx.ring.responses() {
                     Ok(r) => r,
                     Err(_) => {
-                        bad = Some("Illegal number of responses");
+                        bad = Some("TX: Illegal number of responses");
                         break;
                     }
                 };
@@ -431,36 +601,56 @@ impl Queue {
                         _ => self.tx_stats.errors.inc(),
                     }
                     let id = usize::from(rsp.id);
-                    let Some(slot) = tx.inflight.get_mut(id) else {
-                        bad = Some("Response has incorrect id");
-                        break;
+                    let Some(slot) = tx.slots.get_mut(id) else {
+                        bad = Some("TX: Response has incorrect id");
+                        break 'outer;
                     };
-                    let Some(grant) = slot.take() else {
-                        bad = Some("Response for inactive request");
-                        break;
-                    };
-                    match grant.end() {
-                        Ok((gref, page)) => {
-                            tx.refs.release(gref);
-                            tx.pages[id] = Some(page);
-                            let _ = tx.free_ids.push(rsp.id, GFP_ATOMIC);
+                    match core::mem::replace(slot, Slot::Free) {
+                        Slot::Free => {
+                            bad = Some("TX: Response for inactive request");
+                            break 'outer;
                         }
-                        Err(grant) => {
-                            // Still mapped by the backend: the page stays out of reuse.
-                            drop(grant);
-                            bad = Some("Grant still in use by backend domain");
-                            break;
+                        Slot::Bounce(grant) => match grant.end() {
+                            Ok((gref, page)) => {
+                                tx.refs.release(gref);
+                                if tx.spare.len() < TX_RING {
+                                    let _ = tx.spare.push(page, GFP_ATOMIC);
+                                }
+                            }
+                            Err(grant) => {
+                                // Still mapped by the backend: the page stays out of reuse.
+                                drop(grant);
+                                bad = Some("TX: Grant still in use by backend domain");
+                                break 'outer;
+                            }
+                        },
+                        Slot::Skb { pkt, piece } => {
+                            let pkt = usize::from(pkt);
+                            let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut)
+                            else {
+                                bad = Some("TX: Response for inactive request (no packet)");
+                                break 'outer;
+                            };
+                            if granted.end(usize::from(piece), &mut tx.refs).is_err() {
+                                // Still mapped: the packet is leaked when the queue goes away.
+                                bad = Some("TX: Grant still in use by backend domain");
+                                break 'outer;
+                            }
+                            if granted.is_done() {
+                                if let Some(Ok(skb)) = tx.packets[pkt].take().map(GrantedSkb::into_skb) {
+                                    skb.consume();
+                                }
+                                let _ = tx.free_pkts.push(pkt as u16, GFP_ATOMIC);
+                            }
                         }
                     }
-                }
-                if bad.is_some() {
-                    break;
+                    let _ = tx.free_ids.push(rsp.id, GFP_ATOMIC);
                 }
                 match tx.ring.final_check_for_responses() {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(_) => {
-                        bad = Some("Illegal number of responses");
+                        bad = Some("TX: Illegal number of responses");
                         break;
                     }
                 }
@@ -494,7 +684,7 @@ impl Queue {
                 let responses = match rx.ring.responses() {
                     Ok(r) => r,
                     Err(_) => {
-                        bad = Some("Illegal number of responses");
+                        bad = Some("RX: Illegal number of responses");
                         break;
                     }
                 };
@@ -516,7 +706,7 @@ impl Queue {
                         }
                         Err(grant) => {
                             drop(grant);
-                            bad = Some("Grant still in use by backend domain");
+                            bad = Some("RX: Grant still in use by backend domain");
                             break 'outer;
                         }
                     };

@@ -64,11 +64,20 @@ const MAX_MTU: u32 = 65535;
 /// (`XEN_NETIF_MAX_TX_SIZE - MAX_TCP_HEADER` in C; 512 bytes covers `MAX_TCP_HEADER`).
 const TSO_MAX_SIZE: u32 = 0xffff - 512;
 
-/// The `max_queues` module parameter, bounded as in C (`min(8, CPUs)` by default; here the
-/// number of possible CPUs bounds it).
+/// Default number of queues when `max_queues` is 0 (`MAX_QUEUES_DEFAULT`).
+const MAX_QUEUES_DEFAULT: u32 = 8;
+
+/// Bound on an explicit `max_queues` (the C driver has none; a netdev with thousands of queues
+/// would only fail to allocate).
+const MAX_QUEUES_LIMIT: u32 = 256;
+
+/// The `max_queues` module parameter as in C: 0 (the default) means `min(8, CPUs)`; any other
+/// value is used as given (the backend's `multi-queue-max-queues` bounds it further).
 fn max_queues() -> u32 {
-    let param = crate::module_parameters::max_queues.value();
-    param.clamp(1, kernel::cpu::nr_cpu_ids().max(1))
+    match crate::module_parameters::max_queues.value() {
+        0 => MAX_QUEUES_DEFAULT.min(kernel::cpu::nr_cpu_ids()).max(1),
+        n => n.min(MAX_QUEUES_LIMIT),
+    }
 }
 
 /// Connection state of one device, changed in process context only.
@@ -167,6 +176,13 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     }
 
     let domid = dev.otherend_id();
+    // XSA-403: an untrusted backend gets copies of the TX data in pages of ours, never the
+    // pages the packets live in (the `trusted` parameter, or this device's `trusted` key).
+    let bounce = !crate::module_parameters::trusted.value()
+        || xenstore::read_uint_or::<u32>(dev.nodename(), c"trusted", 1).map_or(true, |v| v == 0);
+    if bounce {
+        dev_info!(dev, "bouncing all TX data: backend not trusted\n");
+    }
     let be_max = xenstore::read_uint_or::<u32>(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES, 1)?;
     let num_queues = max_queues().min(be_max).clamp(1, ndev.num_tx_queues());
     {
@@ -181,7 +197,7 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         let tx_ring = RingPages::setup(dev, 1)?;
         let rx_ring = RingPages::setup(dev, 1)?;
         let queue = Arc::pin_init(
-            Napi::new(ndev, Queue::new(domid, index as u16, tx_ring, rx_ring)?),
+            Napi::new(ndev, Queue::new(domid, index as u16, bounce, tx_ring, rx_ring)?),
             GFP_KERNEL,
         )?;
         let port = UnboundPort::alloc(dev)?;

@@ -37,6 +37,13 @@ NET_REQUIRED = ["frontend-load", "link-up", "ping-dom0-to-domu", "ping-domu-to-d
 # the PV MMU census (issue 6, guest/pvmmu.py) runs in boot, run and basic
 PVMMU_REQUIRED = ["pvmmu-xen-info", "pvmmu-dom0-census", "pvmmu-domu-census",
                   "pvmmu-dom0-no-kernel-global", "pvmmu-domu-no-kernel-global"]
+FEATURES_REQUIRED = [
+    "ft-ping-v4-dom0-to-domu", "ft-ping-v4-domu-to-dom0", "ft-ping-v6-dom0-to-domu", "ft-ping-v6-domu-to-dom0",
+    "ft-iperf-v6-tx", "ft-ping-65000-dom0-to-domu", "ft-ping-65000-domu-to-dom0", "ft-mtu-9000",
+    "ft-ping-9000-dom0-to-domu", "ft-ping-9000-domu-to-dom0", "ft-offloads-off", "ft-traffic-offloads-off",
+    "ft-offloads-on", "ft-traffic-offloads-on", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
+    "ft-traffic-max-queues-4", "ft-trusted-0-reload", "ft-trusted-0", "ft-trusted-key-0-reload", "ft-trusted-key-0",
+    "ft-reload-under-traffic", "ft-traffic-after-reload", "ft-final-ping-dom0-to-domu"]
 SCENARIOS = {
     "boot": {"timeout": 600, "required": COMMON_REQUIRED + PVMMU_REQUIRED},
     "run": {"timeout": 900, "required": COMMON_REQUIRED + PVMMU_REQUIRED + NET_REQUIRED},
@@ -44,6 +51,11 @@ SCENARIOS = {
         "front-unload", "front-reload", "front-reconnect", "ping-after-front-reload",
         "back-reload", "back-reattach", "ping-after-back-reload",
         "final-ping-dom0-to-domu", "final-ping-domu-to-dom0"]},
+    # what a user of the frontend tries (guest/scen_features.py), for any driver pairing
+    "features": {"timeout": 1500, "required": COMMON_REQUIRED + ["frontend-load", "link-up"] + FEATURES_REQUIRED},
+    "save-restore": {"timeout": 1500, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "sr-ping-before", "sr-save",
+                                                                       "sr-restore", "sr-agent", "sr-reconnect",
+                                                                       "sr-traffic-after-restore"]},
     "fpstress": {"timeout": 900, "required": COMMON_REQUIRED + ["fpstress-dom0", "fpstress-domu", "fpstress-dom0-concurrent"]},
     # hostile peers (selftests/hostile/netpeer.py, guest/scen_hostile.py). "expected": log lines that
     # the misbehaving peer provokes on purpose (not crashes); listed as known issues, not counted.
@@ -115,7 +127,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "scen_back.py", "pvmmu.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "scen_back.py", "scen_features.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     if conf["scenario"] == "ksft":   # the kselftests, built on the host (cached), and the C reference
         shutil.copy(os.path.join(HERE, "guest", "scen_ksft.py"), st)

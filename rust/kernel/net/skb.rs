@@ -332,6 +332,30 @@ impl SkBuffRef {
         to_result(ret)
     }
 
+    /// Copies `len` bytes of packet data starting at `offset` to the start of `page`, and zeroes
+    /// the rest of the page.
+    ///
+    /// For bouncing data into a page that is then shared with another domain (XSA-403): the page
+    /// holds the packet data and nothing else, even when it is reused. Fails with `EINVAL` if
+    /// `len` exceeds the page or the range is not within the packet (the page is zeroed then).
+    pub fn copy_to_page_zero_rest(&self, offset: u32, page: &mut Page, len: usize) -> Result {
+        let copied = if len > PAGE_SIZE {
+            Err(EINVAL)
+        } else {
+            self.copy_to_page(offset, page, 0, len)
+        };
+        let start = if copied.is_ok() { len } else { 0 };
+        // SAFETY: `page` is a valid page we have exclusive access to (`&mut`); the mapping is
+        // released below before the borrow ends.
+        let vaddr = unsafe { bindings::kmap_local_page(page.as_ptr()) };
+        // SAFETY: `vaddr + start .. vaddr + PAGE_SIZE` is within the mapped page (`start <=
+        // PAGE_SIZE`), which nobody else accesses.
+        unsafe { core::ptr::write_bytes(vaddr.cast::<u8>().add(start), 0, PAGE_SIZE - start) };
+        // SAFETY: `vaddr` was returned by `kmap_local_page()` above and is unmapped once.
+        unsafe { bindings::kunmap_local(vaddr) };
+        copied
+    }
+
     /// Returns the page fragments.
     pub fn frags(&self) -> &[Frag] {
         let shinfo = self.shinfo();
@@ -1099,6 +1123,29 @@ mod tests {
         assert_eq!(off, addr % PAGE_SIZE);
         assert!(skb.data_page(5).is_none());
         skb.consume();
+        Ok(())
+    }
+
+    #[test]
+    fn bounce_copy_zeroes_the_rest() -> Result {
+        let mut full = SkBuff::alloc(PAGE_SIZE as u32, GFP_KERNEL)?;
+        full.put_data(&[0xffu8; PAGE_SIZE])?;
+        let mut page = Page::alloc_page(GFP_KERNEL)?;
+        full.copy_to_page(0, &mut page, 0, PAGE_SIZE)?;
+        let mut skb = SkBuff::alloc(128, GFP_KERNEL)?;
+        skb.put_data(&[0x11u8; 100])?;
+        skb.copy_to_page_zero_rest(10, &mut page, 90)?;
+        let mut back = KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?;
+        // SAFETY: `back` is valid for writes of `PAGE_SIZE` bytes; nobody else uses `page`.
+        unsafe { page.read_raw(back.as_mut_ptr(), 0, PAGE_SIZE)? };
+        assert!(back[..90].iter().all(|&b| b == 0x11));
+        assert!(back[90..].iter().all(|&b| b == 0));
+        // Out of range: refused, and the page holds nothing at all.
+        assert!(skb.copy_to_page_zero_rest(50, &mut page, 90).is_err());
+        assert_eq!(skb.copy_to_page_zero_rest(0, &mut page, PAGE_SIZE + 1), Err(EINVAL));
+        // SAFETY: As above.
+        unsafe { page.read_raw(back.as_mut_ptr(), 0, PAGE_SIZE)? };
+        assert!(back.iter().all(|&b| b == 0));
         Ok(())
     }
 

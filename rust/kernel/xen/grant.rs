@@ -348,6 +348,289 @@ impl<M: Grantable> Drop for Grant<M> {
     }
 }
 
+/// The most grants one [`GrantedSkb`] takes: a 64 KiB packet spread over 17 Xen pages, plus one
+/// for a linear area that starts late in its page (`MAX_XEN_SKB_FRAGS + 1` of the C netfront,
+/// and the most slots a netback accepts for one packet).
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+pub const SKB_MAX_GRANTS: usize = 18;
+
+/// One grant of a [`GrantedSkb`]: `len` bytes at `offset` in the Xen page granted by `gref`.
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbGrant {
+    /// The reference to put into the request.
+    pub gref: GrantRef,
+    /// Offset of the data in the granted page.
+    pub offset: u16,
+    /// Length of the data, at most to the end of the page.
+    pub len: u16,
+}
+
+/// How a socket buffer would be granted by [`GrantedSkb::new`], as returned by
+/// [`GrantedSkb::layout`].
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbLayout {
+    /// Number of grants (`xennet_count_skb_slots()`): one per piece of a Xen page of the linear
+    /// area and of each fragment.
+    pub grants: usize,
+    /// Length of the first piece (the start of the linear area up to the end of its page).
+    pub first_len: usize,
+    /// Whether every fragment is in a page (not device memory, `net_iov`), so it can be granted.
+    pub grantable: bool,
+}
+
+/// A socket buffer whose data is granted read-only to another domain, one grant per piece of a
+/// Xen page (the zero-copy transmit path of a frontend: `xennet_make_txreqs()`).
+///
+/// The grants are of the socket buffer's own memory: the linear area (which may be `kmalloc()`
+/// memory sharing its page with other objects; only an untrusted peer makes that a concern, see
+/// XSA-403, and such a peer gets copies instead) and the pages of the fragments. The value owns the
+/// buffer, so that memory stays allocated, and is not handed back to the network stack, until
+/// every grant has ended:
+///
+/// - [`GrantedSkb::end`] ends one grant, once the other domain has answered the request that
+///   carried it, and puts the reference back into the pool; it fails if the other domain still
+///   maps the page;
+/// - [`GrantedSkb::into_skb`] gives the buffer back once all grants have ended;
+/// - dropping the value ends the remaining grants; if the other domain still maps any of them, the
+///   buffer is leaked (never freed, so the memory is never reused) together with those references,
+///   as a peer that does so is broken. No page reference is taken: `get_page()` is refused for the
+///   slab pages a linear area may live in.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::skb::SkBuff;
+/// use kernel::xen::grant::GrantedSkb;
+///
+/// let mut skb = SkBuff::alloc(200, GFP_KERNEL)?;
+/// skb.put_data(&[0u8; 100])?;
+/// let layout = GrantedSkb::layout(&skb);
+/// assert!(layout.grantable);
+/// assert!(layout.grants == 1 || layout.grants == 2);
+/// assert!(layout.first_len <= 100);
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Invariants
+///
+/// - For every `i < count` whose bit is set in `live`, `grants[i].gref` is a reference owned by
+///   `self` whose entry grants `domid` read-only access to the frame holding bytes
+///   `grants[i].offset..+len` of the data of `skb`; references of pieces whose bit is clear were
+///   given back.
+/// - `count <= SKB_MAX_GRANTS` and `live` has no bit at or above `count`.
+/// - `skb` is owned and initialised; its data is not modified through `self`.
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+pub struct GrantedSkb {
+    skb: ManuallyDrop<crate::net::skb::SkBuff>,
+    domid: DomId,
+    grants: [SkbGrant; SKB_MAX_GRANTS],
+    count: u8,
+    live: u32,
+}
+
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+impl GrantedSkb {
+    /// Returns how [`GrantedSkb::new`] would grant `skb`.
+    pub fn layout(skb: &crate::net::skb::SkBuffRef) -> SkbLayout {
+        let data = skb.data();
+        let head_offset = data.as_ptr() as usize % PAGE_SIZE;
+        let mut grants = count_grants(head_offset, data.len());
+        let mut grantable = true;
+        for frag in skb.frags() {
+            grants += count_grants(frag.offset() as usize, frag.size() as usize);
+            grantable &= frag.page().is_some();
+        }
+        SkbLayout {
+            grants,
+            first_len: data.len().min(PAGE_SIZE - head_offset),
+            grantable,
+        }
+    }
+
+    /// Grants the data of `skb` read-only to `domid`, with references from `pool`.
+    ///
+    /// Gives the buffer back with [`EMSGSIZE`] if it needs more than [`SKB_MAX_GRANTS`] grants
+    /// (linearise it first), [`EOPNOTSUPP`] if a fragment is not in a page, [`ENOSPC`] if the pool
+    /// has too few references.
+    pub fn new(
+        skb: crate::net::skb::SkBuff,
+        domid: DomId,
+        pool: &mut RefPool,
+    ) -> core::result::Result<Self, (crate::net::skb::SkBuff, Error)> {
+        let layout = Self::layout(&skb);
+        if !layout.grantable {
+            return Err((skb, EOPNOTSUPP));
+        }
+        if layout.grants > SKB_MAX_GRANTS {
+            return Err((skb, EMSGSIZE));
+        }
+        // Claim every reference first, so that nothing is granted unless all can be.
+        let mut refs: [Option<UnusedRef>; SKB_MAX_GRANTS] = [const { None }; SKB_MAX_GRANTS];
+        for slot in refs.iter_mut().take(layout.grants) {
+            match pool.claim() {
+                Ok(r) => *slot = Some(r),
+                Err(e) => {
+                    for r in refs.iter_mut().filter_map(Option::take) {
+                        pool.release(r);
+                    }
+                    return Err((skb, e));
+                }
+            }
+        }
+        let mut this = Self {
+            skb: ManuallyDrop::new(skb),
+            domid,
+            grants: [SkbGrant {
+                gref: GrantRef::INVALID,
+                offset: 0,
+                len: 0,
+            }; SKB_MAX_GRANTS],
+            count: 0,
+            live: 0,
+        };
+        let mut refs = refs.into_iter().flatten();
+        let Self {
+            skb,
+            grants,
+            count,
+            live,
+            ..
+        } = &mut this;
+        let mut grant = |gfn: Gfn, offset: usize, len: usize| {
+            let i = usize::from(*count);
+            let Some(gref) = refs.next() else {
+                // Cannot happen: `layout.grants` references were claimed for as many pieces.
+                return;
+            };
+            let gref = gref.into_raw();
+            // SAFETY: `gref` is owned and grants no access (type invariant of `UnusedRef`); the
+            // frame holds data of the socket buffer, which stays allocated while `this` owns it.
+            unsafe {
+                bindings::gnttab_grant_foreign_access_ref(gref, domid.0, gfn.0 as c_ulong, 1)
+            };
+            // INVARIANT: Piece `i` is granted read-only and marked live; at most
+            // `layout.grants <= SKB_MAX_GRANTS` pieces are made.
+            grants[i] = SkbGrant {
+                gref: GrantRef(gref),
+                offset: offset as u16,
+                len: len as u16,
+            };
+            *count += 1;
+            *live |= 1 << i;
+        };
+
+        let data = skb.data();
+        let base = data.as_ptr();
+        let mut pos = 0;
+        for chunk in chunks(base as usize % PAGE_SIZE, data.len()) {
+            // SAFETY: `pos < data.len()`, so the address is in the linear area, which is in the
+            // kernel's linear mapping.
+            let gfn = unsafe { bindings::virt_to_gfn(base.add(pos).cast()) };
+            grant(Gfn(gfn as u64), chunk.offset, chunk.len);
+            pos += chunk.len;
+        }
+        for frag in skb.frags() {
+            let Some(page) = frag.page() else {
+                continue;
+            };
+            let first = frag.offset() as usize / PAGE_SIZE;
+            for chunk in chunks(frag.offset() as usize, frag.size() as usize) {
+                // SAFETY: A fragment lies within its (possibly compound) page, whose `struct page`s
+                // are contiguous; `first + chunk.page` is the page holding this piece.
+                let gfn = unsafe { bindings::xen_page_to_gfn(page.as_ptr().add(first + chunk.page)) };
+                grant(Gfn(gfn as u64), chunk.offset, chunk.len);
+            }
+        }
+        Ok(this)
+    }
+
+    /// Returns the grants, in the order of the data: the linear area, then each fragment.
+    pub fn grants(&self) -> &[SkbGrant] {
+        &self.grants[..usize::from(self.count)]
+    }
+
+    /// Returns the socket buffer.
+    pub fn skb(&self) -> &crate::net::skb::SkBuffRef {
+        &self.skb
+    }
+
+    /// Returns the domain the data is granted to.
+    pub fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    /// Returns whether grant `index` has not ended yet.
+    pub fn is_live(&self, index: usize) -> bool {
+        index < usize::from(self.count) && self.live & (1 << index) != 0
+    }
+
+    /// Returns whether every grant has ended.
+    pub fn is_done(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Ends grant `index` (`gnttab_end_foreign_access_ref()`) and puts its reference back into
+    /// `pool`.
+    ///
+    /// Fails with [`EINVAL`] if there is no such grant or it has already ended, and with
+    /// [`EBUSY`] if the other domain still maps the page (the grant stays live: the peer is
+    /// broken, stop using it).
+    pub fn end(&mut self, index: usize, pool: &mut RefPool) -> Result {
+        if !self.is_live(index) {
+            return Err(EINVAL);
+        }
+        let gref = self.grants[index].gref.0;
+        // SAFETY: By the type invariants, a live piece's reference is owned and grants access.
+        if unsafe { bindings::gnttab_end_foreign_access_ref(gref) } == 0 {
+            return Err(EBUSY);
+        }
+        // INVARIANT: The access has ended; the reference is handed back and the piece is no
+        // longer live.
+        self.live &= !(1 << index);
+        pool.release(UnusedRef(gref));
+        Ok(())
+    }
+
+    /// Gives the socket buffer back once every grant has ended; returns `self` otherwise.
+    pub fn into_skb(self) -> core::result::Result<crate::net::skb::SkBuff, Self> {
+        if self.live != 0 {
+            return Err(self);
+        }
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this.skb` is initialised and never used again: `this` is not dropped.
+        Ok(unsafe { ManuallyDrop::take(&mut this.skb) })
+    }
+}
+
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+impl Drop for GrantedSkb {
+    fn drop(&mut self) {
+        let mut still_mapped = false;
+        for i in 0..usize::from(self.count) {
+            if self.live & (1 << i) == 0 {
+                continue;
+            }
+            // SAFETY: By the type invariants, a live piece's reference is owned and grants
+            // access. On success the reference is freed.
+            if unsafe { bindings::gnttab_try_end_foreign_access(self.grants[i].gref.0) } != 0 {
+                self.live &= !(1 << i);
+            } else {
+                // The reference stays granted, and is never reused.
+                still_mapped = true;
+            }
+        }
+        if still_mapped {
+            // The other domain may still read the data: the buffer is never freed.
+            pr_warn!("xen: grant still in use by domain {}: leaking a socket buffer\n", self.domid.0);
+            return;
+        }
+        // SAFETY: `self.skb` is initialised and not used after this.
+        unsafe { ManuallyDrop::drop(&mut self.skb) };
+    }
+}
+
 /// A piece of a buffer that lies within one Xen page, as returned by [`chunks`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Chunk {
@@ -1015,6 +1298,35 @@ mod tests {
             batch.copy_from_peer(DomId(1), GrantRef(1), 0, crossing),
             Err(EINVAL)
         );
+        Ok(())
+    }
+
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    #[test]
+    fn skb_layout() -> Result {
+        use crate::net::skb::SkBuff;
+
+        let mut skb = SkBuff::alloc(200, GFP_KERNEL)?;
+        skb.put_data(&[0u8; 100])?;
+        let head_offset = skb.data().as_ptr() as usize % PAGE_SIZE;
+        let head = count_grants(head_offset, 100);
+        let layout = GrantedSkb::layout(&skb);
+        assert_eq!(layout.grants, head);
+        assert_eq!(layout.first_len, 100.min(PAGE_SIZE - head_offset));
+        assert!(layout.grantable);
+
+        // One piece per fragment within a page; one more for a fragment crossing none.
+        skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 100, 3996, PAGE_SIZE as u32)?;
+        skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 4000, 96, PAGE_SIZE as u32)?;
+        skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, PAGE_SIZE as u32, PAGE_SIZE as u32)?;
+        let layout = GrantedSkb::layout(&skb);
+        assert_eq!(layout.grants, head + 3);
+        assert!(layout.grantable);
+        assert!(layout.grants <= SKB_MAX_GRANTS);
+
+        // An empty linear area gives a first piece too short for an Ethernet header.
+        let skb = SkBuff::alloc(64, GFP_KERNEL)?;
+        assert_eq!(GrantedSkb::layout(&skb).first_len, 0);
         Ok(())
     }
 

@@ -534,6 +534,11 @@ def scenario():
         import scen_back
         scen_back.run(sys.modules[__name__], ag, domid, ifn, vif)
         return
+    if SCEN in ("features", "save-restore"):   # selftests/rig/guest/scen_features.py
+        import scen_features
+        (scen_features.run if SCEN == "features" else scen_features.run_save_restore)(
+            sys.modules[__name__], ag, domid, ifn, vif)
+        return
     if ifn and vif:
         # first packets may wait for ARP / bridge learning: allow a warm-up
         wait_for(lambda: sh("ping -c 1 -W 1 %s" % DOMU_IP, 10, True)[0] == 0, 30, 1)

@@ -1,0 +1,286 @@
+"""Rig scenario `features` (run in dom0 by dom0.py, with its helpers as `d`).
+
+What a user of the frontend would try (issue 4's list, as far as the rig can do it), for any
+driver pairing: every check asserts what the user sees (ping answers, iperf3 bytes, `ethtool -k`,
+xenstore keys), never a driver's internals.
+
+  ft-ping-v4-*          10 pings each way
+  ft-ping-v6-*          ULA addresses (fd00::1 dom0 bridge, fd00::2 domU), 5 pings each way
+  ft-iperf-v6-tx        3 s TCP over IPv6 from the domU (TSO6 path)
+  ft-ping-65000-*       65000-byte pings (45 IP fragments each) both ways
+  ft-mtu-9000           MTU 9000 on the domU netdev, the vif and the bridge, accepted by each
+  ft-ping-9000-*        unfragmented 9000-byte frames (ping -M do -s 8972) both ways
+  ft-offloads-off       ethtool -K <if> tso off sg off tx off: ethtool -k reports them off
+  ft-traffic-offloads-off   ping + 3 s iperf3 TX with them off
+  ft-offloads-on        back on: ethtool -k reports the state from before
+  ft-traffic-offloads-on
+  ft-max-queues-1/-4    frontend reloaded with max_queues=N: xenstore multi-queue-num-queues (when
+                        the backend offers multi-queue) = min(N, backend's multi-queue-max-queues),
+                        queue-<i> directories, the domU's netdev has that many TX queues; traffic
+  ft-trusted-0          frontend reloaded with trusted=0 (bounce every TX packet): traffic,
+                        including 65000-byte pings
+  ft-trusted-key-0      default parameters, but the device's xenstore key trusted=0: traffic
+  ft-reload-under-traffic   unbind + unload + load while dom0 pings the domU and the domU runs
+                        iperf3: the device comes back and carries traffic
+"""
+import os, re, subprocess, time
+
+DOM0_IP6, DOMU_IP6 = "fd00::1", "fd00::2"
+
+
+def run(d, ag, domid, ifn, vif):
+    if not (ifn and vif):
+        d.check("ft-setup", False, "no link: domU netdev=%s, dom0 vif=%s" % (ifn, vif))
+        return
+    fdir = "/local/domain/%d/device/vif/0" % domid
+    bdir = "/local/domain/0/backend/vif/%d/0" % domid
+    srv = subprocess.Popen(["iperf3", "-s"], stdout=open(os.path.join(d.OUT, "iperf3-server.log"), "w"),
+                           stderr=subprocess.STDOUT)
+    # a second server for the background load of the reload step (its client may be left hanging)
+    srv2 = subprocess.Popen(["iperf3", "-s", "-p", "5202"], stdout=open(os.path.join(d.OUT, "iperf3-server2.log"), "w"),
+                            stderr=subprocess.STDOUT)
+    time.sleep(1)
+    try:
+        state = {"ifn": ifn, "vif": vif}
+        steps(d, ag, domid, fdir, bdir, state)
+    finally:
+        for p in (srv, srv2):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def warm(d, ag):
+    """First packets after a (re)connect may wait for ARP and bridge learning."""
+    d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 30, 1)
+
+
+def traffic(d, ag, name, iperf_secs=3, big=False):
+    """Ping both ways (and 65000-byte pings if big) and a short iperf3 TX; one check."""
+    res = []
+    ok = True
+    for who, runner, dst, extra in (("dom0->domU", d.sh, d.DOMU_IP, ""), ("domU->dom0", ag.run, d.DOM0_IP, "")) + (
+            (("dom0->domU 65000", d.sh, d.DOMU_IP, "-s 65000"), ("domU->dom0 65000", ag.run, d.DOM0_IP, "-s 65000"))
+            if big else ()):
+        rc, out = runner("ping -c 5 -i 0.2 -W 2 %s %s" % (extra, dst), 60)
+        loss, rtt = d.parse_ping(out)
+        good = rc == 0 and loss == 0.0
+        ok &= good
+        res.append("%s loss=%s%%" % (who, loss))
+    if iperf_secs:
+        rc, out = ag.run("iperf3 -c %s -t %d --json >/tmp/ft.json 2>/tmp/ft.err; rc=$?; python3 /rig/iperfsum.py /tmp/ft.json; "
+                         "cat /tmp/ft.err; exit $rc" % (d.DOM0_IP, iperf_secs), iperf_secs + 60)
+        m = re.search(r"IPERFSUM (\{.*\})", out)
+        s = __import__("json").loads(m.group(1)) if m else {}
+        good = rc == 0 and s.get("recv_bytes", 0) > 0
+        ok &= good
+        res.append("iperf3 TX %s bytes %.1f Mbit/s" % (s.get("recv_bytes", 0), s.get("recv_bps", 0) / 1e6))
+        if good:
+            d.metric(name + "-iperf-tx-mbps", round(s["recv_bps"] / 1e6, 2), "Mbit/s")
+    d.check(name, ok, "; ".join(res))
+    if not ok:
+        d.diagnose(name)
+    return ok
+
+
+def reload_front(d, ag, domid, state, params="", under_traffic=False):
+    """Unbind the device, unload the frontend, load it with params; returns (ok, detail)."""
+    ifn = state["ifn"]
+    if ifn and not under_traffic:
+        ag.run("ip link set %s down" % ifn, 20)
+    ag.run(d.UNBIND % "xen", 60)
+    gone = d.wait_for(lambda: d.domu_ifname(ag) is None, 30, 1)
+    rc1, out1 = ag.run("modprobe -r %s" % d.modname("front"), 60)
+    unloaded = not d.loaded_in(ag.run, "front")
+    rc2, out2 = ag.run("modprobe %s %s && grep -q '^%s ' /proc/modules" % (d.modname("front"), params, d.modname("front")), 60)
+    ifn = d.domu_net_up(ag)
+    vif = d.vif_up(60)
+    state["ifn"], state["vif"] = ifn, vif
+    ok = gone and rc1 == 0 and unloaded and rc2 == 0 and ifn is not None and vif is not None
+    if ok:
+        warm(d, ag)
+    return ok, ("netdev gone=%s, unload rc=%s unloaded=%s, load(%s) rc=%s, domU netdev=%s, vif=%s, xenstore: %s %s %s" %
+                (gone, rc1, unloaded, params or "defaults", rc2, ifn, vif, d.xs_states(domid), out1[-200:], out2[-200:]))
+
+
+def xs(d, path):
+    rc, out = d.sh("xenstore-read %s" % path, 10, True)
+    return out.strip() if rc == 0 else None
+
+
+def steps(d, ag, domid, fdir, bdir, state):
+    ifn, vif = state["ifn"], state["vif"]
+    warm(d, ag)
+    d.mark("FT-PING")
+    d.ping_check("ft-ping-v4-dom0-to-domu", d.sh, d.DOMU_IP)
+    d.ping_check("ft-ping-v4-domu-to-dom0", ag.run, d.DOM0_IP)
+
+    # IPv6
+    d.sh("ip -6 addr add %s/64 dev xenbr0 nodad" % DOM0_IP6, 20)
+    ag.run("ip -6 addr add %s/64 dev %s nodad" % (DOMU_IP6, ifn), 20)
+    d.wait_for(lambda: d.sh("ping -6 -c 1 -W 1 %s" % DOMU_IP6, 10, True)[0] == 0, 20, 1)
+    d.ping_check("ft-ping-v6-dom0-to-domu", lambda c, t, q=False: d.sh(c.replace("ping ", "ping -6 ", 1), t, q), DOMU_IP6, 5)
+    d.ping_check("ft-ping-v6-domu-to-dom0", lambda c, t, q=False: ag.run(c.replace("ping ", "ping -6 ", 1), t, q), DOM0_IP6, 5)
+    rc, out = ag.run("iperf3 -6 -c %s -t 3 --json >/tmp/ft6.json 2>/tmp/ft6.err; rc=$?; python3 /rig/iperfsum.py /tmp/ft6.json; "
+                     "cat /tmp/ft6.err; exit $rc" % DOM0_IP6, 70)
+    m = re.search(r"IPERFSUM (\{.*\})", out)
+    s = __import__("json").loads(m.group(1)) if m else {}
+    d.check("ft-iperf-v6-tx", rc == 0 and s.get("recv_bytes", 0) > 0,
+            "rc=%s receiver %s bytes %.1f Mbit/s %s" % (rc, s.get("recv_bytes", 0), s.get("recv_bps", 0) / 1e6,
+                                                         "" if rc == 0 else out[-300:]))
+
+    # 65000-byte pings (IP fragments)
+    d.mark("FT-BIG")
+    for name, runner, dst in (("ft-ping-65000-dom0-to-domu", d.sh, d.DOMU_IP), ("ft-ping-65000-domu-to-dom0", ag.run, d.DOM0_IP)):
+        rc, out = runner("ping -c 3 -i 0.3 -W 3 -s 65000 %s" % dst, 60)
+        loss, rtt = d.parse_ping(out)
+        d.check(name, rc == 0 and loss == 0.0 and "65008 bytes from" in out,
+                "rc=%s loss=%s%% rtt=%s %s" % (rc, loss, rtt, "" if rc == 0 else out[-300:]))
+
+    # MTU 9000
+    d.mark("FT-MTU")
+    rc1, o1 = ag.run("ip link set %s mtu 9000 && ip link show %s" % (ifn, ifn), 20)
+    rc2, o2 = d.sh("ip link set %s mtu 9000 && ip link set xenbr0 mtu 9000 && ip link show %s && ip link show xenbr0" % (vif, vif), 20)
+    d.check("ft-mtu-9000", rc1 == 0 and rc2 == 0 and "mtu 9000" in o1 and o2.count("mtu 9000") == 2,
+            "domU rc=%s, dom0 rc=%s | %s | %s" % (rc1, rc2, o1.strip()[-200:], o2.strip()[-300:]))
+    time.sleep(1)
+    for name, runner, dst in (("ft-ping-9000-dom0-to-domu", d.sh, d.DOMU_IP), ("ft-ping-9000-domu-to-dom0", ag.run, d.DOM0_IP)):
+        rc, out = runner("ping -c 5 -i 0.2 -W 2 -M do -s 8972 %s" % dst, 60)
+        loss, rtt = d.parse_ping(out)
+        d.check(name, rc == 0 and loss == 0.0 and "8980 bytes from" in out,
+                "rc=%s loss=%s%% rtt=%s %s" % (rc, loss, rtt, "" if rc == 0 else out[-300:]))
+    ag.run("ip link set %s mtu 1500" % ifn, 20)
+    d.sh("ip link set %s mtu 1500; ip link set xenbr0 mtu 1500" % vif, 20)
+
+    # offload toggles
+    d.mark("FT-OFFLOADS")
+    rc, before = d.ethtool_k(ag.run, ifn)
+    keys = ["scatter-gather", "tcp-segmentation-offload", "tx-checksum-ipv6", "tx-checksumming"]
+    rc, out = ag.run("ethtool -K %s tso off sg off tx off" % ifn, 30)
+    rc2, after = d.ethtool_k(ag.run, ifn)
+    off = {k: after.get(k) for k in ("scatter-gather", "tcp-segmentation-offload", "tx-checksum-ipv6")}
+    d.check("ft-offloads-off", rc == 0 and rc2 == 0 and all(v == "off" for v in off.values()),
+            "ethtool -K rc=%s %s; now %s" % (rc, out.strip()[-200:], off))
+    traffic(d, ag, "ft-traffic-offloads-off")
+    rc, out = ag.run("ethtool -K %s tso on sg on tx on" % ifn, 30)
+    rc2, again = d.ethtool_k(ag.run, ifn)
+    same = {k: (before.get(k), again.get(k)) for k in keys}
+    d.check("ft-offloads-on", rc == 0 and rc2 == 0 and all(a == b for a, b in same.values()),
+            "ethtool -K rc=%s %s; (before, now): %s" % (rc, out.strip()[-200:], same))
+    traffic(d, ag, "ft-traffic-offloads-on")
+
+    # max_queues
+    be_max = xs(d, "%s/multi-queue-max-queues" % bdir)
+    for n in (1, 4):
+        d.mark("FT-QUEUES-%d" % n)
+        ok, detail = reload_front(d, ag, domid, state, "max_queues=%d" % n)
+        want = min(n, int(be_max)) if be_max and be_max.isdigit() else 1
+        got_xs = xs(d, "%s/multi-queue-num-queues" % fdir)
+        _, qdirs = d.sh("xenstore-list %s" % fdir, 10, True)
+        qdirs = sorted(l for l in qdirs.split() if l.startswith("queue-"))
+        if state["ifn"]:
+            _, txq = ag.run("ls /sys/class/net/%s/queues | grep -c tx-" % state["ifn"], 10, True)
+        else:
+            txq = ""
+        # multi-queue-num-queues only exists if the backend offers multi-queue; queue-<i> only for > 1
+        xs_ok = (got_xs == str(want)) if be_max is not None else (got_xs in (None, "1"))
+        dirs_ok = qdirs == (["queue-%d" % i for i in range(want)] if want > 1 else [])
+        # ethtool -l: the C driver has no channel operations ("Operation not supported"); a driver
+        # that has them must report the queues in use as combined channels
+        combined = None
+        if state["ifn"]:
+            rc, out = ag.run("ethtool -l %s" % state["ifn"], 20)
+            cur = out.split("Current hardware settings:")[-1] if rc == 0 else ""
+            m = re.search(r"Combined:\s+(\d+)", cur)
+            combined = int(m.group(1)) if m else None
+        chan_ok = combined is None or combined == want
+        ok = ok and xs_ok and dirs_ok and chan_ok and txq.strip() == str(want)
+        d.check("ft-max-queues-%d" % n, ok,
+                "backend max=%s want %d: multi-queue-num-queues=%s, dirs=%s, domU tx queues=%s, ethtool -l combined=%s | %s" %
+                (be_max, want, got_xs, qdirs, txq.strip(), combined, detail))
+        if state["ifn"]:
+            traffic(d, ag, "ft-traffic-max-queues-%d" % n)
+
+    # untrusted backend: module parameter, then the device's xenstore key
+    d.mark("FT-TRUSTED")
+    ok, detail = reload_front(d, ag, domid, state, "trusted=0")
+    d.check("ft-trusted-0-reload", ok, detail)
+    if state["ifn"]:
+        traffic(d, ag, "ft-trusted-0", big=True)
+    d.sh("xenstore-write %s/trusted 0" % fdir, 10)
+    ok, detail = reload_front(d, ag, domid, state, "")
+    d.check("ft-trusted-key-0-reload", ok, detail + " trusted key=%s" % xs(d, "%s/trusted" % fdir))
+    if state["ifn"]:
+        traffic(d, ag, "ft-trusted-key-0", big=True)
+    d.sh("xenstore-rm %s/trusted" % fdir, 10)
+
+    # reload while traffic flows both ways
+    d.mark("FT-RELOAD-TRAFFIC")
+    bg = subprocess.Popen("ping -i 0.05 -c 400 -W 1 %s" % d.DOMU_IP, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ag.run("(iperf3 -c %s -p 5202 -t 15 >/tmp/bg-iperf.log 2>&1 &) ; (ping -i 0.05 -c 300 %s >/tmp/bg-ping.log 2>&1 &) ; sleep 2" %
+           (d.DOM0_IP, d.DOM0_IP), 30)
+    ok, detail = reload_front(d, ag, domid, state, "", under_traffic=True)
+    try:
+        out = bg.communicate(timeout=60)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        bg.kill()
+        out = bg.communicate()[0].decode(errors="replace")
+    m = re.search(r"(\d+) received", out)
+    d.check("ft-reload-under-traffic", ok, "%s | background dom0 ping received=%s" % (detail, m.group(1) if m else "?"))
+    ag.run("sleep 14; cat /tmp/bg-iperf.log | tail -5; cat /tmp/bg-ping.log | tail -3", 40)
+    if state["ifn"]:
+        traffic(d, ag, "ft-traffic-after-reload", big=True)
+    d.mark("FT-FINAL")
+    if state["ifn"] and state["vif"]:
+        d.ping_check("ft-final-ping-dom0-to-domu", d.sh, d.DOMU_IP)
+    else:
+        d.check("ft-final-ping-dom0-to-domu", False, "no link")
+
+
+def run_save_restore(d, ag, domid, ifn, vif):
+    """Scenario `save-restore`: xl save the domU to a file, xl restore it, the frontend reconnects
+    (new domain id, new vif) and carries traffic again."""
+    if not (ifn and vif):
+        d.check("sr-setup", False, "no link: domU netdev=%s, dom0 vif=%s" % (ifn, vif))
+        return
+    warm(d, ag)
+    d.ping_check("sr-ping-before", d.sh, d.DOMU_IP, 5)
+    d.mark("SR-SAVE")
+    rc, out = d.sh("xl save domu /tmp/domu.save && ls -la /tmp/domu.save", 600)
+    d.check("sr-save", rc == 0 and "domu" not in d.sh("xl list", 20, True)[1], "rc=%s %s" % (rc, out[-300:]))
+    if rc != 0:
+        return
+    d.mark("SR-RESTORE")
+    rc, out = d.sh("xl restore /tmp/domu.save", 600)
+    rc2, out2 = d.sh("xl domid domu", 20)
+    newid = int(out2.strip()) if rc2 == 0 and out2.strip().isdigit() else None
+    d.check("sr-restore", rc == 0 and newid is not None, "rc=%s new domid=%s %s" % (rc, newid, out[-300:]))
+    if newid is None:
+        return
+    d.sh("rm -f /tmp/domu.save", 60, True)
+    ag2 = d.Agent(newid)
+    # The domU's agent survived the restore: request ids must not repeat the old session's, or
+    # answers still queued for them are taken for the new requests' (measured: c/c and rs/c).
+    ag2.n = ag.n + 1000
+    ok = ag2.connect(60) and ag2.ping(120)
+    d.check("sr-agent", ok, "console agent of domain %d answers" % newid)
+    if not ok:
+        return
+    d.AG = ag2
+    vif2 = d.vif_up(90)
+    ifn2 = d.wait_for(lambda: d.domu_ifname(ag2), 60, 1)
+    _, st = d.sh("xenstore-read /local/domain/0/backend/vif/%d/0/state; xenstore-read /local/domain/%d/device/vif/0/state"
+                 % (newid, newid), 20, True)
+    d.check("sr-reconnect", ifn2 is not None and vif2 is not None and st.split() == ["4", "4"],
+            "domU netdev=%s (same name %s), dom0 vif=%s, states %s" % (ifn2, ifn, vif2, st.split()))
+    if ifn2 and vif2:
+        d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 60, 1)
+        srv = subprocess.Popen(["iperf3", "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        time.sleep(1)
+        try:
+            traffic(d, ag2, "sr-traffic-after-restore", big=True)
+        finally:
+            srv.terminate()
+            srv.wait(10)
