@@ -472,7 +472,7 @@ impl Queue {
             };
             let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
             if i + 1 < pieces.len() {
-                flags = flags | TxFlags::from(TxFlag::MoreData);
+                flags |= TxFlag::MoreData;
             }
             let req = TxRequest {
                 gref: piece.gref.0,
@@ -557,7 +557,7 @@ impl Queue {
             let grant = Grant::new(gref, domid, page, Access::ReadOnly);
             let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
             if i + 1 < data_slots {
-                flags = flags | TxFlags::from(TxFlag::MoreData);
+                flags |= TxFlag::MoreData;
             }
             let req = TxRequest {
                 gref: grant.gref().0,

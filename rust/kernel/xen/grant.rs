@@ -594,6 +594,9 @@ impl GrantedSkb {
     }
 
     /// Gives the socket buffer back once every grant has ended; returns `self` otherwise.
+    // Like `Arc::try_unwrap()`, the failure hands the value back whole: it must not be dropped
+    // while the peer may still hold grants to its pages.
+    #[allow(clippy::result_large_err)]
     pub fn into_skb(self) -> core::result::Result<crate::net::skb::SkBuff, Self> {
         if self.live != 0 {
             return Err(self);
