@@ -52,7 +52,7 @@ done
 pairs="c/c"
 case " $ready " in *" front "*) pairs="$pairs rs/c";; esac
 case " $ready " in *" back "*) pairs="$pairs c/rs";; esac
-case " $ready " in *" front "*" back "*|*" back "*" front "*) pairs="$pairs rs/rs";; esac
+case " $ready " in *" front "*) case " $ready " in *" back "*) pairs="$pairs rs/rs";; esac;; esac
 for pair in ${CHECK_PAIRS:-$pairs}; do
 	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
 	# The 7.3 driver kselftests (selftests/ksft) with a Rust driver as the device under test and
