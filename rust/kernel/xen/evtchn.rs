@@ -222,10 +222,9 @@ impl<T: Handler + 'static> Registration<T> {
             handler <- handler,
             _pin: PhantomPinned,
             _: {
-                // SAFETY: `xdev` is a valid xenbus device, kept alive by the reference in `dev`
-                // for as long as the binding exists; `this` is the cookie of `Self`, whose fields
-                // are all initialised, and which stays pinned until `PinnedDrop::drop` unbinds
-                // it; `name_ptr` points into `name`, which lives as long.
+                // SAFETY: `xdev` is kept alive by `dev` while bound; `this` (the cookie) is fully
+                // initialised and pinned until `PinnedDrop::drop` unbinds it; `name_ptr` points
+                // into `name`, which lives as long.
                 let irq = unsafe {
                     bindings::bind_interdomain_evtchn_to_irqhandler_lateeoi(
                         xdev,
@@ -324,10 +323,9 @@ impl<T: Handler> Registration<T> {
 impl<T: Handler> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
         let irq = self.irq();
-        // SAFETY: By the type invariants, `irq` was bound with `self` as cookie. This frees the
-        // interrupt, which waits for a running handler, then closes the event channel: no
-        // reference to `self` remains after it returns. `dev`, dropped after this, outlives the
-        // binding.
+        // SAFETY: `irq` was bound with `self` as cookie (type invariant); unbinding waits for a
+        // running handler and closes the channel, so no reference to `self` remains after it;
+        // `dev`, dropped later, outlives the binding.
         unsafe {
             bindings::unbind_from_irqhandler(
                 irq,

@@ -304,22 +304,16 @@ where
 
     /// Copies the message out of the slot of index `idx`.
     fn read<T: FromBytes>(&self, idx: RingIdx) -> T {
-        // SAFETY:
-        // - `slot()` returns a pointer that is valid for reading one `T`.
-        // - The other domain may write the slot at the same time: `read_volatile()` makes this one
-        //   copy of whatever the memory holds, as `RING_COPY_*()` does in C. A race with another
-        //   CPU is not sound per Rust rules, but allowed per LKMM (as in `kernel::io::SysMem`).
-        // - `T: FromBytes`, so whatever the copy holds is a valid `T`.
+        // SAFETY: `slot()` is valid for one `T`; the volatile read is one copy even if the peer
+        // writes concurrently (as `RING_COPY_*()`, allowed by LKMM); any bytes are a valid `T:
+        // FromBytes`.
         unsafe { self.slot::<T>(idx).read_volatile() }
     }
 
     /// Copies `value` into the slot of index `idx`.
     fn write<T: IntoBytes>(&self, idx: RingIdx, value: T) {
-        // SAFETY:
-        // - `slot()` returns a pointer that is valid for writing one `T`.
-        // - The other domain may access the slot at the same time: `write_volatile()` is allowed
-        //   per LKMM (as in `kernel::io::SysMem`). `T: IntoBytes`, so no uninitialised padding is
-        //   written to the other domain.
+        // SAFETY: `slot()` is valid for one `T`; a volatile write racing the peer is allowed by
+        // LKMM; `T: IntoBytes` writes no uninitialised padding to the other domain.
         unsafe { self.slot::<T>(idx).write_volatile(value) };
     }
 }

@@ -566,11 +566,9 @@ impl<T: Driver + 'static> Callbacks<T> {
             // INVARIANT: `xdev` is valid for the duration of `otherend_changed_callback()`, until
             // the device is unregistered below (after `dev` went out of scope).
             //
-            // SAFETY: The xenbus core only calls this callback with a valid pointer to a
-            // `struct xenbus_device` that is bound to this driver: the watch that calls it is
-            // registered after a successful probe and unregistered before `remove_callback` and
-            // before the other end's details change (on resume). The callback is serialised with
-            // those by the xenwatch thread, which makes it a core context of the device.
+            // SAFETY: The xenbus core calls this, in the xenwatch thread (a core context), only
+            // with a valid `struct xenbus_device` bound to this driver: its watch exists from probe
+            // to remove and is re-registered around resume.
             let dev = unsafe { &*xdev.cast::<Device<device::CoreInternal<'_>>>() };
 
             // SAFETY: The device is bound (see above), hence `probe_callback` stored a
@@ -582,12 +580,9 @@ impl<T: Driver + 'static> Callbacks<T> {
             T::unregister_after(dev, data, state)
         };
         if unregister {
-            // SAFETY: `xdev` is a valid, registered device (see above); no reference derived from
-            // it is left (`dev` and `data` are out of scope), and nothing touches it after this
-            // call, which unbinds the driver (dropping its data) and may free the device. The
-            // xenbus core allows this from an `otherend_changed` callback, in the xenwatch thread
-            // (unregistering the device's own watch from there does not wait for itself), as C
-            // backends do.
+            // SAFETY: `xdev` is valid and registered; nothing derived from it is left or used after
+            // this call (which may free it). C backends unregister from `otherend_changed` in
+            // xenwatch too.
             unsafe { bindings::device_unregister(&raw mut (*xdev).dev) };
         }
     }
@@ -822,10 +817,8 @@ impl<'a> Device<device::Core<'a>> {
             // Not expected in a core context; an empty path reads nothing.
             return c"";
         }
-        // SAFETY: In the callbacks of a bound driver (`Core`), a non-NULL `otherend` is a
-        // NUL-terminated string that stays valid for the callback: the xenbus core reads it before
-        // probe and resume, and frees or replaces it only after remove or before resume, with the
-        // other end's watch (which calls `otherend_changed`) unregistered.
+        // SAFETY: In a bound driver's callbacks a non-NULL `otherend` is a valid C string; the core
+        // frees or replaces it only after remove or before resume, with its watch unregistered.
         unsafe { CStr::from_char_ptr(otherend) }
     }
 
