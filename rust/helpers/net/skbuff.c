@@ -144,4 +144,29 @@ __rust_helper struct page *rust_helper_virt_to_page(const void *kaddr)
 	return virt_to_page(kaddr);
 }
 
+__rust_helper void rust_helper_get_page(struct page *page)
+{
+	get_page(page);
+}
+
+__rust_helper void rust_helper_skb_zcopy_init(struct sk_buff *skb, struct ubuf_info *uarg)
+{
+	skb_zcopy_init(skb, uarg);
+}
+
+__rust_helper bool rust_helper_skb_zcopy(struct sk_buff *skb)
+{
+	return skb_zcopy(skb) != NULL;
+}
+
+__rust_helper int rust_helper_skb_orphan_frags(struct sk_buff *skb, gfp_t gfp_mask)
+{
+	return skb_orphan_frags(skb, gfp_mask);
+}
+
+__rust_helper int rust_helper_page_count(const struct page *page)
+{
+	return page_count(page);
+}
+
 #endif

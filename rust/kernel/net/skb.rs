@@ -1003,6 +1003,337 @@ impl Drop for SkBuffList {
     }
 }
 
+/// Pages that zero-copy socket buffers ([`ZeroCopySkb`]) point to without owning them, owned by a
+/// driver that must know when the network stack has let go of them.
+///
+/// The pages are numbered *slots* `0..count()`. A slot is *lent* to one socket buffer at a time:
+/// [`ZeroCopyPages::lend`] when it becomes a fragment, [`ZeroCopyPages::give_back`] when the stack
+/// no longer references it. In between the stack may read the page (the data is not copied: a
+/// backend maps the frontend's page there) and the owner must not reuse or free it.
+///
+/// # Safety
+///
+/// - [`ZeroCopyPages::page`] returns, for every `slot < count()`, the same valid `struct page`
+///   for as long as the value lives, with a page reference held by the value, whose content may be
+///   read while the slot is lent.
+/// - [`ZeroCopyPages::lend`] returns `true` only for a slot that is not lent, and then considers
+///   it lent until [`ZeroCopyPages::give_back`] is called for it.
+pub unsafe trait ZeroCopyPages: Send + Sync {
+    /// Returns the number of slots.
+    fn count(&self) -> usize;
+
+    /// Returns the page of `slot` (`slot < count()`).
+    fn page(&self, slot: usize) -> NonNull<bindings::page>;
+
+    /// Marks `slot` lent to a socket buffer; returns `false`, lending nothing, if it cannot be
+    /// (already lent, out of range, or not ready in the owner's terms).
+    fn lend(&self, slot: usize) -> bool;
+
+    /// The stack no longer references the page of `slot`: it freed the buffer or copied its
+    /// fragments into memory of its own.
+    ///
+    /// Called in any context (softirq, or with interrupts off): must not sleep or take locks
+    /// that are not IRQ-safe.
+    fn give_back(&self, slot: usize);
+
+    /// Called once per buffer, after [`ZeroCopyPages::give_back`] for each of its slots, in the
+    /// same context; `zerocopy_success` is `false` if the stack had to copy the fragments.
+    fn complete(&self, zerocopy_success: bool);
+}
+
+/// The `struct ubuf_info_msgzc` of one slot, and the [`ZeroCopy`] it belongs to.
+///
+/// `repr(C)` with the `ubuf_info_msgzc` (whose first member is the `ubuf_info`) first, so that the
+/// `struct ubuf_info *` the stack passes to the callback is also a pointer to the ticket.
+#[repr(C)]
+struct Ticket {
+    ubuf: Opaque<bindings::ubuf_info_msgzc>,
+    owner: Opaque<*const c_void>,
+}
+
+/// The zero-copy state of a set of [`ZeroCopyPages`]: one `ubuf_info` per slot, whose completion
+/// callback (`ubuf_info_ops::complete`) hands the slots back to the owner.
+///
+/// It lives in an [`Arc`]; every buffer in flight (built by [`ZeroCopySkb`] and not completed yet)
+/// holds a reference to it, so the pages and the callback state outlive every buffer that points
+/// to them, whatever the owner does. [`ZeroCopy::in_flight`] tells the owner how many there are:
+/// wait for 0 before tearing the pages down (it cannot be forced: the stack may hold a buffer for
+/// a long time, e.g. in a socket's receive queue).
+///
+/// # Invariants
+///
+/// - `tickets.len() == pages.count()` and at most `u16::MAX + 1`; the `owner` of every ticket
+///   points to this value (inside its `Arc`), set once at creation.
+/// - The `ubuf_info` of a ticket is written only by the [`ZeroCopySkb`] that lent its slot, and
+///   read by the callback after the stack let go of the buffer.
+pub struct ZeroCopy<P: ZeroCopyPages> {
+    tickets: KVec<Ticket>,
+    in_flight: crate::sync::atomic::Atomic<u32>,
+    pages: P,
+}
+
+// SAFETY: The tickets are only accessed as described in the type invariants (one writer, then
+// one reader after a hand-over through the stack); `P` is `Send + Sync`.
+unsafe impl<P: ZeroCopyPages> Send for ZeroCopy<P> {}
+// SAFETY: As above.
+unsafe impl<P: ZeroCopyPages> Sync for ZeroCopy<P> {}
+
+impl<P: ZeroCopyPages> ZeroCopy<P> {
+    const OPS: bindings::ubuf_info_ops = bindings::ubuf_info_ops {
+        complete: Some(Self::complete_callback),
+        link_skb: None,
+    };
+
+    /// Creates the zero-copy state of `pages`.
+    ///
+    /// Fails with [`EINVAL`] for more than 65536 slots.
+    pub fn new(pages: P, flags: Flags) -> Result<crate::sync::Arc<Self>> {
+        let n = pages.count();
+        if n > usize::from(u16::MAX) + 1 {
+            return Err(EINVAL);
+        }
+        let mut tickets = KVec::with_capacity(n, flags)?;
+        for _ in 0..n {
+            tickets.push(
+                Ticket {
+                    ubuf: Opaque::zeroed(),
+                    owner: Opaque::new(core::ptr::null()),
+                },
+                flags,
+            )?;
+        }
+        let this = crate::sync::Arc::new(
+            Self {
+                tickets,
+                in_flight: crate::sync::atomic::Atomic::new(0),
+                pages,
+            },
+            flags,
+        )?;
+        let ptr = crate::sync::Arc::as_ptr(&this).cast::<c_void>();
+        for t in this.tickets.iter() {
+            // SAFETY: Nothing else has access to the tickets yet.
+            // INVARIANT: Every ticket points to the value in the `Arc`, which never moves.
+            unsafe { *t.owner.get() = ptr };
+        }
+        Ok(this)
+    }
+
+    /// Returns the pages.
+    pub fn pages(&self) -> &P {
+        &self.pages
+    }
+
+    /// Returns the number of buffers in flight: built and not completed yet.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(crate::sync::atomic::Acquire)
+    }
+
+    /// The completion callback (`ubuf_info_ops::complete`) of every ticket of this type.
+    ///
+    /// # Safety
+    ///
+    /// `uarg` is the `ubuf_info` of a ticket of a [`ZeroCopy<P>`], installed by
+    /// [`ZeroCopySkb::finish`], whose buffer the stack has let go of; called once per buffer.
+    unsafe extern "C" fn complete_callback(
+        _skb: *mut bindings::sk_buff,
+        uarg: *mut bindings::ubuf_info,
+        zerocopy_success: bool,
+    ) {
+        let ticket = uarg.cast::<Ticket>();
+        // SAFETY: By the safety requirements `uarg` is the first member of a `Ticket`
+        // (`repr(C)`), whose `owner` was set at creation and is never written again.
+        let owner = unsafe { *(*ticket).owner.get() }.cast::<Self>();
+        // SAFETY: The buffer held a reference to the `Arc` (taken in `finish`), released below:
+        // the value is alive.
+        let this = unsafe { &*owner };
+        let mut msgzc = uarg.cast::<bindings::ubuf_info_msgzc>();
+        loop {
+            // SAFETY: `msgzc` is the `ubuf_info_msgzc` of a ticket of this buffer (the first, or
+            // one chained through `ctx` by `ZeroCopySkb::add_frag`); its slot is still lent, so
+            // no one writes it. Read both fields before giving the slot back.
+            let (slot, next) = unsafe {
+                let v = (*msgzc).__bindgen_anon_1.__bindgen_anon_1;
+                (v.desc as usize, v.ctx)
+            };
+            this.pages.give_back(slot);
+            if next.is_null() {
+                break;
+            }
+            msgzc = next.cast();
+        }
+        this.pages.complete(zerocopy_success);
+        this.in_flight.fetch_sub(1, crate::sync::atomic::Release);
+        // SAFETY: The reference taken by `ZeroCopySkb::finish` for this buffer (`Arc::into_raw`).
+        drop(unsafe { crate::sync::Arc::from_raw(owner) });
+    }
+
+    /// Returns the `ubuf_info_msgzc` of `slot`.
+    fn msgzc(&self, slot: usize) -> *mut bindings::ubuf_info_msgzc {
+        self.tickets[slot].ubuf.get()
+    }
+}
+
+/// A socket buffer being given fragments that point to [`ZeroCopyPages`] slots (C: netback's
+/// `xenvif_fill_frags()` and `xenvif_skb_zerocopy_prepare()`).
+///
+/// [`ZeroCopySkb::finish`] installs the `ubuf_info` of the first slot with the
+/// `SKBFL_ZEROCOPY_ENABLE` flag and returns the buffer: from then on the stack calls back when it
+/// no longer references the fragments (freeing the buffer, or copying them with
+/// `skb_copy_ubufs()` before handing it to a consumer that may keep it). Until then nothing else
+/// can see the buffer; dropping a [`ZeroCopySkb`] finishes it and frees the buffer, so every lent
+/// slot is always given back.
+///
+/// # Invariants
+///
+/// `skb` and `zc` are owned (initialised until [`ZeroCopySkb::finish`] or the drop takes them). `first`
+/// is the first slot lent to the buffer (`None`: none), `last` the last; every slot
+/// lent to it is a fragment of it, holding a page reference of its own, and the `ctx` of each
+/// slot's ticket points to the next slot's ticket (null for `last`).
+///
+/// # Examples
+///
+/// See the KUnit test `zerocopy_frags` of this module, which builds one on ordinary pages.
+pub struct ZeroCopySkb<P: ZeroCopyPages> {
+    skb: ManuallyDrop<SkBuff>,
+    zc: ManuallyDrop<crate::sync::Arc<ZeroCopy<P>>>,
+    first: Option<u16>,
+    last: u16,
+}
+
+impl<P: ZeroCopyPages> ZeroCopySkb<P> {
+    /// Starts giving zero-copy fragments to `skb`.
+    ///
+    /// Fails, giving the buffer back, with [`EBUSY`] if it already has a zero-copy `ubuf_info`.
+    // The buffer is given back whole on failure, like `Arc::try_unwrap()`.
+    #[allow(clippy::result_large_err)]
+    pub fn new(
+        mut skb: SkBuff,
+        zc: &crate::sync::Arc<ZeroCopy<P>>,
+    ) -> core::result::Result<Self, (SkBuff, Error)> {
+        // SAFETY: We own the buffer.
+        if unsafe { bindings::skb_zcopy(skb.raw()) } {
+            return Err((skb, EBUSY));
+        }
+        Ok(Self {
+            skb: ManuallyDrop::new(skb),
+            zc: ManuallyDrop::new(zc.clone()),
+            first: None,
+            last: 0,
+        })
+    }
+
+    /// Returns the buffer.
+    pub fn skb(&self) -> &SkBuffRef {
+        &self.skb
+    }
+
+    /// Adds bytes `offset..offset + size` of the page of `slot` as the next fragment, lending the
+    /// slot ([`ZeroCopyPages::lend`]).
+    ///
+    /// Fails with [`EINVAL`] for an empty or out-of-page range or a bad slot, [`ENOSPC`] if the
+    /// buffer has [`MAX_FRAGS`] fragments, [`EBUSY`] if the owner refuses to lend the slot.
+    pub fn add_frag(&mut self, slot: usize, offset: u32, size: u32) -> Result {
+        let end = offset.checked_add(size).ok_or(EINVAL)?;
+        if size == 0 || end as usize > PAGE_SIZE || slot >= self.zc.tickets.len() {
+            return Err(EINVAL);
+        }
+        let i = self.skb.nr_frags();
+        if i >= MAX_FRAGS {
+            return Err(ENOSPC);
+        }
+        if !self.zc.pages.lend(slot) {
+            return Err(EBUSY);
+        }
+        let page = self.zc.pages.page(slot);
+        let msgzc = self.zc.msgzc(slot);
+        // SAFETY: The slot is lent to us (just above), so we are the only writer of its ticket.
+        unsafe {
+            let v = &mut (*msgzc).__bindgen_anon_1.__bindgen_anon_1;
+            v.desc = slot as c_ulong;
+            v.ctx = core::ptr::null_mut();
+        }
+        if let Some(_first) = self.first {
+            let prev = self.zc.msgzc(usize::from(self.last));
+            // SAFETY: `last` is lent to us too (type invariant).
+            unsafe { (*prev).__bindgen_anon_1.__bindgen_anon_1.ctx = msgzc.cast() };
+        } else {
+            self.first = Some(slot as u16);
+        }
+        self.last = slot as u16;
+        // SAFETY: `page` is valid while the slot is lent (safety requirements of
+        // `ZeroCopyPages`); the buffer gets a reference of its own, which the stack drops.
+        unsafe { bindings::get_page(page.as_ptr()) };
+        // SAFETY: We own the buffer; `i` is its next free fragment; the range is in the page.
+        // INVARIANT: The slot is a fragment holding its own page reference, chained after `last`.
+        unsafe {
+            bindings::skb_add_rx_frag(
+                self.skb.raw(),
+                i as c_int,
+                page.as_ptr(),
+                offset as c_int,
+                size as c_int,
+                size,
+            )
+        };
+        Ok(())
+    }
+
+    /// Returns whether a slot was lent to the buffer.
+    pub fn has_frags(&self) -> bool {
+        self.first.is_some()
+    }
+
+    /// Arms the completion of the lent slots and returns the buffer, to hand to the stack.
+    ///
+    /// Do it last, right before handing the buffer over (C: "otherwise someone might think this
+    /// packet already left netback, and do a `skb_copy_ubufs`").
+    pub fn finish(self) -> SkBuff {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again, nor dropped.
+        unsafe { this.arm() }
+    }
+
+    /// Installs the `ubuf_info` of the first slot (if any) and returns the buffer.
+    ///
+    /// # Safety
+    ///
+    /// Called at most once; `self.skb` and `self.zc` are not used after.
+    unsafe fn arm(&mut self) -> SkBuff {
+        // SAFETY: By the safety requirements, `self.skb` is initialised and not used again.
+        let mut skb = unsafe { ManuallyDrop::take(&mut self.skb) };
+        // SAFETY: By the safety requirements, `self.zc` is initialised and not used again.
+        let zc = unsafe { ManuallyDrop::take(&mut self.zc) };
+        let Some(first) = self.first else {
+            return skb;
+        };
+        let msgzc = zc.msgzc(usize::from(first));
+        // SAFETY: `first` is lent to us: we are the only writer of its ticket. Its `ubuf_info` is
+        // set up as netback's: our ops, one reference, `SKBFL_ZEROCOPY_ENABLE` (copied into the
+        // buffer's flags by `skb_zcopy_init()`).
+        unsafe {
+            let ubuf = &raw mut (*msgzc).ubuf;
+            (*ubuf).ops = &ZeroCopy::<P>::OPS;
+            bindings::refcount_set(&raw mut (*ubuf).refcnt, 1);
+            (*ubuf).flags = bindings::SKBFL_ZEROCOPY_ENABLE as u8;
+        }
+        zc.in_flight.fetch_add(1, crate::sync::atomic::Relaxed);
+        // The buffer's reference to `zc`, released by the callback.
+        let _ = crate::sync::Arc::into_raw(zc);
+        // SAFETY: We own the buffer, which has no `ubuf_info` yet (checked in `new`); the ticket
+        // stays valid until the callback, as the buffer holds a reference to its `ZeroCopy`.
+        unsafe { bindings::skb_zcopy_init(skb.raw(), msgzc.cast()) };
+        skb
+    }
+}
+
+impl<P: ZeroCopyPages> Drop for ZeroCopySkb<P> {
+    fn drop(&mut self) {
+        // SAFETY: Called once, and `self` is not used after.
+        unsafe { self.arm() }.drop_reason(DropReason::NotSpecified);
+    }
+}
+
 #[kunit_tests(rust_skbuff)]
 mod tests {
     use super::*;
@@ -1315,4 +1646,142 @@ mod tests {
         }
         Ok(())
     }
+
+    /// Ordinary pages lent to zero-copy buffers, counting the callbacks.
+    struct TestPages {
+        pages: KVec<Page>,
+        lent: KVec<crate::sync::atomic::Atomic<u32>>,
+        given_back: crate::sync::atomic::Atomic<u32>,
+        completed: crate::sync::atomic::Atomic<u32>,
+        copied: crate::sync::atomic::Atomic<u32>,
+    }
+
+    // SAFETY: The pages are owned (one reference each) for the life of the value; `lend` only
+    // succeeds for a slot not lent, until `give_back`.
+    unsafe impl ZeroCopyPages for TestPages {
+        fn count(&self) -> usize {
+            self.pages.len()
+        }
+        fn page(&self, slot: usize) -> NonNull<bindings::page> {
+            NonNull::new(self.pages[slot].as_ptr()).unwrap()
+        }
+        fn lend(&self, slot: usize) -> bool {
+            use crate::sync::atomic::Relaxed;
+            slot < self.lent.len() && self.lent[slot].cmpxchg(0, 1, Relaxed).is_ok()
+        }
+        fn give_back(&self, slot: usize) {
+            use crate::sync::atomic::Relaxed;
+            assert_eq!(self.lent[slot].xchg(0, Relaxed), 1);
+            self.given_back.fetch_add(1, Relaxed);
+        }
+        fn complete(&self, zerocopy_success: bool) {
+            use crate::sync::atomic::Relaxed;
+            self.completed.fetch_add(1, Relaxed);
+            if !zerocopy_success {
+                self.copied.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn page_count(zc: &ZeroCopy<TestPages>, slot: usize) -> i32 {
+        // SAFETY: The page is owned by the test pages.
+        unsafe { bindings::page_count(zc.pages().page(slot).as_ptr()) }
+    }
+
+    #[test]
+    fn zerocopy_frags() -> Result {
+        use crate::sync::atomic::{Atomic, Relaxed};
+        let mut pages = KVec::new();
+        let mut lent = KVec::new();
+        for _ in 0..4 {
+            pages.push(Page::alloc_page(GFP_KERNEL | crate::alloc::flags::__GFP_ZERO)?, GFP_KERNEL)?;
+            lent.push(Atomic::new(0), GFP_KERNEL)?;
+        }
+        let zc = ZeroCopy::new(
+            TestPages {
+                pages,
+                lent,
+                given_back: Atomic::new(0),
+                completed: Atomic::new(0),
+                copied: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        let tp = zc.pages();
+
+        // Freed by the stack: one completion, every slot given back, page references balanced.
+        let mut skb = SkBuff::alloc(128, GFP_KERNEL)?;
+        skb.put_data(&[7u8; 64])?;
+        let mut z = ZeroCopySkb::new(skb, &zc).map_err(|(_, e)| e)?;
+        assert!(!z.has_frags());
+        z.add_frag(1, 100, 200)?;
+        z.add_frag(3, 0, PAGE_SIZE as u32)?;
+        assert_eq!(z.add_frag(1, 0, 10), Err(EBUSY));
+        assert_eq!(z.add_frag(9, 0, 10), Err(EINVAL));
+        assert_eq!(z.add_frag(2, 4000, 200), Err(EINVAL));
+        assert_eq!(z.add_frag(2, 0, 0), Err(EINVAL));
+        assert_eq!(page_count(&zc, 1), 2);
+        let skb = z.finish();
+        assert_eq!(skb.len() as usize, 64 + 200 + PAGE_SIZE);
+        assert_eq!(skb.nr_frags(), 2);
+        assert_eq!(zc.in_flight(), 1);
+        assert_eq!(tp.completed.load(Relaxed), 0);
+        // Another buffer cannot be made zero-copy twice.
+        drop(skb);
+        assert_eq!(zc.in_flight(), 0);
+        assert_eq!(tp.completed.load(Relaxed), 1);
+        assert_eq!(tp.copied.load(Relaxed), 0);
+        assert_eq!(tp.given_back.load(Relaxed), 2);
+        assert_eq!(page_count(&zc, 1), 1);
+        assert_eq!(page_count(&zc, 3), 1);
+
+        // Copied by the stack (`skb_copy_ubufs()`): completed at once, unsuccessfully; freeing
+        // the buffer later calls back no more.
+        let mut z = ZeroCopySkb::new(SkBuff::alloc(64, GFP_KERNEL)?, &zc).map_err(|(_, e)| e)?;
+        z.add_frag(0, 0, 1000)?;
+        z.add_frag(1, 10, 20)?;
+        let mut skb = z.finish();
+        // SAFETY: We own the buffer.
+        assert_eq!(unsafe { bindings::skb_orphan_frags(skb.raw(), GFP_KERNEL.as_raw()) }, 0);
+        assert_eq!(tp.completed.load(Relaxed), 2);
+        assert_eq!(tp.copied.load(Relaxed), 1);
+        assert_eq!(tp.given_back.load(Relaxed), 4);
+        assert_eq!(zc.in_flight(), 0);
+        assert_eq!(page_count(&zc, 0), 1);
+        assert_eq!(skb.len(), 1020);
+        let pool_page = zc.pages().page(0).as_ptr();
+        assert!(skb
+            .frags()
+            .iter()
+            .all(|f| f.page().map(|p| p.as_ptr()) != Some(pool_page)));
+        // The slots may be lent again at once.
+        let mut z = ZeroCopySkb::new(SkBuff::alloc(64, GFP_KERNEL)?, &zc).map_err(|(_, e)| e)?;
+        z.add_frag(0, 0, 1)?;
+        // A buffer that already is zero-copy is refused.
+        let skb2 = z.finish();
+        let skb2 = match ZeroCopySkb::new(skb2, &zc) {
+            Err((skb, e)) => {
+                assert_eq!(e, EBUSY);
+                skb
+            }
+            Ok(_) => return Err(EINVAL),
+        };
+        drop(skb2);
+        drop(skb);
+        assert_eq!(tp.completed.load(Relaxed), 3);
+
+        // Dropped before it was finished: the slots are given back too.
+        let mut z = ZeroCopySkb::new(SkBuff::alloc(64, GFP_KERNEL)?, &zc).map_err(|(_, e)| e)?;
+        z.add_frag(2, 0, 1)?;
+        drop(z);
+        assert_eq!(tp.completed.load(Relaxed), 4);
+        assert_eq!(tp.lent.iter().map(|l| l.load(Relaxed)).sum::<u32>(), 0);
+        assert_eq!(zc.in_flight(), 0);
+        // Nothing lent, nothing in flight: finishing is a no-op.
+        let skb = ZeroCopySkb::new(SkBuff::alloc(64, GFP_KERNEL)?, &zc).map_err(|(_, e)| e)?.finish();
+        skb.consume();
+        assert_eq!(tp.completed.load(Relaxed), 4);
+        Ok(())
+    }
+
 }

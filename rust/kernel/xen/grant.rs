@@ -988,6 +988,537 @@ fn status_to_result(status: i16) -> Result {
     }
 }
 
+/// The state of a slot of [`ForeignPages`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum SlotState {
+    /// Nothing is mapped at the page.
+    Free = 0,
+    /// Added to a [`MapBatch`] not submitted yet.
+    Mapping = 1,
+    /// A grant of the other domain is mapped at the page.
+    Mapped = 2,
+    /// Mapped, and lent to a socket buffer ([`ZeroCopySkb`](crate::net::skb::ZeroCopySkb)).
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    Lent = 3,
+    /// Mapped, and given back by the network stack: ready to be unmapped.
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    Returned = 4,
+    /// Being unmapped.
+    Unmapping = 5,
+    /// Unmapping failed: the page is kept out of use for good (never freed).
+    Leaked = 6,
+}
+
+impl SlotState {
+    fn from_raw(v: u32) -> Self {
+        match v {
+            0 => Self::Free,
+            1 => Self::Mapping,
+            2 => Self::Mapped,
+            #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+            3 => Self::Lent,
+            #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+            4 => Self::Returned,
+            5 => Self::Unmapping,
+            _ => Self::Leaked,
+        }
+    }
+}
+
+/// The most slots of a [`ForeignPages`] (slot numbers fit in a `u16`).
+pub const FOREIGN_PAGES_MAX: usize = 1 << 16;
+
+/// Pages to free with `gnttab_free_pages()`, from a work item: freeing may sleep, and the last
+/// reference to [`ForeignPages`] may be dropped in any context (the completion of a zero-copy
+/// socket buffer runs in softirq).
+#[pin_data]
+struct DeferredFree {
+    #[pin]
+    work: crate::workqueue::Work<DeferredFree>,
+    pages: KVec<*mut bindings::page>,
+}
+
+// SAFETY: The pages are owned and not used by anything else; freeing them may be done from any
+// thread.
+unsafe impl Send for DeferredFree {}
+
+crate::impl_has_work! {
+    impl HasWork<Self> for DeferredFree { self.work }
+}
+
+impl crate::workqueue::WorkItem for DeferredFree {
+    type Pointer = Pin<KBox<DeferredFree>>;
+
+    fn run(this: Pin<KBox<DeferredFree>>) {
+        let n = this.pages.len();
+        if n != 0 {
+            let ptr = this.pages.as_ptr().cast_mut();
+            // SAFETY: The pages were allocated by `gnttab_alloc_pages()`, are not mapped, and are
+            // owned by `this` (type invariants of `ForeignPages`, which handed them over); the
+            // function may sleep, and a work item runs in process context.
+            unsafe { bindings::gnttab_free_pages(n as c_int, ptr) };
+        }
+    }
+}
+
+/// Pages without memory of their own (`gnttab_alloc_pages()`), where pages granted by the other
+/// domain are mapped read-only, one per *slot* (the zero-copy mode of a backend).
+///
+/// Each slot goes through the states of [`SlotState`]: [`ForeignPages::map_batch`] maps grants
+/// ([`MapBatch`], `gnttab_map_refs()`, a status per operation); with the network abstractions,
+/// [`LendablePages`] lends mapped slots to socket buffers and gets them back from the stack; and
+/// [`ForeignPages::unmap`] unmaps what is mapped and not lent (`gnttab_unmap_refs()`, a status per
+/// operation). A slot whose unmapping fails cannot be used again safely: it is *leaked*, counted
+/// ([`ForeignPages::leaked`]), logged, and its page is never freed (the C driver calls `BUG()`;
+/// XSA-361/362/367 are about failures like it).
+///
+/// Dropping the value unmaps what is still mapped and frees the pages that can be (from a work
+/// item: it may happen in any context).
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::grant::ForeignPages;
+///
+/// // Outside Xen there is no grant table.
+/// # if !kernel::xen::xen_domain() {
+/// assert_eq!(ForeignPages::new(256).err(), Some(ENODEV));
+/// # }
+/// ```
+///
+/// # Invariants
+///
+/// - `pages` holds `pages.len()` (in `1..=FOREIGN_PAGES_MAX`) pages allocated with
+///   `gnttab_alloc_pages()`, owned by `self`; `state` and `handles` have as many entries.
+/// - A slot's page has a grant mapped (whose handle is in `handles`) in the states `Mapped`,
+///   `Lent`, `Returned` and `Unmapping`, maybe in `Leaked`, and in no other.
+/// - `Mapping` and `Unmapping` are held by one [`MapBatch`] or one [`ForeignPages::unmap`] call,
+///   which alone writes the slot's handle; a `Lent` slot's page may be read by the stack.
+/// - `free` is a work item ready to free the pages, taken when `self` is dropped.
+pub struct ForeignPages {
+    pages: KVec<*mut bindings::page>,
+    state: KVec<crate::sync::atomic::Atomic<u32>>,
+    handles: KVec<crate::sync::atomic::Atomic<u32>>,
+    leaked: crate::sync::atomic::Atomic<u32>,
+    free: Option<Pin<KBox<DeferredFree>>>,
+}
+
+// SAFETY: The pages are owned; every slot's state changes atomically and its handle is written
+// only by the holder of a transitional state.
+unsafe impl Send for ForeignPages {}
+// SAFETY: As above.
+unsafe impl Sync for ForeignPages {}
+
+impl ForeignPages {
+    /// Allocates `count` pages (`gnttab_alloc_pages()`; they take no memory, but ballooned-out
+    /// frames or unpopulated address space).
+    ///
+    /// Fails with [`EINVAL`] for 0 or more than [`FOREIGN_PAGES_MAX`] pages, [`ENODEV`] outside
+    /// Xen, and [`ENOMEM`] if the pages cannot be had.
+    pub fn new(count: usize) -> Result<Self> {
+        check_xen()?;
+        if count == 0 || count > FOREIGN_PAGES_MAX {
+            return Err(EINVAL);
+        }
+        let mut state = KVec::with_capacity(count, GFP_KERNEL)?;
+        let mut handles = KVec::with_capacity(count, GFP_KERNEL)?;
+        for _ in 0..count {
+            state.push(crate::sync::atomic::Atomic::new(SlotState::Free as u32), GFP_KERNEL)?;
+            handles.push(crate::sync::atomic::Atomic::new(0), GFP_KERNEL)?;
+        }
+        let free = KBox::pin_init(
+            pin_init!(DeferredFree {
+                work <- crate::new_work!("ForeignPages::free"),
+                pages: KVec::new(),
+            }),
+            GFP_KERNEL,
+        )?;
+        let mut pages = KVec::from_elem(core::ptr::null_mut(), count, GFP_KERNEL)?;
+        // SAFETY: `pages` has room for `count` page pointers.
+        to_result(unsafe { bindings::gnttab_alloc_pages(count as c_int, pages.as_mut_ptr()) })?;
+        // INVARIANT: `count` was checked; on success, the pages are ours and nothing is mapped.
+        Ok(Self {
+            pages,
+            state,
+            handles,
+            leaked: crate::sync::atomic::Atomic::new(0),
+            free: Some(free),
+        })
+    }
+
+    /// Returns the number of slots.
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Returns whether there are no slots (never: at least one is allocated).
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    /// Returns the number of slots leaked because they could not be unmapped.
+    pub fn leaked(&self) -> u32 {
+        self.leaked.load(crate::sync::atomic::Relaxed)
+    }
+
+    /// Returns the state of `slot` (`None` if there is no such slot).
+    pub fn state(&self, slot: usize) -> Option<SlotState> {
+        self.state
+            .get(slot)
+            .map(|s| SlotState::from_raw(s.load(crate::sync::atomic::Acquire)))
+    }
+
+    /// Moves `slot` from state `from` to `to`, if it is in `from`.
+    fn transition(&self, slot: usize, from: SlotState, to: SlotState) -> bool {
+        use crate::sync::atomic::Full;
+        self.state
+            .get(slot)
+            .is_some_and(|s| s.cmpxchg(from as u32, to as u32, Full).is_ok())
+    }
+
+    fn set_state(&self, slot: usize, to: SlotState) {
+        if let Some(s) = self.state.get(slot) {
+            s.store(to as u32, crate::sync::atomic::Release);
+        }
+    }
+
+    /// Returns the address of the page of `slot` in the kernel's linear mapping (netback's
+    /// `idx_to_kaddr()`), where the grant is mapped.
+    fn kaddr(&self, slot: usize) -> u64 {
+        // SAFETY: By the type invariants, the page pointer is valid.
+        let pfn = unsafe { bindings::page_to_pfn(self.pages[slot]) };
+        // SAFETY: `pfn_to_kaddr()` only computes an address.
+        (unsafe { bindings::pfn_to_kaddr(pfn) }) as u64
+    }
+
+    /// Starts a batch of map operations, with room for `capacity` of them.
+    pub fn map_batch(&self, capacity: usize, flags: Flags) -> Result<MapBatch<'_>> {
+        Ok(MapBatch {
+            pool: self,
+            ops: KVec::with_capacity(capacity, flags)?,
+            pages: KVec::with_capacity(capacity, flags)?,
+            slots: KVec::with_capacity(capacity, flags)?,
+            submitted: false,
+            failed: false,
+        })
+    }
+
+    /// Unmaps the grants mapped at `slots` (`gnttab_unmap_refs()`), and calls `done` with each
+    /// slot and its result, in order.
+    ///
+    /// A slot must be mapped and not lent ([`SlotState::Mapped`] or [`SlotState::Returned`]):
+    /// others are left alone and reported with [`EBUSY`] (lent) or [`EINVAL`]. A slot whose
+    /// unmapping fails is leaked ([`SlotState::Leaked`], reported with [`EIO`]); the others are
+    /// [`SlotState::Free`] again. Does not sleep (operations are submitted in batches of 16 from
+    /// the stack).
+    pub fn unmap(&self, slots: &[u16], mut done: impl FnMut(usize, Result)) {
+        const CHUNK: usize = 16;
+        for chunk in slots.chunks(CHUNK) {
+            let mut ops = [bindings::gnttab_unmap_grant_ref::default(); CHUNK];
+            let mut pages = [core::ptr::null_mut(); CHUNK];
+            let mut which = [0usize; CHUNK];
+            let mut n = 0;
+            for &slot in chunk {
+                let slot = usize::from(slot);
+                let taken = self.transition(slot, SlotState::Mapped, SlotState::Unmapping);
+                #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+                let taken =
+                    taken || self.transition(slot, SlotState::Returned, SlotState::Unmapping);
+                if !taken {
+                    let busy = {
+                        #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+                        {
+                            self.state(slot) == Some(SlotState::Lent)
+                        }
+                        #[cfg(not(CONFIG_RUST_NETDEV_ABSTRACTIONS))]
+                        {
+                            false
+                        }
+                    };
+                    done(slot, Err(if busy { EBUSY } else { EINVAL }));
+                    continue;
+                }
+                let handle = self.handles[slot].load(crate::sync::atomic::Relaxed);
+                // SAFETY: `ops[n]` is valid for writes; the address is the one the grant was
+                // mapped at, `handle` the handle the map returned (type invariants).
+                unsafe {
+                    bindings::gnttab_set_unmap_op(
+                        &mut ops[n],
+                        self.kaddr(slot),
+                        bindings::GNTMAP_host_map,
+                        handle,
+                    )
+                };
+                // Not set by a hypervisor that fails the whole call.
+                ops[n].status = bindings::GNTST_general_error as i16;
+                pages[n] = self.pages[slot];
+                which[n] = slot;
+                n += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            // SAFETY: `ops` and `pages` hold `n` initialised entries for slots we hold in
+            // `Unmapping`, whose pages are not lent: nothing reads them.
+            let ret = unsafe {
+                bindings::gnttab_unmap_refs(
+                    ops.as_mut_ptr(),
+                    core::ptr::null_mut(),
+                    pages.as_mut_ptr(),
+                    n as c_uint,
+                )
+            };
+            for i in 0..n {
+                let slot = which[i];
+                if ret == 0 && i32::from(ops[i].status) == bindings::GNTST_okay as i32 {
+                    // INVARIANT: Nothing is mapped at the page any more.
+                    self.set_state(slot, SlotState::Free);
+                    done(slot, Ok(()));
+                } else {
+                    // INVARIANT: The page may still be mapped: it is never used again.
+                    self.set_state(slot, SlotState::Leaked);
+                    self.leaked.fetch_add(1, crate::sync::atomic::Relaxed);
+                    pr_err!(
+                        "xen: grant unmap failed (ret {}, status {}, handle {:#x}): page leaked\n",
+                        ret,
+                        ops[i].status,
+                        ops[i].handle
+                    );
+                    done(slot, Err(EIO));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ForeignPages {
+    fn drop(&mut self) {
+        let mut mapped = KVec::<u16>::new();
+        for slot in 0..self.len() {
+            match self.state(slot) {
+                Some(SlotState::Free) | Some(SlotState::Leaked) => {}
+                Some(SlotState::Mapped) => {
+                    if mapped.push(slot as u16, GFP_ATOMIC).is_err() {
+                        self.set_state(slot, SlotState::Leaked);
+                    }
+                }
+                #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+                Some(SlotState::Returned) => {
+                    if mapped.push(slot as u16, GFP_ATOMIC).is_err() {
+                        self.set_state(slot, SlotState::Leaked);
+                    }
+                }
+                // Cannot happen: a batch or a socket buffer holding a slot keeps `self` alive.
+                _ => self.set_state(slot, SlotState::Leaked),
+            }
+        }
+        self.unmap(&mapped, |_, _| {});
+        // Hand the pages that can be freed to the work item; the others are leaked.
+        let Some(mut free) = self.free.take() else {
+            return;
+        };
+        let mut pages = core::mem::take(&mut self.pages);
+        let mut kept = 0;
+        for slot in 0..pages.len() {
+            if self.state(slot) == Some(SlotState::Free) {
+                pages[kept] = pages[slot];
+                kept += 1;
+            }
+        }
+        pages.truncate(kept);
+        if kept != self.len() {
+            pr_warn!(
+                "xen: {} foreign pages not freed (still mapped)\n",
+                self.state.len() - kept
+            );
+        }
+        *free.as_mut().project().pages = pages;
+        // Fails only if already queued, which a fresh work item is not.
+        let _ = crate::workqueue::system().enqueue(free);
+    }
+}
+
+/// A batch of grant map operations at slots of a [`ForeignPages`] (`gnttab_map_refs()`).
+///
+/// Each added slot goes from [`SlotState::Free`] to [`SlotState::Mapping`] and, once submitted,
+/// to [`SlotState::Mapped`] if its operation succeeded, or back to [`SlotState::Free`].
+/// Dropping a batch that was not submitted frees its slots again.
+pub struct MapBatch<'a> {
+    pool: &'a ForeignPages,
+    ops: KVec<bindings::gnttab_map_grant_ref>,
+    pages: KVec<*mut bindings::page>,
+    slots: KVec<u16>,
+    submitted: bool,
+    failed: bool,
+}
+
+impl MapBatch<'_> {
+    /// Adds the read-only mapping of the page domain `domid` granted with `gref` at `slot`
+    /// (`GNTMAP_host_map | GNTMAP_readonly`). Returns the index of the operation.
+    ///
+    /// Fails with [`EBUSY`] if the slot is not free or the batch was submitted, [`EINVAL`] if
+    /// there is no such slot, and [`ENOMEM`] if the batch is full and cannot grow.
+    pub fn add(&mut self, slot: usize, domid: DomId, gref: GrantRef) -> Result<usize> {
+        if self.submitted {
+            return Err(EBUSY);
+        }
+        if slot >= self.pool.len() {
+            return Err(EINVAL);
+        }
+        if !self.pool.transition(slot, SlotState::Free, SlotState::Mapping) {
+            return Err(EBUSY);
+        }
+        let mut op = bindings::gnttab_map_grant_ref::default();
+        // SAFETY: `op` is valid for writes; the address is the slot's page, which we hold.
+        unsafe {
+            bindings::gnttab_set_map_op(
+                &mut op,
+                self.pool.kaddr(slot),
+                bindings::GNTMAP_host_map | bindings::GNTMAP_readonly,
+                gref.0,
+                domid.0,
+            )
+        };
+        let pushed = self.ops.push(op, GFP_ATOMIC).is_ok()
+            && self.pages.push(self.pool.pages[slot], GFP_ATOMIC).is_ok()
+            && self.slots.push(slot as u16, GFP_ATOMIC).is_ok();
+        if !pushed {
+            self.ops.truncate(self.slots.len());
+            self.pages.truncate(self.slots.len());
+            self.pool.set_state(slot, SlotState::Free);
+            return Err(ENOMEM);
+        }
+        Ok(self.slots.len() - 1)
+    }
+
+    /// Returns the number of operations.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Returns whether the batch has no operation.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Maps all (`gnttab_map_refs()`). Each slot is then [`SlotState::Mapped`] or free again,
+    /// as [`MapBatch::status`] tells.
+    ///
+    /// If the call as a whole fails, operations the hypervisor did are still mapped but reported
+    /// failed: unmap their slots ([`ForeignPages::unmap`]).
+    pub fn submit(&mut self) {
+        if self.submitted {
+            return;
+        }
+        self.submitted = true;
+        if self.ops.is_empty() {
+            return;
+        }
+        for op in self.ops.iter_mut() {
+            // Left as is by a hypervisor that fails the whole call.
+            op.status = bindings::GNTST_general_error as i16;
+        }
+        // SAFETY: `ops` and `pages` hold `len` initialised entries for slots we hold in
+        // `Mapping`: nothing else uses their pages. May sleep only on `GNTST_eagain` (paged-out
+        // frames of a paging guest), as for the C driver.
+        let ret = unsafe {
+            bindings::gnttab_map_refs(
+                self.ops.as_mut_ptr(),
+                core::ptr::null_mut(),
+                self.pages.as_mut_ptr(),
+                self.ops.len() as c_uint,
+            )
+        };
+        self.failed = ret != 0;
+        for (op, &slot) in self.ops.iter().zip(self.slots.iter()) {
+            let slot = usize::from(slot);
+            if i32::from(op.status) == bindings::GNTST_okay as i32 {
+                self.pool.handles[slot].store(op.handle, crate::sync::atomic::Relaxed);
+                // INVARIANT: The grant is mapped at the page, with this handle.
+                self.pool.set_state(slot, SlotState::Mapped);
+            } else {
+                // INVARIANT: Nothing was mapped.
+                self.pool.set_state(slot, SlotState::Free);
+            }
+        }
+    }
+
+    /// Returns the result of operation `index`: `Ok` if the grant is mapped at its slot.
+    ///
+    /// Fails with [`EINVAL`] if there is no such operation or the batch was not submitted, and
+    /// as [`CopyBatch::status`] for a failed operation ([`EIO`] if the call as a whole failed).
+    pub fn status(&self, index: usize) -> Result {
+        if !self.submitted {
+            return Err(EINVAL);
+        }
+        let op = self.ops.get(index).ok_or(EINVAL)?;
+        status_to_result(op.status)?;
+        if self.failed {
+            return Err(EIO);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MapBatch<'_> {
+    fn drop(&mut self) {
+        if !self.submitted {
+            for &slot in self.slots.iter() {
+                self.pool.set_state(usize::from(slot), SlotState::Free);
+            }
+        }
+    }
+}
+
+/// Told when the network stack gives back slots of [`LendablePages`].
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+pub trait ReturnNotify: Send + Sync {
+    /// A zero-copy socket buffer was completed: its slots are [`SlotState::Returned`] and may be
+    /// unmapped. Called in any context (softirq, interrupts off): must not sleep; scheduling NAPI
+    /// or a work item is fine. `zerocopy_success` is `false` if the stack copied the data.
+    fn returned(&self, zerocopy_success: bool);
+}
+
+/// [`ForeignPages`] whose mapped slots can be lent to zero-copy socket buffers
+/// ([`ZeroCopy`](crate::net::skb::ZeroCopy), [`ZeroCopySkb`](crate::net::skb::ZeroCopySkb)):
+/// only a [`SlotState::Mapped`] slot is lent, and the stack gives it back as
+/// [`SlotState::Returned`], for [`ForeignPages::unmap`].
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+pub struct LendablePages<N: ReturnNotify> {
+    /// The pages.
+    pub pages: ForeignPages,
+    /// Who is told.
+    pub notify: N,
+}
+
+// SAFETY: A slot's page is valid and owned by `pages` while it lives; a lent slot stays mapped
+// (it cannot be unmapped while `Lent`). `lend` only succeeds for a `Mapped` slot, which it makes
+// `Lent` until `give_back`.
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+unsafe impl<N: ReturnNotify> crate::net::skb::ZeroCopyPages for LendablePages<N> {
+    fn count(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn page(&self, slot: usize) -> NonNull<bindings::page> {
+        // A valid page pointer by the type invariants of `ForeignPages` (never null).
+        NonNull::new(self.pages.pages[slot]).unwrap_or(NonNull::dangling())
+    }
+
+    fn lend(&self, slot: usize) -> bool {
+        self.pages.transition(slot, SlotState::Mapped, SlotState::Lent)
+    }
+
+    fn give_back(&self, slot: usize) {
+        self.pages.transition(slot, SlotState::Lent, SlotState::Returned);
+    }
+
+    fn complete(&self, zerocopy_success: bool) {
+        self.notify.returned(zerocopy_success);
+    }
+}
+
 /// The maximum number of pages of a shared ring (`XENBUS_MAX_RING_GRANTS`).
 pub const MAX_RING_PAGES: usize = bindings::XENBUS_MAX_RING_GRANTS as usize;
 
@@ -1334,6 +1865,25 @@ mod tests {
     }
 
     #[test]
+    fn slot_states() {
+        for s in [
+            SlotState::Free,
+            SlotState::Mapping,
+            SlotState::Mapped,
+            SlotState::Unmapping,
+            SlotState::Leaked,
+        ] {
+            assert_eq!(SlotState::from_raw(s as u32), s);
+        }
+        #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+        for s in [SlotState::Lent, SlotState::Returned] {
+            assert_eq!(SlotState::from_raw(s as u32), s);
+        }
+        // Anything unknown is treated as leaked: never reused.
+        assert_eq!(SlotState::from_raw(77), SlotState::Leaked);
+    }
+
+    #[test]
     fn statuses() {
         assert_eq!(status_to_result(0), Ok(()));
         assert_eq!(status_to_result(-8), Err(EACCES));
@@ -1350,5 +1900,6 @@ mod tests {
         }
         assert_eq!(RefPool::new(16).err(), Some(ENODEV));
         assert_eq!(UnusedRef::alloc().err(), Some(ENODEV));
+        assert_eq!(ForeignPages::new(256).err(), Some(ENODEV));
     }
 }
