@@ -200,6 +200,8 @@ pub(crate) struct TxState {
     pub(crate) skbs: KVec<Option<SkBuff>>,
     /// The page fragments of the packets of a poll.
     pub(crate) pages: KVec<kernel::page::Page>,
+    /// Map mode (`tx_mode=1`): the mapped pages and their requests.
+    pub(crate) map: Option<crate::zerocopy::MapState>,
 }
 
 /// The guest-RX state of a queue, used by its worker only.
@@ -249,6 +251,8 @@ pub(crate) struct Core {
     /// Packets to the frontend (the device transmits them).
     pub(crate) to_guest: QueueStats,
     pub(crate) gso_checksum_fixup: Counter,
+    /// The zero-copy counters (map mode).
+    pub(crate) zc: Arc<crate::zerocopy::ZcShared>,
     pub(crate) shared: Arc<VifShared>,
     /// The queue itself, for the NAPI poll to arm the credit timer; set while connected (the
     /// cycle is broken at disconnect).
@@ -373,6 +377,7 @@ impl WorkItem for Queue {
 }
 
 impl Queue {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         dev: &Device,
         index: u16,
@@ -381,6 +386,8 @@ impl Queue {
         tx_ring: TxBackRing<MappedRing>,
         rx_ring: RxBackRing<MappedRing>,
         shared: Arc<VifShared>,
+        zc: Arc<crate::zerocopy::ZcShared>,
+        map: Option<crate::zerocopy::MapState>,
     ) -> Result<Arc<Self>> {
         let now = Instant::<Monotonic>::now();
         let buf = KVec::from_elem(0u8, RX_MAX_PACKET, GFP_KERNEL)?;
@@ -408,6 +415,7 @@ impl Queue {
                             pkts,
                             skbs,
                             pages,
+                            map,
                         }),
                         rx <- new_mutex!(RxState {
                             ring: rx_ring,
@@ -424,6 +432,7 @@ impl Queue {
                         from_guest: QueueStats::new(),
                         to_guest: QueueStats::new(),
                         gso_checksum_fixup: Counter::new(),
+                        zc,
                         shared,
                         me <- new_spinlock_bh!(None),
                     })
@@ -588,13 +597,15 @@ impl ethtool::Operations for Vif {
     }
 
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
-        let mut fixup = 0;
-        this.for_each_queue(|c| fixup += c.gso_checksum_fixup.get());
-        for v in values.iter_mut() {
-            *v = 0;
-        }
-        if let Some(v) = values.get_mut(0) {
-            *v = fixup;
+        let mut sums = [0u64; 5];
+        this.for_each_queue(|c| {
+            sums[0] += c.gso_checksum_fixup.get();
+            sums[1] += c.zc.sent.get();
+            sums[2] += c.zc.success.get();
+            sums[3] += c.zc.fail.get();
+        });
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = sums.get(i).copied().unwrap_or(0);
         }
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! - [`xenbus`]: the xenbus backend (negotiation keys, state machine, hotplug-status watch);
 //! - [`interface`]: the network device and its queues;
-//! - [`tx`]: guest TX (frontend to dom0), map-free: every slot is grant-copied;
+//! - [`tx`]: guest TX (frontend to dom0), map-free by default: every slot is grant-copied;
+//! - [`zerocopy`]: guest TX by grant map (`tx_mode=1`), as the C driver;
 //! - [`rx`]: guest RX (dom0 to frontend), grant copy from a worker.
 //!
 //! The frontend is not trusted: each ring entry is copied once and validated, every index and
@@ -27,6 +28,7 @@ mod interface;
 mod rx;
 mod tx;
 mod xenbus;
+mod zerocopy;
 
 /// Number of slots a packet may always use (`XEN_NETBK_LEGACY_SLOTS_MAX`).
 pub(crate) const LEGACY_SLOTS_MAX: usize = kernel::xen::netif::NR_SLOTS_MIN as usize;
@@ -44,6 +46,12 @@ const MAX_QUEUES_DEFAULT: u32 = 8;
 pub(crate) fn fatal_skb_slots() -> usize {
     (module_parameters::fatal_skb_slots.value() as usize)
         .clamp(LEGACY_SLOTS_MAX, FATAL_SKB_SLOTS_MAX)
+}
+
+/// Whether guest TX maps the frontend's pages (`tx_mode=1`) instead of copying them; read at
+/// connect.
+pub(crate) fn tx_mode_map() -> bool {
+    module_parameters::tx_mode.value() == 1
 }
 
 /// Whether split event channels are advertised (`separate_tx_rx_irq`).
@@ -130,6 +138,10 @@ module! {
         provides_xdp_headroom: bool {
             default: true,
             description: "Offer frontends a headroom before received packets (feature-xdp-headroom)",
+        },
+        tx_mode: u32 {
+            default: 0,
+            description: "Guest TX: 0 grant-copies every packet, 1 grant-maps all but the first 128 bytes (zero-copy, as the C driver; no C equivalent)",
         },
         hash_cache_size: u32 {
             default: 64,

@@ -2,18 +2,30 @@
 
 //! Guest TX: packets from the frontend to dom0 (C: `netback.c`, `xenvif_tx_action`).
 //!
-//! Map-free: each request is copied once from the ring and validated, then the whole packet is
-//! grant-copied into the linear area of a local buffer (so every header is in the linear area
-//! and there are no frags, empty or not), one batch of copies per poll.
+//! Each request is copied once from the ring and validated. By default (`tx_mode=0`) the whole
+//! packet is then grant-copied into a local buffer: up to [`LINEAR_MAX`] bytes in the linear area
+//! (so every header is there), the rest in page fragments, never empty ones; one batch of copies
+//! per poll. With `tx_mode=1` ([`crate::zerocopy`]) only the first
+//! [`TX_COPY_LEN`](crate::zerocopy::TX_COPY_LEN) bytes are copied and the rest of each request is
+//! grant-mapped and attached as a zero-copy fragment, one batch of maps per poll; the responses of
+//! mapped requests are deferred until their pages are unmapped.
 
-use crate::interface::Core;
+use crate::{
+    interface::Core,
+    zerocopy::{
+        self,
+        TX_COPY_LEN, //
+    },
+};
 use kernel::{
     net::{
         napi::PollContext,
         skb::{
             GsoType as SkbGso,
             SkBuff,
-            ETH_HLEN, //
+            ZeroCopySkb,
+            ETH_HLEN,
+            MAX_FRAGS, //
         },
     },
     page::Page,
@@ -29,7 +41,8 @@ use kernel::{
     xen::{
         grant::{
             CopyBatch,
-            GrantRef, //
+            GrantRef,
+            SlotState, //
         },
         netif::{
             Checksum,
@@ -169,6 +182,69 @@ pub(crate) struct Packet {
     /// Pages holding the rest, in the poll's page array from `pages_start`.
     pub(crate) pages_start: usize,
     pub(crate) nr_pages: usize,
+    /// Map mode: the first [`Packet::lin_len`] bytes are copied, the rest of each request is
+    /// mapped at the slot in [`Packet::slots`].
+    pub(crate) map: bool,
+    /// Map mode: the slot each request's rest is mapped at ([`NO_SLOT`]: none) ...
+    pub(crate) slots: [u16; MAX_SLOTS],
+    /// ... and the index of its map operation.
+    pub(crate) map_ops: [u16; MAX_SLOTS],
+}
+
+/// No slot: the request's data was all copied (or it carries none).
+pub(crate) const NO_SLOT: u16 = u16::MAX;
+
+impl Packet {
+    /// Map mode: the number of bytes to copy into the linear area so that the rest of the packet
+    /// fits in the fragments of one buffer: [`TX_COPY_LEN`], or more whole requests when there
+    /// are more pieces than [`MAX_FRAGS`] (the C driver chains a second buffer instead). `None`
+    /// if the packet is better copied whole (small, or that would copy more than a page).
+    pub(crate) fn map_lin_len(&self) -> Option<usize> {
+        let total = usize::from(self.reqs[0].size);
+        if total <= TX_COPY_LEN {
+            return None;
+        }
+        let mut probe = *self;
+        probe.lin_len = TX_COPY_LEN;
+        let mut end = 0usize;
+        let mut r = 0;
+        while probe.mapped_pieces().count() > MAX_FRAGS {
+            // Copy one more whole request.
+            let len = if r == 0 {
+                self.first_len
+            } else {
+                usize::from(self.reqs.get(r)?.size)
+            };
+            end += len;
+            r += 1;
+            probe.lin_len = end.max(TX_COPY_LEN);
+            if probe.lin_len > PAGE_SIZE + TX_COPY_LEN || r > self.nr_reqs {
+                return None;
+            }
+        }
+        Some(probe.lin_len)
+    }
+
+    /// Map mode: the piece of each request that is not copied into the linear area, as
+    /// (request index, offset in its page, length), for non-empty pieces only (XSA-448).
+    fn mapped_pieces(&self) -> impl Iterator<Item = (usize, u16, usize)> + '_ {
+        let lin = self.lin_len;
+        let mut pos = 0usize;
+        self.reqs[..self.nr_reqs]
+            .iter()
+            .enumerate()
+            .filter_map(move |(r, req)| {
+                let len = if r == 0 {
+                    self.first_len
+                } else {
+                    usize::from(req.size)
+                };
+                let copied = len.min(lin.saturating_sub(pos));
+                pos += len;
+                let rest = len - copied;
+                (rest > 0).then(|| (r, req.offset + copied as u16, rest))
+            })
+    }
 }
 
 /// Why reading the TX ring must stop: the frontend broke the protocol. Displayed with the
@@ -265,6 +341,9 @@ pub(crate) fn read_packet(
         lin_len: 0,
         pages_start: 0,
         nr_pages: 0,
+        map: false,
+        slots: [NO_SLOT; MAX_SLOTS],
+        map_ops: [0; MAX_SLOTS],
     };
     pkt.reqs[0] = first;
 
@@ -386,6 +465,10 @@ fn add_copies<'a>(
         };
         let mut offset = req.offset;
         let gref = GrantRef(req.gref);
+        if pkt.map {
+            // Only the linear area is copied; the rest is mapped.
+            left = left.min(lin_len.saturating_sub(pos));
+        }
         while left > 0 {
             let n = if pos < lin_len {
                 // Local side: never across a page.
@@ -483,6 +566,31 @@ fn deliver(
     skb.netif_receive();
 }
 
+/// Map mode: pushes the responses of the requests of a delivered packet whose data was all
+/// copied; the others are answered when their slot is unmapped.
+fn respond_copied(
+    ring: &mut kernel::xen::netif::TxBackRing<kernel::xen::grant::MappedRing>,
+    pkt: &Packet,
+) {
+    for (r, req) in pkt.reqs[..pkt.nr_reqs].iter().enumerate() {
+        if pkt.slots[r] != NO_SLOT {
+            continue;
+        }
+        let _ = ring.push_response(TxResponse {
+            id: req.id,
+            status: Status::Okay as i16,
+        });
+        if r == 0 {
+            for _ in 0..pkt.nr_extras {
+                let _ = ring.push_response(TxResponse {
+                    id: 0,
+                    status: Status::Null as i16,
+                });
+            }
+        }
+    }
+}
+
 /// The NAPI poll of a queue: handles up to `budget` packets of the TX ring.
 pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     let core: &Core = ctx;
@@ -497,6 +605,19 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     let mut pkts = core::mem::take(&mut tx.pkts);
     pkts.clear();
 
+    // Map mode: unmap what the stack gave back and answer it first (C: the dealloc thread).
+    let mut answered = 0;
+    let pool = {
+        let st = &mut *tx;
+        match st.map.as_mut() {
+            Some(ms) => {
+                answered = zerocopy::dealloc(&mut st.ring, ms, true);
+                Some((ms.pool.clone(), ms.shared.clone()))
+            }
+            None => None,
+        }
+    };
+
     // The `rate` limit: pick up a change, read the clock.
     let now = (Instant::<Monotonic>::now() - tx.clock_base).as_nanos().max(0) as u64 / 1000;
     let gen = core.shared.rate_gen.load(Acquire);
@@ -508,13 +629,18 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     }
 
     // 1. Read and validate the requests of up to `limit` packets; a packet beyond the credit
-    // is held until the credit is back (C: `tx_credit_exceeded`).
+    // is held until the credit is back (C: `tx_credit_exceeded`). In map mode, stop while fewer
+    // slots are free than a packet may need (C: `nr_pending_reqs`): the completions poll again.
     let mut fatal = None;
     let mut limited = None;
+    let mut short = false;
     let st = &mut *tx;
+    let free_slots = st.map.as_ref().map(|m| m.nr_free());
+    let mut reserved = 0usize;
     if let Some(pkt) = st.held.take() {
         match st.credit.take(u64::from(pkt.reqs[0].size), now) {
             Ok(()) => {
+                reserved += pkt.nr_reqs;
                 let _ = pkts.push(pkt, GFP_ATOMIC);
             }
             Err(wait) => {
@@ -533,10 +659,15 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
             }
             Ok(mut reqs) => {
                 while pkts.len() < limit {
+                    if free_slots.is_some_and(|free| free < reserved + MAX_SLOTS) {
+                        short = true;
+                        break;
+                    }
                     let Some(first) = reqs.next() else { break };
                     match read_packet(first.request(), &mut reqs, fatal_slots) {
                         Ok(pkt) => match st.credit.take(u64::from(pkt.reqs[0].size), now) {
                             Ok(()) => {
+                                reserved += pkt.nr_reqs;
                                 let _ = pkts.push(pkt, GFP_ATOMIC);
                             }
                             Err(wait) => {
@@ -564,6 +695,7 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
 
     // 2. Buffers for the packets to deliver.
     // Room for one per packet was reserved when the queue was created.
+    let map_mode = pool.is_some();
     let mut skbs = core::mem::take(&mut tx.skbs);
     skbs.clear();
     let mut pages = core::mem::take(&mut tx.pages);
@@ -574,8 +706,15 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         pkt.nr_pages = 0;
         if pkt.drop.is_none() {
             let total = usize::from(pkt.reqs[0].size);
-            pkt.lin_len = total.min(LINEAR_MAX);
-            let want = (total - pkt.lin_len).div_ceil(PAGE_SIZE);
+            // Map mode: headers copied, the rest mapped (see `Packet::map_lin_len`).
+            let map_lin = if map_mode { pkt.map_lin_len() } else { None };
+            pkt.map = map_lin.is_some();
+            pkt.lin_len = map_lin.unwrap_or(total.min(LINEAR_MAX));
+            let want = if pkt.map {
+                0
+            } else {
+                (total - pkt.lin_len).div_ceil(PAGE_SIZE)
+            };
             if let Ok(mut s) = ctx.alloc_skb(pkt.lin_len as u32) {
                 if s.put_zero(pkt.lin_len as u32).is_ok() {
                     skb = Some(s);
@@ -603,7 +742,7 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         }
     }
 
-    // 3. One batch of copies for all of them.
+    // 3. One batch of copies for all of them, and one batch of maps (map mode).
     let mut ranges: [(usize, usize); MAX_PACKETS_PER_POLL] = [(0, 0); MAX_PACKETS_PER_POLL];
     {
         let nr_ops: usize = pkts.iter().map(|p| p.nr_reqs * 3 + 2).sum();
@@ -627,6 +766,9 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                 Err(_) => pkt.drop = Some(Status::Error),
             }
         }
+        if let Some(ms) = tx.map.as_mut() {
+            map_packets(core, ms, &mut pkts);
+        }
         batch.submit();
         for (i, pkt) in pkts.iter_mut().enumerate() {
             if pkt.drop.is_some() {
@@ -639,9 +781,42 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         }
     }
 
-    // 4. Responses, in ring order.
-    for pkt in pkts.iter() {
-        respond(&mut tx.ring, pkt, pkt.drop.unwrap_or(Status::Okay));
+    // 4. Responses, in ring order; in map mode, a dropped packet's mapped slots are unmapped
+    // first, and the mapped requests of a delivered one are answered later.
+    {
+        let st = &mut *tx;
+        for pkt in pkts.iter_mut() {
+            if pkt.map {
+                if let Some(ms) = st.map.as_mut() {
+                    if pkt.drop.is_some() {
+                        let mut slots = [0u16; MAX_SLOTS];
+                        let mut n = 0;
+                        for s in pkt.slots[..pkt.nr_reqs].iter_mut() {
+                            if *s != NO_SLOT {
+                                slots[n] = *s;
+                                n += 1;
+                                *s = NO_SLOT;
+                            }
+                        }
+                        zerocopy::unmap_and_answer(&mut st.ring, ms, &slots[..n], false);
+                    } else {
+                        for (r, req) in pkt.reqs[..pkt.nr_reqs].iter().enumerate() {
+                            let slot = usize::from(pkt.slots[r]);
+                            if let Some(p) = ms.pending.get_mut(slot) {
+                                *p = zerocopy::Pending {
+                                    id: req.id,
+                                    extras: if r == 0 { pkt.nr_extras as u8 } else { 0 },
+                                    error: false,
+                                };
+                            }
+                        }
+                        respond_copied(&mut st.ring, pkt);
+                        continue;
+                    }
+                }
+            }
+            respond(&mut st.ring, pkt, pkt.drop.unwrap_or(Status::Okay));
+        }
     }
     let notify = tx.ring.push_responses_and_check_notify();
     drop(tx);
@@ -652,12 +827,45 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
 
     // 5. Deliver.
     let work = pkts.len() as u32;
+    let mut orphans: [u16; MAX_SLOTS] = [NO_SLOT; MAX_SLOTS];
+    let mut nr_orphans = 0;
     {
         let mut page_iter = pages.drain_all();
         for (pkt, skb) in pkts.iter().zip(skbs.drain_all()) {
-            match (pkt.drop, skb) {
-                (None, Some(skb)) => deliver(ctx, core, pkt, skb, &mut page_iter),
-                (status, skb) => {
+            match (pkt.drop, skb, pool.as_ref()) {
+                (None, Some(skb), Some((pool, shared))) if pkt.map => {
+                    let Ok(mut z) = ZeroCopySkb::new(skb, pool).map_err(|(skb, _)| drop(skb))
+                    else {
+                        core.from_guest.errors.inc();
+                        continue;
+                    };
+                    let mut ok = true;
+                    for (r, offset, len) in pkt.mapped_pieces() {
+                        let slot = pkt.slots[r];
+                        if !ok || z.add_frag(usize::from(slot), u32::from(offset), len as u32).is_err() {
+                            // Cannot happen (validated pieces, mapped slots): the slots not
+                            // lent are unmapped below.
+                            ok = false;
+                            if nr_orphans < MAX_SLOTS {
+                                orphans[nr_orphans] = slot;
+                                nr_orphans += 1;
+                            }
+                        }
+                    }
+                    if !ok {
+                        core.from_guest.errors.inc();
+                        drop(z);
+                        continue;
+                    }
+                    let skb = z.finish();
+                    shared.sent.inc();
+                    let mut whole = *pkt;
+                    whole.lin_len = usize::from(pkt.reqs[0].size);
+                    whole.nr_pages = 0;
+                    deliver(ctx, core, &whole, skb, &mut core::iter::empty());
+                }
+                (None, Some(skb), _) => deliver(ctx, core, pkt, skb, &mut page_iter),
+                (status, skb, _) => {
                     for _ in 0..pkt.nr_pages {
                         drop(page_iter.next());
                     }
@@ -679,8 +887,31 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         tx.skbs = skbs;
         tx.pages = pages;
         tx.work_since_eoi = tx.work_since_eoi.saturating_add(work);
+        if nr_orphans != 0 {
+            let st = &mut *tx;
+            if let Some(ms) = st.map.as_mut() {
+                for &slot in &orphans[..nr_orphans] {
+                    if let Some(p) = ms.pending.get_mut(usize::from(slot)) {
+                        p.error = true;
+                    }
+                }
+                zerocopy::unmap_and_answer(&mut st.ring, ms, &orphans[..nr_orphans], true);
+                if st.ring.push_responses_and_check_notify() {
+                    drop(tx);
+                    core.notify_tx();
+                }
+            }
+        }
     }
+    let work = work.max(u32::from(answered != 0)).min(budget);
 
+    if short {
+        // Polled again by the completions of the buffers holding the slots.
+        if work < budget {
+            ctx.complete_done(work);
+        }
+        return work;
+    }
     if let Some(wait) = limited {
         // Polled again when the credit is back; the frontend's notifications are not needed
         // meanwhile (C: `rate_limited`).
@@ -716,6 +947,69 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
         }
     }
     work
+}
+
+/// Map mode: takes a slot for each piece of each map-mode packet that is not copied, and maps
+/// the frontend's pages there in one batch (C: `xenvif_tx_create_map_op`, `gnttab_map_refs`).
+/// A packet whose maps fail is dropped; its slots are unmapped when it is answered.
+fn map_packets(core: &Core, ms: &mut zerocopy::MapState, pkts: &mut [Packet]) {
+    let zerocopy::MapState { pool, free, .. } = ms;
+    let pages = &pool.pages().pages;
+    let nr: usize = pkts.iter().filter(|p| p.map).map(|p| p.nr_reqs).sum();
+    if nr == 0 {
+        return;
+    }
+    let Ok(mut batch) = pages.map_batch(nr, GFP_ATOMIC) else {
+        for pkt in pkts.iter_mut().filter(|p| p.map) {
+            pkt.drop.get_or_insert(Status::Dropped);
+        }
+        return;
+    };
+    for pkt in pkts.iter_mut() {
+        if !pkt.map || pkt.drop.is_some() {
+            continue;
+        }
+        let mut pieces = [(0usize, 0u16, 0usize); MAX_SLOTS];
+        let mut n = 0;
+        for piece in pkt.mapped_pieces() {
+            pieces[n] = piece;
+            n += 1;
+        }
+        for &(r, _, _) in &pieces[..n] {
+            let Some(slot) = free.pop() else {
+                pkt.drop = Some(Status::Dropped);
+                break;
+            };
+            match batch.add(usize::from(slot), core.domid, GrantRef(pkt.reqs[r].gref)) {
+                Ok(op) => {
+                    pkt.slots[r] = slot;
+                    pkt.map_ops[r] = op as u16;
+                }
+                Err(_) => {
+                    let _ = free.push(slot, GFP_ATOMIC);
+                    pkt.drop = Some(Status::Dropped);
+                    break;
+                }
+            }
+        }
+    }
+    batch.submit();
+    for pkt in pkts.iter_mut().filter(|p| p.map) {
+        for r in 0..pkt.nr_reqs {
+            let slot = pkt.slots[r];
+            if slot == NO_SLOT {
+                continue;
+            }
+            if batch.status(usize::from(pkt.map_ops[r])).is_err() {
+                pkt.drop = Some(Status::Error);
+                if pages.state(usize::from(slot)) == Some(SlotState::Free) {
+                    // Nothing mapped: the slot is free again at once.
+                    let _ = free.push(slot, GFP_ATOMIC);
+                    pkt.slots[r] = NO_SLOT;
+                }
+            }
+        }
+    }
 }
 
 #[kunit_tests(xen_netback_rs_tx)]
@@ -872,6 +1166,59 @@ mod tests {
         let pkt = read(&s).unwrap();
         assert!(pkt.drop.is_none());
         assert_eq!(pkt.first_len, 100);
+    }
+
+    /// A packet of a first slot of `first` bytes and follow-on slots of `sizes`.
+    fn sized(first: u16, sizes: &[u16]) -> Packet {
+        let total = first + sizes.iter().sum::<u16>();
+        let mut v = KVec::new();
+        v.push(slot(total, 10, !sizes.is_empty(), 0), GFP_KERNEL).unwrap();
+        for (i, &s) in sizes.iter().enumerate() {
+            v.push(slot(s, 0, i + 1 < sizes.len(), i as u16 + 1), GFP_KERNEL)
+                .unwrap();
+        }
+        read(&v).unwrap()
+    }
+
+    fn pieces(pkt: &Packet) -> KVec<(usize, u16, usize)> {
+        let mut v = KVec::new();
+        for p in pkt.mapped_pieces() {
+            v.push(p, GFP_KERNEL).unwrap();
+        }
+        v
+    }
+
+    #[test]
+    fn map_split() {
+        // Small packets are copied whole.
+        assert_eq!(sized(128, &[]).map_lin_len(), None);
+        assert_eq!(sized(60, &[68]).map_lin_len(), None);
+        // One slot: the headers copied, the rest mapped from the same page.
+        let mut p = sized(1000, &[]);
+        p.lin_len = p.map_lin_len().unwrap();
+        assert_eq!(p.lin_len, TX_COPY_LEN);
+        assert_eq!(&pieces(&p)[..], &[(0, 10 + 128, 872)]);
+        // Headers across slots (XSA-423): the first 128 bytes come from two requests.
+        let mut p = sized(60, &[1000, 0, 500]);
+        p.lin_len = p.map_lin_len().unwrap();
+        assert_eq!(&pieces(&p)[..], &[(1, 68, 932), (3, 0, 500)]);
+        // A zero-size slot (request 2) is never a fragment (XSA-448); it is answered at once.
+        assert!(pieces(&p).iter().all(|&(_, _, len)| len > 0));
+        // 17 pieces fit; with 18 the first follow-on request is copied too.
+        let mut p = sized(60, &[4096; 17]);
+        assert_eq!(p.map_lin_len(), Some(TX_COPY_LEN));
+        p.lin_len = TX_COPY_LEN;
+        assert_eq!(pieces(&p).len(), MAX_FRAGS);
+        let mut p = sized(60, &[3000; 18]);
+        let lin = p.map_lin_len().unwrap();
+        assert_eq!(lin, 3060);
+        p.lin_len = lin;
+        let v = pieces(&p);
+        assert_eq!(v.len(), MAX_FRAGS);
+        assert_eq!(v[0], (2, 0, 3000));
+        // Every byte is either copied or mapped once.
+        let mapped: usize = v.iter().map(|&(_, _, len)| len).sum();
+        assert_eq!(lin + mapped, usize::from(p.reqs[0].size));
     }
 
     #[test]

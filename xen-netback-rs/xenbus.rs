@@ -227,11 +227,15 @@ impl Inner {
             drop(c.irqs.take());
             *c.queue.napi.notify.lock() = Default::default();
             c.queue.napi.disable();
+            *c.queue.napi.zc.queue.lock() = None;
             // Drops queued packets, unmaps the rings (possibly later, in the worker).
             c.queue.kick_rx();
             *c.queue.napi.me.lock() = None;
             // Nothing may stay queued when the module goes.
             c.queue.flush_work();
+            // Map mode: waits until the stack gave back every mapped page.
+            let name = self.netdev.device().name().to_str().unwrap_or("vif");
+            crate::zerocopy::teardown(&c.queue.napi, name);
         }
         self.vif.stalled.store(0, Relaxed);
     }
@@ -476,6 +480,9 @@ impl NetBack {
         }
         for c in inner.conns.iter() {
             *c.queue.napi.me.lock() = Some(c.queue.clone());
+            // The completions of zero-copy buffers schedule the poll (both cycles are broken at
+            // disconnect).
+            *c.queue.napi.zc.queue.lock() = Some(c.queue.clone());
         }
         *inner.vif().queues.lock() = shared;
         ndev.carrier_on();
@@ -553,6 +560,18 @@ impl NetBack {
     ) -> Result<QueueConn> {
         let tx = TxBackRing::attach(MappedRing::map(dev, &[GrantRef(tx_ref)])?)?;
         let rx = RxBackRing::attach(MappedRing::map(dev, &[GrantRef(rx_ref)])?)?;
+        let zc = crate::zerocopy::ZcShared::new()?;
+        let map = if crate::tx_mode_map() {
+            match crate::zerocopy::MapState::new(zc.clone()) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    pr_warn!("{ifname}: queue {index}: no pages to map guest TX ({e:?}): copying\n");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let queue = Queue::new(
             inner.netdev.device(),
             index,
@@ -561,6 +580,8 @@ impl NetBack {
             tx,
             rx,
             inner.vif.clone(),
+            zc,
+            map,
         )?;
         queue.napi.enable();
 
