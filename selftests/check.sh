@@ -71,6 +71,11 @@ done
 # The Rust backend's user-visible features (guest/scen_back.py, about 2.5 min): ethtool -S and
 # module parameters with the C names, rate=, 2 and 4 queues, guest to guest with a second domU.
 case " $ready " in *" back "*) step back-features python3 selftests/rig/run.py back-features --front c --back rs;; esac
+# The Rust backend's guest TX by grant map (tx_mode=1, issue 5: the C driver's zero-copy mode):
+# basic with the C frontend, which requires the zero-copy counters to move (back-tx-zerocopy) and
+# reloads the backend with buffers completed (about 1.5 min).
+case " $ready " in *" back "*) step basic-c/rs-map python3 selftests/rig/run.py basic --front c --back rs \
+	--back-append tx_mode=1 --tag map;; esac
 # PV superpages (issue 6): our patched Xen 4.17 (scripts/xen.sh, bookworm dom0 with xen-utils-4.17)
 # with pv-superpages: dom0 and domU map kernel text/rodata with 2 MiB pages (census, revert and
 # split checks required), no global kernel entry, and the network scenario passes on it with the

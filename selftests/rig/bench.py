@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Benchmark driver pairs on the rig: N runs per pair, interleaved, medians, spread, ratios to c/c.
 
-  selftests/rig/bench.py [-n 5] [--scenario run] [--pairs c/c,rs/c,c/rs,rs/rs] [--plain] [--cpu MODEL]
+  selftests/rig/bench.py [-n 5] [--scenario run] [--pairs c/c,rs/c,c/rs,c/rs-map,rs/rs] [--plain] [--cpu MODEL]
   selftests/rig/bench.py --pvmmu [-n 3] [--pairs rs/rs]      (issue 6: PV MMU patches on vs off)
 
 --pvmmu compares the guest-kernel PV MMU features on and off (dom0 and domU booted with
@@ -14,7 +14,9 @@ Default mode is QEMU icount (-icount shift=3,sleep=off, -cpu max,-xsave,-x2apic)
 advances per guest instruction, so Mbit/s measured in the guest (iperf3's receiver totals) does
 not depend on host load (about +-2 % between runs, see selftests/rig/README.md). --plain uses
 plain TCG (wall-clock; 1.3-1.7x run-to-run swings, needs more repeats).
-Pairs default to c/c plus every pair whose Rust modules exist in build/modules/.
+Pairs default to c/c plus every pair whose Rust modules exist in build/modules/. A backend
+"rs-map" is the Rust backend with tx_mode=1 (guest TX by grant map, like the C backend; "rs"
+copies), so both guest-TX strategies are measured against the C backend.
 Each run is a normal selftests/rig/run.py run (its own run dir); this script collects
 build/results/<scenario>-<front>-<back>-<tag>.json and writes build/results/bench-<ts>.json + .txt.
 Exit code: 0 if every run passed, 1 otherwise (statistics use the passing runs only).
@@ -41,6 +43,8 @@ def available_pairs(mdir):
         pairs.append(("rs", "c"))
     if have["rs_back"]:
         pairs.append(("c", "rs"))
+        # the Rust backend's zero-copy guest TX (tx_mode=1), against the C backend (always maps)
+        pairs.append(("c", "rs-map"))
     if have["rs_front"] and have["rs_back"]:
         pairs.append(("rs", "rs"))
     return pairs
@@ -83,7 +87,9 @@ def main():
         variants = [("pvmmu-off", front, back, xen + ["--tlbbench", "--dom0-append", PVMMU_OFF, "--domu-append", PVMMU_OFF]),
                     ("pvmmu-on", front, back, xen + ["--tlbbench"])]
     else:
-        variants = [("%s/%s" % (f, b), f, b, []) for f, b in pairs]
+        # a backend "X-map" is backend X with tx_mode=1 (guest TX by grant map, issue 5)
+        variants = [("%s/%s" % (f, b), f, b.split("-")[0], ["--back-append", "tx_mode=1"] if b.endswith("-map") else [])
+                    for f, b in pairs]
     env = dict(os.environ)
     if a.hold_lock:
         lock = os.open(os.environ.get("HEAVY_LOCK", "/tmp/xen-netrs-heavy.lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -94,7 +100,7 @@ def main():
     runs = []
     for i in range(a.n):
         for label, front, back, extra in variants:      # interleaved: c/c, rs/c, ... then again
-            tag = "bench%s-%d%s" % (ts, i, "-" + label if a.pvmmu else "")
+            tag = "bench%s-%d%s" % (ts, i, "-" + label.replace("/", "-") if a.pvmmu or "-" in label else "")
             cmd = [sys.executable, os.path.join(HERE, "run.py"), a.scenario, "--front", front, "--back", back,
                    "--tag", tag, "--secs", str(a.secs), "--loopback"] + extra
             if not a.plain:

@@ -287,6 +287,9 @@ def main():
     ap.add_argument("--lazy-fpu", action="store_true", help="do not pass %s to Xen (reproduces the TCG XSAVE bug with --cpu max)" % XEN_EAGER_FPU)
     ap.add_argument("--dom0-append", default="", help="extra dom0 kernel command line")
     ap.add_argument("--domu-append", default="", help="extra domU kernel command line")
+    ap.add_argument("--back-append", default="",
+                    help="backend module parameters, e.g. 'tx_mode=1' (passed as <module>.<param>=<value> on "
+                         "dom0's command line, which modprobe applies when it loads the backend)")
     ap.add_argument("--timeout", type=int, default=None, help="overall QEMU timeout (s)")
     ap.add_argument("--silence-timeout", type=int, default=300, help="kill QEMU after this long without console output")
     ap.add_argument("--lock-timeout", type=int, default=3600)
@@ -328,7 +331,8 @@ def main():
     run_dir = os.path.join(BUILD, "runs", "%s-%s" % (name, stamp))
     os.makedirs(run_dir)
     conf = {"scenario": a.scenario, "front": a.front, "back": a.back, "krel": krel, "xenver": a.xen,
-            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "ksft_phases": a.ksft_phases, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1}
+            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "ksft_phases": a.ksft_phases, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1,
+            "back_params": a.back_append}
     rig_img = make_rig_disk(run_dir, conf, kdir, krel, kos)
     dom0_disk = os.path.join(run_dir, "dom0.qcow2")
     domu_disk = os.path.join(run_dir, "domu.qcow2")
@@ -345,8 +349,10 @@ def main():
 
     xen_cmd = ("console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M loglvl=all guest_loglvl=all noreboot " +
                ("" if a.lazy_fpu else XEN_EAGER_FPU + " ") + a.xen_append).strip()
+    back_mod = "xen_netback_rs" if a.back == "rs" else "xen_netback"
+    back_params = " ".join("%s.%s" % (back_mod, p) for p in a.back_append.split())
     dom0_cmd = ("root=/dev/vda rw console=hvc0 earlyprintk=xen init=/sbin/rig-init rig.role=dom0 rig.disk=/dev/vdb "
-                "kunit.autorun=0 " + a.dom0_append).strip()
+                "kunit.autorun=0 " + back_params + " " + a.dom0_append).strip()
     if "," in dom0_cmd:
         die("the dom0 command line cannot contain ',' (QEMU -initrd separator)")
     cmd = ["qemu-system-x86_64", "-accel", "tcg,thread=single"]
@@ -437,6 +443,8 @@ def main():
         checks.append({"name": "rig-complete", "pass": False, "detail": why})
     seen = {c["name"] for c in checks}
     required = list(sc["required"])
+    if a.back == "rs" and "tx_mode=1" in a.back_append.split() and a.scenario in ("basic", "run"):
+        required.append("back-tx-zerocopy")
     if "pvmmu-domu-census" in required and a.xen != XENVER and "pv-superpages" in a.xen_append.split():
         # our patched Xen with superpages on: each kernel that did not turn them off must use them
         for dom, append in (("dom0", a.dom0_append), ("domu", a.domu_append)):

@@ -1112,8 +1112,8 @@ impl<P: ZeroCopyPages> ZeroCopy<P> {
         )?;
         let ptr = crate::sync::Arc::as_ptr(&this).cast::<c_void>();
         for t in this.tickets.iter() {
-            // SAFETY: Nothing else has access to the tickets yet.
             // INVARIANT: Every ticket points to the value in the `Arc`, which never moves.
+            // SAFETY: Nothing else has access to the tickets yet.
             unsafe { *t.owner.get() = ptr };
         }
         Ok(this)
@@ -1154,7 +1154,7 @@ impl<P: ZeroCopyPages> ZeroCopy<P> {
             // no one writes it. Read both fields before giving the slot back.
             let (slot, next) = unsafe {
                 let v = (*msgzc).__bindgen_anon_1.__bindgen_anon_1;
-                (v.desc as usize, v.ctx)
+                (v.desc, v.ctx)
             };
             this.pages.give_back(slot);
             if next.is_null() {
@@ -1264,8 +1264,8 @@ impl<P: ZeroCopyPages> ZeroCopySkb<P> {
         // SAFETY: `page` is valid while the slot is lent (safety requirements of
         // `ZeroCopyPages`); the buffer gets a reference of its own, which the stack drops.
         unsafe { bindings::get_page(page.as_ptr()) };
-        // SAFETY: We own the buffer; `i` is its next free fragment; the range is in the page.
         // INVARIANT: The slot is a fragment holding its own page reference, chained after `last`.
+        // SAFETY: We own the buffer; `i` is its next free fragment; the range is in the page.
         unsafe {
             bindings::skb_add_rx_frag(
                 self.skb.raw(),

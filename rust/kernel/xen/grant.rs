@@ -1327,15 +1327,15 @@ impl Drop for ForeignPages {
             }
         }
         pages.truncate(kept);
-        if kept != self.len() {
+        if kept != self.state.len() {
             pr_warn!(
                 "xen: {} foreign pages not freed (still mapped)\n",
                 self.state.len() - kept
             );
         }
         *free.as_mut().project().pages = pages;
-        // Fails only if already queued, which a fresh work item is not.
-        let _ = crate::workqueue::system().enqueue(free);
+        // A boxed work item cannot be queued already: this cannot fail.
+        crate::workqueue::system().enqueue(free);
     }
 }
 

@@ -363,6 +363,32 @@ def ethtool_k(runner, ifn):
 EXPECT_ON = ["scatter-gather", "tcp-segmentation-offload", "tx-checksumming", "rx-checksumming"]
 
 
+def zerocopy_stats(vif):
+    """Guest-TX zero-copy counters of the backend (ethtool -S; C netback and xen-netback-rs with
+    tx_mode=1 map the frontend's pages). With tx_mode=1 on the Rust backend, the iperf run must
+    have gone through the zero-copy path and every buffer must have completed."""
+    rc, out = sh("ethtool -S %s" % vif, 30, True)
+    st = {}
+    for line in out.splitlines():
+        k, _, v = line.strip().partition(":")
+        if k.startswith("tx_zerocopy_") or k == "tx_frag_overflow":
+            try:
+                st[k] = int(v)
+            except ValueError:
+                pass
+    for k, v in sorted(st.items()):
+        metric("back-%s" % k, v, "count")
+    params = CONF.get("back_params", "").split()
+    if "tx_mode=1" in params:
+        rc2, mode = sh("cat /sys/module/xen_netback_rs/parameters/tx_mode", 10, True)
+        sent = st.get("tx_zerocopy_sent", 0)
+        done = st.get("tx_zerocopy_success", 0) + st.get("tx_zerocopy_fail", 0)
+        check("back-tx-zerocopy", rc2 == 0 and mode.strip() == "1" and sent >= 100 and 0 < done <= sent,
+              "tx_mode=%s sent=%d success=%d fail=%d" % (mode.strip(), sent, st.get("tx_zerocopy_success", 0),
+                                                        st.get("tx_zerocopy_fail", 0)))
+    return st
+
+
 def offloads(ag, ifn, vif):
     res = {}
     for side, runner, dev in (("domu", ag.run, ifn), ("dom0", sh, vif)):
@@ -559,6 +585,7 @@ def scenario():
             srv.kill()
         if srv.returncode is not None and srv.returncode < 0 and -srv.returncode not in (15, 9):
             say("RIG-CRASH dom0 iperf3 server died by signal %d" % -srv.returncode)
+        zerocopy_stats(vif)
         offloads(ag, ifn, vif)
         if SCEN == "basic":
             ifn, vif = reload_front(ag, domid, ifn)
