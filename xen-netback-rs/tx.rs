@@ -1205,7 +1205,7 @@ mod tests {
         // A zero-size slot (request 2) is never a fragment (XSA-448); it is answered at once.
         assert!(pieces(&p).iter().all(|&(_, _, len)| len > 0));
         // 17 pieces fit; with 18 the first follow-on request is copied too.
-        let mut p = sized(60, &[4096; 17]);
+        let mut p = sized(60, &[3800; 17]);
         assert_eq!(p.map_lin_len(), Some(TX_COPY_LEN));
         p.lin_len = TX_COPY_LEN;
         assert_eq!(pieces(&p).len(), MAX_FRAGS);
