@@ -1054,7 +1054,7 @@ struct Ticket {
 /// The zero-copy state of a set of [`ZeroCopyPages`]: one `ubuf_info` per slot, whose completion
 /// callback (`ubuf_info_ops::complete`) hands the slots back to the owner.
 ///
-/// It lives in an [`Arc`]; every buffer in flight (built by [`ZeroCopySkb`] and not completed yet)
+/// It lives in an [`Arc`](crate::sync::Arc); every buffer in flight (built by [`ZeroCopySkb`] and not completed yet)
 /// holds a reference to it, so the pages and the callback state outlive every buffer that points
 /// to them, whatever the owner does. [`ZeroCopy::in_flight`] tells the owner how many there are:
 /// wait for 0 before tearing the pages down (it cannot be forced: the stack may hold a buffer for

@@ -198,6 +198,13 @@ on_crash = "preserve"
         d.metric("back-g2g-iperf-mbps", round(mbps, 2), "Mbit/s")
         d.check("back-g2g-iperf", rc == 0 and mbps > 0, "domU -> domU2 through %s and %s: %.1f Mbit/s%s"
                 % ("vif%d.0" % domid, vif2, mbps, "" if rc == 0 else " | " + out[-300:]))
+        if "tx_mode=1" in d.CONF.get("back_params", "").split():
+            # Forwarded to another vif, the mapped pages are read by the RX grant copy towards
+            # domU2 and released without a copy in dom0: zero-copy completions that succeed.
+            st = d.zerocopy_stats("vif%d.0" % domid)
+            d.check("back-g2g-zerocopy-success", st.get("tx_zerocopy_success", 0) > 0,
+                    "tx_zerocopy_sent=%s success=%s fail=%s" % (st.get("tx_zerocopy_sent"),
+                    st.get("tx_zerocopy_success"), st.get("tx_zerocopy_fail")))
         rc, out = ag2.run("dmesg", 30, True)
         open(os.path.join(d.OUT, "domu2-dmesg.txt"), "w").write(out)
     finally:
