@@ -9,7 +9,9 @@
 //! - [`xenbus`]: the xenbus backend (negotiation keys, state machine, hotplug-status watch);
 //! - [`interface`]: the network device and its queues;
 //! - [`tx`]: guest TX (frontend to dom0), map-free: every slot is grant-copied;
-//! - [`rx`]: guest RX (dom0 to frontend), grant copy from a worker.
+//! - [`rx`]: guest RX (dom0 to frontend), grant copy from a worker;
+//! - [`ctrl`]: the control ring; [`hash`]: its Toeplitz hash configuration and the multicast
+//!   filter.
 //!
 //! The frontend is not trusted: each ring entry is copied once and validated, every index and
 //! length is bounded, xenstore values are range-checked. A misbehaving frontend only disables
@@ -23,6 +25,8 @@ use kernel::{
     xen::xenbus::BackendAdapter, //
 };
 
+mod ctrl;
+mod hash;
 mod interface;
 mod rx;
 mod tx;
@@ -133,7 +137,7 @@ module! {
         },
         hash_cache_size: u32 {
             default: 64,
-            description: "Number of flows in the hash cache (accepted; no control ring yet)",
+            description: "Number of flows in the hash cache (accepted; the hash is computed per packet)",
         },
     },
 }

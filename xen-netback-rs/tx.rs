@@ -169,6 +169,8 @@ pub(crate) struct Packet {
     /// Pages holding the rest, in the poll's page array from `pages_start`.
     pub(crate) pages_start: usize,
     pub(crate) nr_pages: usize,
+    /// A multicast filter update (`MCAST_ADD`/`MCAST_DEL` extra): the request carries no packet.
+    pub(crate) mcast: Option<Extra>,
 }
 
 /// Why reading the TX ring must stop: the frontend broke the protocol. Displayed with the
@@ -265,6 +267,7 @@ pub(crate) fn read_packet(
         lin_len: 0,
         pages_start: 0,
         nr_pages: 0,
+        mcast: None,
     };
     pkt.reqs[0] = first;
 
@@ -279,10 +282,21 @@ pub(crate) fn read_packet(
             if let Some(gso) = check_extra(&extra)? {
                 pkt.gso = Some(gso);
             }
+            match extra.type_ {
+                2 => pkt.mcast = Some(Extra::McastAdd(extra.data)),
+                3 if !matches!(pkt.mcast, Some(Extra::McastAdd(_))) => {
+                    pkt.mcast = Some(Extra::McastDel(extra.data))
+                }
+                _ => {}
+            }
             if !extra.more() {
                 break;
             }
         }
+    }
+    if pkt.mcast.is_some() {
+        // As C: answered on its own, the requests after it are not part of it.
+        return Ok(pkt);
     }
 
     // As the C driver counts: the follow-on requests, after the first.
@@ -535,6 +549,14 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                 while pkts.len() < limit {
                     let Some(first) = reqs.next() else { break };
                     match read_packet(first.request(), &mut reqs, fatal_slots) {
+                        Ok(mut pkt) if pkt.mcast.is_some() => {
+                            pkt.drop = Some(crate::interface::apply_mcast(
+                                ctx.device(),
+                                &core.shared,
+                                pkt.mcast,
+                            ));
+                            let _ = pkts.push(pkt, GFP_ATOMIC);
+                        }
                         Ok(pkt) => match st.credit.take(u64::from(pkt.reqs[0].size), now) {
                             Ok(()) => {
                                 let _ = pkts.push(pkt, GFP_ATOMIC);
@@ -661,7 +683,9 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                     for _ in 0..pkt.nr_pages {
                         drop(page_iter.next());
                     }
-                    if status == Some(Status::Dropped) {
+                    if status == Some(Status::Okay) {
+                        // A multicast filter update.
+                    } else if status == Some(Status::Dropped) {
                         core.from_guest.dropped.inc();
                     } else {
                         core.from_guest.errors.inc();

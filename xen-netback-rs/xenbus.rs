@@ -2,6 +2,10 @@
 
 //! The xenbus backend: negotiation, state machine, hotplug-status (C: `xenbus.c`).
 
+use crate::ctrl::{
+    Ctrl,
+    CtrlIrq, //
+};
 use crate::interface::{
     FrontendFeatures,
     Queue,
@@ -41,6 +45,7 @@ use kernel::{
         },
         netif::{
             keys,
+            CtrlBackRing,
             RxBackRing,
             TxBackRing, //
         },
@@ -201,11 +206,34 @@ struct QueueConn {
     irqs: Option<Irqs>,
 }
 
+/// A connected control ring and its event channel.
+struct CtrlConn {
+    ctrl: Arc<Ctrl>,
+    irq: Option<Pin<KBox<Registration<CtrlIrq>>>>,
+}
+
+/// The `request-multicast-control` watch (C: `xen_mcast_ctrl_changed`).
+struct McastWatch {
+    fe: CString,
+    vif: Arc<VifShared>,
+}
+
+impl WatchHandler for McastWatch {
+    fn changed(&self, _path: &CStr) {
+        // Re-read (events are coalesced, XSA-349); garbage counts as off.
+        let on = xenstore::read_uint_or::<u64>(&self.fe, keys::REQUEST_MULTICAST_CONTROL, 0)
+            .map_or(false, |v| v != 0);
+        self.vif.multicast_control.store(u32::from(on), Relaxed);
+    }
+}
+
 struct Inner {
     /// Boxed: the registration is not `Unpin`, the lock guard must give `&mut Inner`.
     netdev: KBox<dev::Registration<Vif>>,
     conns: KVec<QueueConn>,
     vif: Arc<VifShared>,
+    ctrl: Option<CtrlConn>,
+    mcast_watch: Option<Pin<KBox<Watch<McastWatch>>>>,
 }
 
 impl Inner {
@@ -213,8 +241,21 @@ impl Inner {
         self.netdev.data()
     }
 
+    /// Stops serving the control ring and the multicast filter (C: `xenvif_disconnect_ctrl`,
+    /// `xen_unregister_watchers`, `xenvif_mcast_addr_list_free`).
+    fn disconnect_ctrl(&mut self) {
+        drop(self.mcast_watch.take());
+        if let Some(mut c) = self.ctrl.take() {
+            // Frees the interrupt (waits for a running handler) and closes the channel.
+            drop(c.irq.take());
+            c.ctrl.stop();
+        }
+        self.vif.reset_ctrl();
+    }
+
     /// Stops serving the frontend (C: `xenvif_disconnect_data`).
     fn disconnect(&mut self) {
+        self.disconnect_ctrl();
         if self.conns.is_empty() {
             return;
         }
@@ -307,7 +348,10 @@ fn write_features(dir: &CStr) -> Result {
             keys::MULTI_QUEUE_MAX_QUEUES,
             fmt!("{}", crate::max_queues()),
         )?;
-        // Not offered yet: no multicast filter or control ring.
+        // The multicast filter, which the frontend may turn on and off while connected.
+        t.write(dir, keys::FEATURE_MULTICAST_CONTROL, c"1")?;
+        t.write(dir, keys::FEATURE_DYNAMIC_MULTICAST_CONTROL, c"1")?;
+        t.write(dir, keys::FEATURE_CTRL_RING, c"1")?;
         t.write(
             dir,
             keys::FEATURE_XDP_HEADROOM,
@@ -373,6 +417,8 @@ impl NetBack {
                 netdev: KBox::new(netdev, GFP_KERNEL)?,
                 conns: KVec::new(),
                 vif: vif.clone(),
+                ctrl: None,
+                mcast_watch: None,
             }),
             GFP_KERNEL,
         )?;
@@ -440,6 +486,29 @@ impl NetBack {
         ))?;
         let ifname = ifname.to_str().unwrap_or("vif");
         let fe_str = fe.to_str()?;
+
+        // The control ring first, as C does; its mapping entries are bounded by `num_queues`.
+        inner.vif.num_queues.store(num_queues, Relaxed);
+        if let Err(e) = Self::connect_ctrl(dev, inner, domid, ifname) {
+            dev.dev_fatal(e, fmt!("connecting control ring"));
+            return Err(e);
+        }
+        // The multicast filter: read now, then on each change (C: `read_xenbus_vif_flags`,
+        // `xen_register_mcast_ctrl_watch`).
+        let mcast = Arc::new(
+            McastWatch {
+                fe: CString::try_from_fmt(fmt!("{fe_str}"))?,
+                vif: inner.vif.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        mcast.changed(c"");
+        let path = xenstore::join(fe, keys::REQUEST_MULTICAST_CONTROL)?;
+        match KBox::pin_init(Watch::new(path, mcast), GFP_KERNEL) {
+            Ok(w) => inner.mcast_watch = Some(w),
+            // As C: the filter then keeps the value read at connect.
+            Err(_) => pr_warn!("{ifname}: failed to watch request-multicast-control\n"),
+        }
         let mut conns = KVec::with_capacity(num_queues as usize, GFP_KERNEL)?;
         for q in 0..num_queues {
             let dir = if num_queues == 1 {
@@ -485,6 +554,68 @@ impl NetBack {
             c.queue.kick_rx();
         }
         Ok(())
+    }
+
+    /// Connects the frontend's control ring, if it has one (C: `connect_ctrl_ring`,
+    /// `xenvif_connect_ctrl`).
+    fn connect_ctrl(
+        dev: &xenbus::Device<Core<'_>>,
+        inner: &mut Inner,
+        domid: DomId,
+        ifname: &str,
+    ) -> Result {
+        let fe = dev.otherend();
+        // Absent or not a number: the frontend has no control ring (C: `xenbus_scanf` fails).
+        let ring_ref = match xenstore::read(fe, keys::CTRL_RING_REF) {
+            Err(_) => return Ok(()),
+            Ok(v) => match xenstore::parse_uint::<u32>(v.as_bytes()) {
+                Ok(r) => r,
+                Err(_) => return Ok(()),
+            },
+        };
+        let port = match xenstore::read_in_range(fe, keys::EVENT_CHANNEL_CTRL, 1..=u32::MAX) {
+            Ok(p) => Port(p),
+            Err(e) => {
+                dev.dev_fatal(e, fmt!("reading {}/event-channel-ctrl", fe.to_str()?));
+                return Err(e);
+            }
+        };
+        let connected = (|| -> Result<CtrlConn> {
+            let ring = CtrlBackRing::attach(MappedRing::map(dev, &[GrantRef(ring_ref)])?)?;
+            let ctrl = Ctrl::new(domid, inner.vif.clone(), ring)?;
+            let irq = KBox::pin_init(
+                Registration::bind_interdomain(
+                    dev,
+                    port,
+                    CString::try_from_fmt(fmt!("{ifname}-ctrl"))?,
+                    Ok::<_, Error>(CtrlIrq(ctrl.clone())),
+                ),
+                GFP_KERNEL,
+            );
+            match irq {
+                Ok(irq) => {
+                    ctrl.start(irq.notifier());
+                    Ok(CtrlConn {
+                        ctrl,
+                        irq: Some(irq),
+                    })
+                }
+                Err(e) => {
+                    ctrl.stop();
+                    Err(e)
+                }
+            }
+        })();
+        match connected {
+            Ok(c) => {
+                inner.ctrl = Some(c);
+                Ok(())
+            }
+            Err(e) => {
+                dev.dev_fatal(e, fmt!("mapping shared-frame {ring_ref} port {}", port.0));
+                Err(e)
+            }
+        }
     }
 
     fn connect_queue(
@@ -661,6 +792,8 @@ impl NetBack {
                 if Self::connect(dev, &mut inner).is_ok() {
                     this.shared.want_connected.store(1, Relaxed);
                     this.shared.maybe_connected();
+                } else {
+                    inner.disconnect_ctrl();
                 }
             }
             State::Closing => {
