@@ -2,7 +2,13 @@
 
 //! The Ethernet device: operations, features and ethtool.
 
-use crate::queue::Queue;
+use crate::{
+    mcast::{
+        McList,
+        Mcast, //
+    },
+    queue::Queue,
+};
 use kernel::{
     alloc::flags::GFP_ATOMIC,
     net::{
@@ -72,6 +78,9 @@ impl BackendFeatures {
     }
 }
 
+/// Number of queues with their own counters in `ethtool -S`.
+const STATS_QUEUES: usize = 8;
+
 /// Ethernet MTU without scatter-gather.
 const ETH_DATA_LEN: u32 = kernel::net::dev::ETH_DATA_LEN;
 
@@ -82,13 +91,16 @@ pub(crate) struct NetPriv {
     #[pin]
     pub(crate) queues: SpinLockBh<KVec<Arc<Napi<Queue>>>>,
     backend: Atomic<u32>,
+    /// The backend's multicast filter.
+    pub(crate) mcast: Arc<Mcast>,
 }
 
 impl NetPriv {
-    pub(crate) fn new(features: BackendFeatures) -> impl PinInit<Self> {
+    pub(crate) fn new(features: BackendFeatures, mcast: Arc<Mcast>) -> impl PinInit<Self> {
         pin_init!(Self {
             queues <- new_spinlock_bh!(KVec::new()),
             backend: Atomic::new(features.encode()),
+            mcast,
         })
     }
 
@@ -203,6 +215,10 @@ impl dev::Operations for NetPriv {
         Ok(())
     }
 
+    fn set_rx_mode(_dev: &Device, this: Pin<&Self>, mode: &dev::RxMode<'_>) {
+        this.mcast.set_wanted(McList::from_mode(mode));
+    }
+
     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
         this.with_queues(|q| {
             stats.add_rx(&q.rx_stats);
@@ -213,7 +229,19 @@ impl dev::Operations for NetPriv {
 
 #[vtable]
 impl ethtool::Operations for NetPriv {
-    const STATS: &'static [&'static CStr] = &[c"rx_gso_checksum_fixup"];
+    /// The C driver's counter, then (beyond it) the packets received by each of the first
+    /// [`STATS_QUEUES`] queues, which shows how RSS spreads the flows.
+    const STATS: &'static [&'static CStr] = &[
+        c"rx_gso_checksum_fixup",
+        c"rx_queue_0_packets",
+        c"rx_queue_1_packets",
+        c"rx_queue_2_packets",
+        c"rx_queue_3_packets",
+        c"rx_queue_4_packets",
+        c"rx_queue_5_packets",
+        c"rx_queue_6_packets",
+        c"rx_queue_7_packets",
+    ];
 
     fn get_drvinfo(_dev: &Device, _this: Pin<&Self>, info: &mut ethtool::DrvInfo) {
         info.set_driver(c"vif");
@@ -236,9 +264,21 @@ impl ethtool::Operations for NetPriv {
     }
 
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
+        for v in values.iter_mut() {
+            *v = 0;
+        }
+        let mut sum = 0;
+        let mut index = 0;
+        this.with_queues(|q| {
+            sum += q.rx_gso_checksum_fixup.get();
+            if index < STATS_QUEUES {
+                if let Some(v) = values.get_mut(1 + index) {
+                    *v = q.rx_stats.packets.get();
+                }
+            }
+            index += 1;
+        });
         if let Some(v) = values.first_mut() {
-            let mut sum = 0;
-            this.with_queues(|q| sum += q.rx_gso_checksum_fixup.get());
             *v = sum;
         }
     }

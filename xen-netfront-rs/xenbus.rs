@@ -3,6 +3,8 @@
 //! The xenbus side: probe, negotiation with the backend, the state machine and teardown.
 
 use crate::{
+    ctrl::CtrlRing,
+    mcast::Mcast,
     netdev::{
         self,
         BackendFeatures,
@@ -84,6 +86,14 @@ fn max_queues() -> u32 {
 struct Inner {
     netdev: Option<KBox<netdev_api::Registration<NetPriv>>>,
     queues: KVec<Arc<Napi<Queue>>>,
+    /// The control ring, if the backend offers one (`feature-ctrl-ring`).
+    ctrl: Option<CtrlRing>,
+    /// RSS was set up on the control ring for this connection (or it failed).
+    rss_tried: bool,
+    /// The multicast filter (also held by the netdev), flushed when the netdev goes.
+    mcast: Option<Arc<Mcast>>,
+    /// The backend filters multicast for us on request, changeable while connected.
+    mcast_dynamic: bool,
 }
 
 impl Drop for Inner {
@@ -91,6 +101,10 @@ impl Drop for Inner {
         disconnect(self);
         // The netdev goes last: NAPI holds a reference to it.
         self.netdev.take();
+        if let Some(m) = self.mcast.take() {
+            // Nothing may stay queued when the module goes.
+            m.disconnect();
+        }
     }
 }
 
@@ -103,6 +117,12 @@ pub(crate) struct FrontData {
 
 /// Stops and frees the queues; the netdev stays registered (as over suspend/resume in C).
 fn disconnect(inner: &mut Inner) {
+    // Unbinds its event channel and ends the grant of its ring.
+    drop(inner.ctrl.take());
+    inner.rss_tried = false;
+    if let Some(m) = inner.mcast.as_ref() {
+        m.disconnect();
+    }
     if inner.queues.is_empty() {
         return;
     }
@@ -160,8 +180,10 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         opts.max_mtu = MAX_MTU;
         opts.mac = Some(mac);
         opts.tso_max_size = TSO_MAX_SIZE;
+        let mcast = Mcast::new()?;
+        inner.mcast = Some(mcast.clone());
         inner.netdev = Some(KBox::new(
-            netdev_api::Registration::new(&opts, NetPriv::new(features))?,
+            netdev_api::Registration::new(&opts, NetPriv::new(features, mcast))?,
             GFP_KERNEL,
         )?);
     }
@@ -221,6 +243,23 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         keys_of.push((tx_ref, rx_ref, port_nr), GFP_KERNEL)?;
     }
 
+    // The control ring, towards a backend that offers one (the C driver has none).
+    let mut ctrl_keys = None;
+    if xenstore::read_bool_or(dev.otherend(), keys::FEATURE_CTRL_RING, false).unwrap_or(false) {
+        match CtrlRing::new(dev, ifname) {
+            Ok((ring, gref, port)) => {
+                inner.ctrl = Some(ring);
+                ctrl_keys = Some((gref, port));
+            }
+            Err(e) => dev_warn!(dev, "no control ring ({e:?}): RSS stays off\n"),
+        }
+    }
+
+    let be_bool = |key| xenstore::read_bool_or(dev.otherend(), key, false).unwrap_or(false);
+    let mcast_dynamic = be_bool(keys::FEATURE_MULTICAST_CONTROL)
+        && be_bool(keys::FEATURE_DYNAMIC_MULTICAST_CONTROL);
+    inner.mcast_dynamic = mcast_dynamic;
+
     let node = dev.nodename();
     let multi = xenstore::exists(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES);
     xenstore::transaction(|t| {
@@ -238,6 +277,14 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
                 t.write_fmt(&dir, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
                 t.write_fmt(&dir, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
             }
+        }
+        if mcast_dynamic {
+            // Off until the worker has told the backend our addresses.
+            t.write(node, keys::REQUEST_MULTICAST_CONTROL, c"0")?;
+        }
+        if let Some((gref, port)) = ctrl_keys {
+            t.write_fmt(node, keys::CTRL_RING_REF, fmt!("{}", gref))?;
+            t.write_fmt(node, keys::EVENT_CHANNEL_CTRL, fmt!("{}", port))?;
         }
         t.write(node, keys::REQUEST_RX_COPY, c"1")?;
         t.write(node, keys::FEATURE_RX_NOTIFY, c"1")?;
@@ -294,6 +341,10 @@ impl xb::Driver for NetFront {
             inner <- new_mutex!(Inner {
                 netdev: None,
                 queues: KVec::new(),
+                ctrl: None,
+                rss_tried: false,
+                mcast: None,
+                mcast_dynamic: false,
             }),
         }? Error)
     }
@@ -319,8 +370,30 @@ impl xb::Driver for NetFront {
                 }
             }
             State::Connected => {
+                let mut inner = this.inner.lock();
+                // The backend connects the control ring when it connects: RSS now, once.
+                if !inner.rss_tried {
+                    inner.rss_tried = true;
+                    let num_queues = inner.queues.len() as u32;
+                    if let Some(ctrl) = inner.ctrl.as_mut() {
+                        match ctrl.setup_rss(num_queues) {
+                            Ok((types, size)) => dev_info!(
+                                dev,
+                                "RSS: Toeplitz, hash types {types:#x}, {size} mapping entries over {num_queues} queues\n"
+                            ),
+                            Err(e) => dev_warn!(dev, "RSS setup failed ({e:?}): RSS stays off\n"),
+                        }
+                    }
+                }
+                // The multicast filter, through queue 0, once the backend is connected.
+                if inner.mcast_dynamic {
+                    if let (Some(m), Some(q)) = (inner.mcast.as_ref(), inner.queues.first()) {
+                        if let Ok(node) = CString::try_from_fmt(fmt!("{}", dev.nodename().to_str().unwrap_or(""))) {
+                            m.connect(node, q.clone());
+                        }
+                    }
+                }
                 // Gratuitous ARP once the backend is on its bridge.
-                let inner = this.inner.lock();
                 if let Some(reg) = inner.netdev.as_ref() {
                     reg.device().notify_peers();
                 }

@@ -572,6 +572,96 @@ impl TxQueue {
     }
 }
 
+/// Length of the system's RSS key (`NETDEV_RSS_KEY_LEN`).
+pub const RSS_KEY_LEN: usize = bindings::NETDEV_RSS_KEY_LEN as usize;
+
+/// Fills `key` with the start of the system's RSS key (`netdev_rss_key_fill()`): random, chosen
+/// once per boot and shared by the devices that use it, as drivers do for their default key.
+///
+/// Fails with [`EINVAL`] if `key` is longer than [`RSS_KEY_LEN`].
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+/// # {
+/// use kernel::net::dev::{rss_key_fill, RSS_KEY_LEN};
+///
+/// let (mut a, mut b) = ([0u8; 40], [0u8; 40]);
+/// rss_key_fill(&mut a)?;
+/// rss_key_fill(&mut b)?;
+/// assert_eq!(a, b);
+/// assert_ne!(a, [0u8; 40]);
+/// assert_eq!(rss_key_fill(&mut [0u8; RSS_KEY_LEN + 1]), Err(EINVAL));
+/// # }
+/// # Ok::<(), Error>(())
+/// ```
+pub fn rss_key_fill(key: &mut [u8]) -> Result {
+    if key.len() > RSS_KEY_LEN {
+        return Err(EINVAL);
+    }
+    // SAFETY: `key` is valid for writes of `key.len()` bytes, at most the size of the system key
+    // (checked above, the function BUG()s beyond).
+    unsafe { bindings::netdev_rss_key_fill(key.as_mut_ptr().cast(), key.len()) };
+    Ok(())
+}
+
+/// The receive filter of a device, as [`Operations::set_rx_mode`] sees it: its flags and its
+/// multicast address list, which the stack keeps locked during the call
+/// (`netif_addr_lock_bh()`).
+///
+/// # Invariants
+///
+/// The address lists of `dev` are locked (`netif_addr_lock_bh()`) for as long as the value
+/// exists.
+pub struct RxMode<'a> {
+    dev: &'a Device,
+}
+
+impl RxMode<'_> {
+    fn flags(&self) -> u32 {
+        // SAFETY: `self.dev` is a valid device (`Device` invariant); `flags` is a plain field the
+        // stack changes under RTNL or the address lock, which is held (type invariant).
+        unsafe { (*self.dev.as_raw()).flags }
+    }
+
+    /// Whether the device receives every packet (`IFF_PROMISC`).
+    pub fn promisc(&self) -> bool {
+        self.flags() & bindings::net_device_flags_IFF_PROMISC != 0
+    }
+
+    /// Whether the device receives every multicast packet (`IFF_ALLMULTI`).
+    pub fn allmulti(&self) -> bool {
+        self.flags() & bindings::net_device_flags_IFF_ALLMULTI != 0
+    }
+
+    /// Returns the number of multicast addresses of the device (`netdev_mc_count()`).
+    pub fn mc_count(&self) -> usize {
+        // SAFETY: `self.dev` is valid and its address lists are locked (type invariant).
+        let count = unsafe { (*self.dev.as_raw()).mc.count };
+        usize::try_from(count).unwrap_or(0)
+    }
+
+    /// Calls `f` with each multicast address of the device, in list order
+    /// (`netdev_for_each_mc_addr()`).
+    pub fn for_each_mc(&self, mut f: impl FnMut(&[u8; ETH_ALEN])) {
+        // SAFETY: `self.dev` is valid; its multicast list is locked (type invariant), so the
+        // entries stay linked and allocated during the walk.
+        unsafe {
+            let head = &raw mut (*self.dev.as_raw()).mc.list;
+            let mut pos = (*head).next;
+            while !pos.is_null() && pos != head {
+                let ha: *mut bindings::netdev_hw_addr =
+                    crate::container_of!(pos, bindings::netdev_hw_addr, list);
+                let mut addr = [0u8; ETH_ALEN];
+                addr.copy_from_slice(&(*ha).addr[..ETH_ALEN]);
+                f(&addr);
+                pos = (*pos).next;
+            }
+        }
+    }
+}
+
 /// Result of [`Operations::start_xmit`] (`netdev_tx_t`).
 pub enum NetdevTx {
     /// The driver took the packet: it queued it to the device, or freed it (`NETDEV_TX_OK`).
@@ -634,6 +724,12 @@ pub trait Operations: Sized + Send + Sync {
     /// Checks a new MAC address before it is set (`ndo_set_mac_address`); called with RTNL
     /// held. Without this callback the address is set with `eth_mac_addr()`.
     fn set_mac_address(_dev: &Device, _this: Pin<&Self>, _addr: &[u8; ETH_ALEN]) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Updates the receive filter from `mode` (`ndo_set_rx_mode`): called in atomic context,
+    /// with the address lists locked; must not sleep.
+    fn set_rx_mode(_dev: &Device, _this: Pin<&Self>, _mode: &RxMode<'_>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -1013,6 +1109,19 @@ impl<T: Operations> Adapter<T> {
         T::tx_timeout(d, this, txqueue);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
+    unsafe extern "C" fn set_rx_mode_callback(dev: *mut bindings::net_device) {
+        // SAFETY: The stack calls `ndo_set_rx_mode` with a device whose operations we installed.
+        let (d, this) = unsafe { Self::args(dev) };
+        // INVARIANT: the stack calls `ndo_set_rx_mode` with the address lists locked
+        // (`__dev_set_rx_mode()` under `netif_addr_lock_bh()`).
+        let mode = RxMode { dev: d };
+        T::set_rx_mode(d, this, &mode);
+    }
+
     const NETDEV_OPS: bindings::net_device_ops = bindings::net_device_ops {
         ndo_open: if T::HAS_OPEN {
             Some(Self::open_callback)
@@ -1061,6 +1170,11 @@ impl<T: Operations> Adapter<T> {
         } else {
             None
         },
+        ndo_set_rx_mode: if T::HAS_SET_RX_MODE {
+            Some(Self::set_rx_mode_callback)
+        } else {
+            None
+        },
         // SAFETY: All other members are function pointers or plain data, for which zero is
         // "absent".
         ..unsafe { core::mem::MaybeUninit::<bindings::net_device_ops>::zeroed().assume_init() }
@@ -1103,6 +1217,10 @@ mod tests {
         ours: Counter,
         #[pin]
         last_queue: SpinLockBh<u16>,
+        /// What `set_rx_mode` saw last: the number of multicast addresses, the last one,
+        /// whether all multicast is on.
+        #[pin]
+        rx_mode: SpinLockBh<(usize, [u8; ETH_ALEN], bool)>,
     }
 
     fn test_net() -> impl PinInit<TestNet> {
@@ -1114,6 +1232,7 @@ mod tests {
             tx: QueueStats::new(),
             ours: Counter::new(),
             last_queue <- new_spinlock_bh!(u16::MAX),
+            rx_mode <- new_spinlock_bh!((0, [0; ETH_ALEN], false)),
         })
     }
 
@@ -1162,6 +1281,17 @@ mod tests {
 
         fn select_queue(_dev: &Device, _this: Pin<&Self>, _skb: &SkBuffRef) -> u16 {
             1
+        }
+
+        fn set_rx_mode(_dev: &Device, this: Pin<&Self>, mode: &RxMode<'_>) {
+            let mut n = 0;
+            let mut last = [0; ETH_ALEN];
+            mode.for_each_mc(|a| {
+                n += 1;
+                last = *a;
+            });
+            assert_eq!(n, mode.mc_count());
+            *this.rx_mode.lock() = (n, last, mode.allmulti());
         }
     }
 
@@ -1331,6 +1461,26 @@ mod tests {
         assert_eq!((ch.max_combined, ch.combined_count), (4, 2));
         assert!(ops.get_ringparam.is_none());
         drop(rtnl);
+
+        {
+            // The receive filter: multicast addresses and all-multicast reach `set_rx_mode`.
+            let _rtnl = RtnlGuard::lock();
+            let group = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x7b];
+            let before = data.rx_mode.lock().0;
+            // SAFETY: `dev` is registered and RTNL is held; `group` is 6 bytes.
+            assert_eq!(unsafe { bindings::dev_mc_add(dev.as_raw(), group.as_ptr()) }, 0);
+            let (n, last, allmulti) = *data.rx_mode.lock();
+            assert_eq!((n, last, allmulti), (before + 1, group, false));
+            // SAFETY: As above.
+            assert_eq!(unsafe { bindings::dev_set_allmulti(dev.as_raw(), 1) }, 0);
+            assert!(data.rx_mode.lock().2);
+            // SAFETY: As above.
+            assert_eq!(unsafe { bindings::dev_set_allmulti(dev.as_raw(), -1) }, 0);
+            // SAFETY: As above.
+            assert_eq!(unsafe { bindings::dev_mc_del(dev.as_raw(), group.as_ptr()) }, 0);
+            let (n, _, allmulti) = *data.rx_mode.lock();
+            assert_eq!((n, allmulti), (before, false));
+        }
 
         {
             let _rtnl = RtnlGuard::lock();

@@ -1041,6 +1041,56 @@ assert_same_layout!(CtrlResponse, bindings::xen_netif_ctrl_response, {
     data: data,
 });
 
+/// The argument of a control request that the backend reads from a granted page: the Toeplitz
+/// key of [`CtrlType::SetHashKey`] or the table of [`CtrlType::SetHashMapping`].
+///
+/// The bytes are copied into a fresh page of ours, granted read-only to the backend; dropping the
+/// value ends the grant (the page stays out of reuse while the backend still maps it).
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::{netif::CtrlArg, DomId};
+///
+/// // At most a page.
+/// assert_eq!(CtrlArg::new(DomId(0), &[0u8; 4097]).err(), Some(EINVAL));
+/// // Outside Xen there is no grant table.
+/// # if !kernel::xen::xen_domain() {
+/// assert!(CtrlArg::new(DomId(0), &[1, 2, 3]).is_err());
+/// # }
+/// ```
+pub struct CtrlArg {
+    grant: crate::xen::grant::Grant<crate::page::Page>,
+}
+
+impl CtrlArg {
+    /// Copies `data` (at most a page) to the start of a new page and grants it read-only to
+    /// domain `domid`.
+    pub fn new(domid: crate::xen::DomId, data: &[u8]) -> Result<Self> {
+        use crate::xen::grant::{
+            Access,
+            Grant,
+            UnusedRef, //
+        };
+        if data.len() > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let gref = UnusedRef::alloc()?;
+        let page = crate::page::Page::alloc_page(GFP_KERNEL | crate::alloc::flags::__GFP_ZERO)?;
+        // SAFETY: `page` was just allocated and is not shared with anything yet; `data` is valid
+        // for reads of `data.len()` bytes, which fit in the page (checked above).
+        unsafe { page.write_raw(data.as_ptr(), 0, data.len())? };
+        Ok(Self {
+            grant: Grant::new(gref, domid, page, Access::ReadOnly),
+        })
+    }
+
+    /// Returns the reference to put into the request.
+    pub fn gref(&self) -> crate::xen::grant::GrantRef {
+        self.grant.gref()
+    }
+}
+
 /// Returns the Toeplitz hash of `buf` with `key` (`xen_netif_toeplitz_hash()`).
 ///
 /// Key bytes past the end of `key` count as zero.
