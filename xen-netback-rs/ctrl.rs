@@ -51,6 +51,9 @@ use kernel::{
 /// Requests answered per round before the responses are published.
 const BATCH: usize = 16;
 
+/// Requests answered per run of the worker: a frontend that keeps posting cannot hold it.
+const MAX_PER_RUN: usize = 256;
+
 /// What the worker uses.
 struct CtrlState {
     /// `None` once the ring is unmapped (disconnect).
@@ -169,13 +172,15 @@ impl Ctrl {
     }
 
     /// The worker (C: `xenvif_ctrl_action`).
-    fn action(&self) {
+    fn action(self: &Arc<Self>) {
         if self.disabled.load(Relaxed) != 0 {
             return;
         }
         let mut found = false;
         let mut broken = None;
         let mut notify = false;
+        let mut done = 0;
+        let mut more = false;
         {
             let mut guard = self.state.lock();
             let st = &mut *guard;
@@ -183,6 +188,11 @@ impl Ctrl {
                 return;
             };
             loop {
+                if done >= MAX_PER_RUN {
+                    // Yield; the next run looks again (and does the EOI).
+                    more = true;
+                    break;
+                }
                 let mut reqs = [CtrlRequest::default(); BATCH];
                 let mut n = 0;
                 match ring.requests() {
@@ -208,6 +218,7 @@ impl Ctrl {
                     }
                 }
                 found = true;
+                done += n;
                 let num_queues = self.shared.num_queues.load(Relaxed);
                 for req in &reqs[..n] {
                     // Worked on a copy: the lock is not held across the grant copies.
@@ -238,6 +249,10 @@ impl Ctrl {
                 e.cons
             );
             // The event channel stays masked.
+            return;
+        }
+        if more {
+            self.kick();
             return;
         }
         if self.eoi.xchg(0, Relaxed) != 0 {

@@ -160,20 +160,19 @@ impl CtrlRing {
         }
         let mut waited = 0;
         loop {
-            match self.ring.responses() {
+            let rsp = match self.ring.responses() {
                 Err(_) => {
                     self.broken = true;
                     return Err(EPROTO);
                 }
-                Ok(mut it) => {
-                    if let Some(rsp) = it.next() {
-                        return check_response(&req, &rsp).inspect_err(|e| {
-                            if *e == EPROTO {
-                                self.broken = true;
-                            }
-                        });
-                    }
+                Ok(mut it) => it.next(),
+            };
+            if let Some(rsp) = rsp {
+                let r = check_response(&req, &rsp);
+                if r == Err(EPROTO) {
+                    self.broken = true;
                 }
+                return r;
             }
             if waited >= TIMEOUT_MS {
                 self.broken = true;
