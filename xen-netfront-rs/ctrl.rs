@@ -5,8 +5,11 @@
 //!
 //! Requests are rare (once per connection) and sent one at a time from process context: the
 //! sender polls for the answer, with a bound on the wait. Every response is checked against its
-//! request (id, type, a known status); a backend that breaks the protocol or does not answer
-//! loses the control ring, RSS stays off and the data rings keep working.
+//! request (id, type, a known status: [`CtrlResponse::check`]); a backend that breaks the
+//! protocol or does not answer loses the control ring, RSS stays off and the data rings keep
+//! working.
+//!
+//! [`CtrlResponse::check`]: kernel::xen::netif::CtrlResponse::check
 
 use kernel::{
     device::Core,
@@ -28,8 +31,6 @@ use kernel::{
             CtrlArg,
             CtrlFrontRing,
             CtrlRequest,
-            CtrlResponse,
-            CtrlStatus,
             CtrlType,
             HashAlgorithm,
             HashTypeFlag, //
@@ -60,20 +61,6 @@ pub(crate) struct CtrlIrq;
 impl Handler for CtrlIrq {
     fn handle(&self) -> Eoi {
         Eoi::Done
-    }
-}
-
-/// Checks the response to `req` and returns its data (a hostile backend may write anything).
-pub(crate) fn check_response(req: &CtrlRequest, rsp: &CtrlResponse) -> Result<u32> {
-    if rsp.id != req.id || rsp.type_ != req.type_ {
-        return Err(EPROTO);
-    }
-    match CtrlStatus::try_from(rsp.status) {
-        Ok(CtrlStatus::Success) => Ok(rsp.data),
-        Ok(CtrlStatus::NotSupported) => Err(EOPNOTSUPP),
-        Ok(CtrlStatus::InvalidParameter) => Err(EINVAL),
-        Ok(CtrlStatus::BufferOverflow) => Err(ENOBUFS),
-        Err(_) => Err(EPROTO),
     }
 }
 
@@ -168,7 +155,7 @@ impl CtrlRing {
                 Ok(mut it) => it.next(),
             };
             if let Some(rsp) = rsp {
-                let r = check_response(&req, &rsp);
+                let r = rsp.check(&req);
                 if r == Err(EPROTO) {
                     self.broken = true;
                 }
@@ -212,32 +199,6 @@ impl CtrlRing {
 #[kunit_tests(xen_netfront_rs_ctrl)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn responses_checked() {
-        let req = CtrlRequest {
-            id: 3,
-            type_: CtrlType::GetHashFlags as u16,
-            data: [0; 3],
-        };
-        let ok = CtrlResponse {
-            id: 3,
-            type_: CtrlType::GetHashFlags as u16,
-            status: 0,
-            data: 0xf,
-        };
-        assert_eq!(check_response(&req, &ok), Ok(0xf));
-        assert_eq!(check_response(&req, &CtrlResponse { id: 4, ..ok }), Err(EPROTO));
-        assert_eq!(check_response(&req, &CtrlResponse { type_: 2, ..ok }), Err(EPROTO));
-        assert_eq!(check_response(&req, &CtrlResponse { status: 1, ..ok }), Err(EOPNOTSUPP));
-        assert_eq!(check_response(&req, &CtrlResponse { status: 2, ..ok }), Err(EINVAL));
-        assert_eq!(check_response(&req, &CtrlResponse { status: 3, ..ok }), Err(ENOBUFS));
-        assert_eq!(check_response(&req, &CtrlResponse { status: 4, ..ok }), Err(EPROTO));
-        assert_eq!(
-            check_response(&req, &CtrlResponse { status: u32::MAX, ..ok }),
-            Err(EPROTO)
-        );
-    }
 
     #[test]
     fn rss_parameters() {

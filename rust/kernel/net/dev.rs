@@ -645,19 +645,22 @@ impl RxMode<'_> {
     /// Calls `f` with each multicast address of the device, in list order
     /// (`netdev_for_each_mc_addr()`).
     pub fn for_each_mc(&self, mut f: impl FnMut(&[u8; ETH_ALEN])) {
-        // SAFETY: `self.dev` is valid; its multicast list is locked (type invariant), so the
-        // entries stay linked and allocated during the walk.
-        unsafe {
-            let head = &raw mut (*self.dev.as_raw()).mc.list;
-            let mut pos = (*head).next;
-            while !pos.is_null() && pos != head {
-                let ha: *mut bindings::netdev_hw_addr =
-                    crate::container_of!(pos, bindings::netdev_hw_addr, list);
-                let mut addr = [0u8; ETH_ALEN];
-                addr.copy_from_slice(&(*ha).addr[..ETH_ALEN]);
-                f(&addr);
-                pos = (*pos).next;
-            }
+        // SAFETY: `self.dev` is a valid device; only the address of a field is taken.
+        let head = unsafe { &raw mut (*self.dev.as_raw()).mc.list };
+        // SAFETY: The multicast list is locked (type invariant); `head` is its head.
+        let mut pos = unsafe { (*head).next };
+        while !pos.is_null() && pos != head {
+            let mut addr = [0u8; ETH_ALEN];
+            // SAFETY: `pos` is an entry of the locked list other than its head: the `list` field
+            // of a live `netdev_hw_addr`, whose address has room for `MAX_ADDR_LEN` bytes.
+            let next = unsafe {
+                let ha = crate::container_of!(pos, bindings::netdev_hw_addr, list);
+                let bytes: &[u8; 32] = &(*ha).addr;
+                addr.copy_from_slice(&bytes[..ETH_ALEN]);
+                (*pos).next
+            };
+            f(&addr);
+            pos = next;
         }
     }
 }

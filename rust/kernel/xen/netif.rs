@@ -1034,6 +1034,45 @@ pub struct CtrlResponse {
     pub data: u32,
 }
 
+impl CtrlResponse {
+    /// Checks the response to `req`, as a frontend must (the backend may write anything), and
+    /// returns its data.
+    ///
+    /// Fails with [`EPROTO`] if the response does not answer `req` (another id or type) or has an
+    /// unknown status, and with the error of its status otherwise: [`EOPNOTSUPP`] for
+    /// [`CtrlStatus::NotSupported`], [`EINVAL`] for [`CtrlStatus::InvalidParameter`], [`ENOBUFS`]
+    /// for [`CtrlStatus::BufferOverflow`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xen::netif::{CtrlRequest, CtrlResponse, CtrlType};
+    ///
+    /// let req = CtrlRequest { id: 3, type_: CtrlType::GetHashFlags as u16, data: [0; 3] };
+    /// let ok = CtrlResponse { id: 3, type_: req.type_, status: 0, data: 0xf };
+    /// assert_eq!(ok.check(&req), Ok(0xf));
+    /// assert_eq!(CtrlResponse { id: 4, ..ok }.check(&req), Err(EPROTO));
+    /// assert_eq!(CtrlResponse { type_: 2, ..ok }.check(&req), Err(EPROTO));
+    /// assert_eq!(CtrlResponse { status: 1, ..ok }.check(&req), Err(EOPNOTSUPP));
+    /// assert_eq!(CtrlResponse { status: 2, ..ok }.check(&req), Err(EINVAL));
+    /// assert_eq!(CtrlResponse { status: 3, ..ok }.check(&req), Err(ENOBUFS));
+    /// assert_eq!(CtrlResponse { status: 4, ..ok }.check(&req), Err(EPROTO));
+    /// assert_eq!(CtrlResponse { status: u32::MAX, ..ok }.check(&req), Err(EPROTO));
+    /// ```
+    pub fn check(&self, req: &CtrlRequest) -> Result<u32> {
+        if self.id != req.id || self.type_ != req.type_ {
+            return Err(EPROTO);
+        }
+        match CtrlStatus::try_from(self.status) {
+            Ok(CtrlStatus::Success) => Ok(self.data),
+            Ok(CtrlStatus::NotSupported) => Err(EOPNOTSUPP),
+            Ok(CtrlStatus::InvalidParameter) => Err(EINVAL),
+            Ok(CtrlStatus::BufferOverflow) => Err(ENOBUFS),
+            Err(_) => Err(EPROTO),
+        }
+    }
+}
+
 assert_same_layout!(CtrlResponse, bindings::xen_netif_ctrl_response, {
     id: id,
     type_: type_,
