@@ -930,4 +930,29 @@ mod tests {
             Err(Fatal::TooManyExtras)
         );
     }
+
+    #[test]
+    fn mcast_extras() {
+        // A request without data carrying a multicast filter update: not a packet, and the
+        // request after it is not part of it (C: `xenvif_tx_build_gops`).
+        let first = TxSlot::from(TxRequest {
+            gref: 0,
+            offset: 0,
+            flags: TxFlag::ExtraInfo.into(),
+            id: 5,
+            size: 0,
+        });
+        let group = [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03];
+        let next = slot(100, 0, false, 6);
+        let mut it = [TxSlot::from(ExtraInfo::new(Extra::McastAdd(group))), next]
+            .into_iter();
+        let pkt = read_packet(first.request(), &mut it, crate::FATAL_SKB_SLOTS).unwrap();
+        assert_eq!(pkt.mcast, Some(Extra::McastAdd(group)));
+        assert_eq!((pkt.nr_reqs, pkt.nr_extras, pkt.reqs[0].id), (1, 1, 5));
+        assert_eq!(it.next(), Some(next));
+        let del = read(&[first, TxSlot::from(ExtraInfo::new(Extra::McastDel(group)))]).unwrap();
+        assert_eq!(del.mcast, Some(Extra::McastDel(group)));
+        // A packet with a GSO extra only has none.
+        assert_eq!(read(&[slot(100, 0, false, 1)]).unwrap().mcast, None);
+    }
 }
