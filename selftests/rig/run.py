@@ -444,7 +444,8 @@ def main():
                 required += ["pvmmu-%s-superpages-on" % dom, "pvmmu-%s-superpages-revert" % dom]
     if a.scenario == "features" and a.front == "rs":
         # the control ring (RSS) and the multicast filter: frontends that have them (scen_features.py)
-        required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered"]
+        required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered",
+                     "ft-mcast-unfiltered"]
     missing = [n for n in required if n not in seen]
     if a.scenario == "basic" and a.back == "c" and "back-rmmod-busy-refused" not in seen:
         missing.append("back-rmmod-busy-refused")
