@@ -71,6 +71,11 @@ done
 # The Rust backend's user-visible features (guest/scen_back.py, about 2.5 min): ethtool -S and
 # module parameters with the C names, rate=, 2 and 4 queues, guest to guest with a second domU.
 case " $ready " in *" back "*) step back-features python3 selftests/rig/run.py back-features --front c --back rs;; esac
+# The hostile frontend's control-ring cases against the Rust backend (XSA-270 bounds, a bad
+# ctrl-ring-ref refused, request-multicast-control watch storm; about 2 min, the full
+# hostile-front scenario takes 7.5).
+case " $ready " in *" back "*) step hostile-front-ctrl python3 selftests/rig/run.py hostile-front --front c --back rs \
+	--cases good,ctrl-hash-overflow,xs-ctrl-ring-bad,watch-storm --tag ctrl;; esac
 # PV superpages (issue 6): our patched Xen 4.17 (scripts/xen.sh, bookworm dom0 with xen-utils-4.17)
 # with pv-superpages: dom0 and domU map kernel text/rodata with 2 MiB pages (census, revert and
 # split checks required), no global kernel entry, and the network scenario passes on it with the
