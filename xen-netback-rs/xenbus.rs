@@ -222,7 +222,7 @@ impl WatchHandler for McastWatch {
     fn changed(&self, _path: &CStr) {
         // Re-read (events are coalesced, XSA-349); garbage counts as off.
         let on = xenstore::read_uint_or::<u64>(&self.fe, keys::REQUEST_MULTICAST_CONTROL, 0)
-            .map_or(false, |v| v != 0);
+            .is_ok_and(|v| v != 0);
         self.vif.multicast_control.store(u32::from(on), Relaxed);
     }
 }
