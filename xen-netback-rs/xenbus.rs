@@ -10,11 +10,18 @@ use crate::interface::{
 };
 use kernel::{
     device::Core,
-    net::dev::{
-        self,
-        Features,
-        Options,
-        RtnlGuard, //
+    net::{
+        dev::{
+            self,
+            Features,
+            Options,
+            RtnlGuard, //
+        },
+        napi::{
+            Napi,
+            QueueLink,
+            QueueType, //
+        },
     },
     new_mutex,
     prelude::*,
@@ -199,6 +206,8 @@ enum Irqs {
 struct QueueConn {
     queue: Arc<Queue>,
     irqs: Option<Irqs>,
+    /// The netdev's RX queue linked to the NAPI context that serves it (netdev netlink).
+    link: Option<QueueLink<Queue>>,
 }
 
 struct Inner {
@@ -218,8 +227,18 @@ impl Inner {
         if self.conns.is_empty() {
             return;
         }
+        {
+            let rtnl = RtnlGuard::lock();
+            for c in self.conns.iter_mut() {
+                if let Some(link) = c.link.take() {
+                    link.unlink(&rtnl);
+                }
+            }
+        }
         self.netdev.device().carrier_off();
-        let old = core::mem::take(&mut *self.vif().queues.lock());
+        // Packets counted after this (the last polls, the packets dropped below) are not in
+        // the device totals.
+        let old = self.vif().take_queues();
         drop(old);
         for mut c in self.conns.drain_all() {
             c.queue.napi.disabled.store(1, Relaxed);
@@ -473,6 +492,15 @@ impl NetBack {
                 },
             );
             ndev.update_features(&rtnl);
+            // Beyond the C driver: netdev netlink shows the NAPI context of each RX queue
+            // (what the frontend transmits). Informational: a failure is not fatal.
+            fn own(q: &Queue) -> &Napi<crate::interface::Core> {
+                &q.napi
+            }
+            for (index, c) in inner.conns.iter_mut().enumerate() {
+                let index = index as u32;
+                c.link = QueueLink::new(&rtnl, c.queue.clone(), own, QueueType::Rx, index).ok();
+            }
         }
         for c in inner.conns.iter() {
             *c.queue.napi.me.lock() = Some(c.queue.clone());
@@ -635,6 +663,7 @@ impl NetBack {
         Ok(QueueConn {
             queue,
             irqs: Some(irqs),
+            link: None,
         })
     }
 

@@ -71,7 +71,11 @@ use crate::{
             SkBuff,
             SkBuffRef, //
         },
-        stats::Stats64,
+        stats::{
+            QueueStatsRx,
+            QueueStatsTx,
+            Stats64, //
+        },
     },
     prelude::*,
     sync::aref::AlwaysRefCounted,
@@ -641,6 +645,46 @@ pub trait Operations: Sized + Send + Sync {
     fn tx_timeout(_dev: &Device, _this: Pin<&Self>, _txqueue: u32) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Reports the statistics of receive queue `index`, below `real_num_rx_queues`
+    /// (`get_queue_stats_rx` of `struct netdev_stat_ops`, netdev netlink `qstats`); called with
+    /// RTNL or the device instance lock held.
+    ///
+    /// A device reports per-queue statistics when it implements [`Operations::get_base_stats`]
+    /// and this or [`Operations::get_queue_stats_tx`]. The sum over the queues in use plus the
+    /// base statistics must equal what [`Operations::get_stats64`] reports, and must never
+    /// decrease, also when queues are removed or the device goes down.
+    fn get_queue_stats_rx(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _index: u32,
+        _stats: &mut QueueStatsRx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports the statistics of transmit queue `index`, below `real_num_tx_queues`
+    /// (`get_queue_stats_tx`); as [`Operations::get_queue_stats_rx`].
+    fn get_queue_stats_tx(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _index: u32,
+        _stats: &mut QueueStatsTx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports what the queues in use do not count: the counters of queues that no longer
+    /// exist, and events of no queue (`get_base_stats`). Every field the queues report must be
+    /// reported here too, at 0 if nothing is left over.
+    fn get_base_stats(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _rx: &mut QueueStatsRx,
+        _tx: &mut QueueStatsTx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// Parameters of a new network device, for [`Registration::new`].
@@ -776,6 +820,9 @@ impl<T: Operations + ethtool::Operations> Registration<T> {
         unsafe {
             (*raw).netdev_ops = &Adapter::<T>::NETDEV_OPS;
             (*raw).ethtool_ops = ethtool::ops_table::<T>();
+            if Adapter::<T>::HAS_STAT_OPS {
+                (*raw).stat_ops = &Adapter::<T>::STAT_OPS;
+            }
         }
 
         // SAFETY: `raw` is a valid, fully set-up device.
@@ -1013,6 +1060,75 @@ impl<T: Operations> Adapter<T> {
         T::tx_timeout(d, this, txqueue);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `netdev_stat_ops` callback of a device created by
+    /// [`Registration<T>`], with valid statistics to fill in.
+    unsafe extern "C" fn get_queue_stats_rx_callback(
+        dev: *mut bindings::net_device,
+        index: c_int,
+        stats: *mut bindings::netdev_queue_stats_rx,
+    ) {
+        // SAFETY: The stack calls `get_queue_stats_rx` with a device whose operations we
+        // installed and statistics that nothing else accesses during the call.
+        let ((d, this), stats) = unsafe { (Self::args(dev), QueueStatsRx::from_raw(stats)) };
+        if let Ok(index) = u32::try_from(index) {
+            T::get_queue_stats_rx(d, this, index, stats);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Self::get_queue_stats_rx_callback`].
+    unsafe extern "C" fn get_queue_stats_tx_callback(
+        dev: *mut bindings::net_device,
+        index: c_int,
+        stats: *mut bindings::netdev_queue_stats_tx,
+    ) {
+        // SAFETY: As in `get_queue_stats_rx_callback`.
+        let ((d, this), stats) = unsafe { (Self::args(dev), QueueStatsTx::from_raw(stats)) };
+        if let Ok(index) = u32::try_from(index) {
+            T::get_queue_stats_tx(d, this, index, stats);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Self::get_queue_stats_rx_callback`].
+    unsafe extern "C" fn get_base_stats_callback(
+        dev: *mut bindings::net_device,
+        rx: *mut bindings::netdev_queue_stats_rx,
+        tx: *mut bindings::netdev_queue_stats_tx,
+    ) {
+        // SAFETY: As in `get_queue_stats_rx_callback`; `rx` and `tx` are distinct structures.
+        let ((d, this), rx, tx) = unsafe {
+            (
+                Self::args(dev),
+                QueueStatsRx::from_raw(rx),
+                QueueStatsTx::from_raw(tx),
+            )
+        };
+        T::get_base_stats(d, this, rx, tx);
+    }
+
+    /// Whether the device reports per-queue statistics (see [`Operations::get_base_stats`]).
+    const HAS_STAT_OPS: bool =
+        T::HAS_GET_BASE_STATS && (T::HAS_GET_QUEUE_STATS_RX || T::HAS_GET_QUEUE_STATS_TX);
+
+    const STAT_OPS: bindings::netdev_stat_ops = bindings::netdev_stat_ops {
+        get_queue_stats_rx: if T::HAS_GET_QUEUE_STATS_RX {
+            Some(Self::get_queue_stats_rx_callback)
+        } else {
+            None
+        },
+        get_queue_stats_tx: if T::HAS_GET_QUEUE_STATS_TX {
+            Some(Self::get_queue_stats_tx_callback)
+        } else {
+            None
+        },
+        get_base_stats: Some(Self::get_base_stats_callback),
+    };
+
     const NETDEV_OPS: bindings::net_device_ops = bindings::net_device_ops {
         ndo_open: if T::HAS_OPEN {
             Some(Self::open_callback)
@@ -1075,7 +1191,9 @@ mod tests {
             napi::{
                 Napi,
                 PollContext,
-                Poller, //
+                Poller,
+                QueueLink,
+                QueueType, //
             },
             stats::{
                 Counter,
@@ -1101,6 +1219,7 @@ mod tests {
         fixes: Counter,
         tx: QueueStats,
         ours: Counter,
+        channel_sets: Counter,
         #[pin]
         last_queue: SpinLockBh<u16>,
     }
@@ -1113,6 +1232,7 @@ mod tests {
             fixes: Counter::new(),
             tx: QueueStats::new(),
             ours: Counter::new(),
+            channel_sets: Counter::new(),
             last_queue <- new_spinlock_bh!(u16::MAX),
         })
     }
@@ -1163,6 +1283,23 @@ mod tests {
         fn select_queue(_dev: &Device, _this: Pin<&Self>, _skb: &SkBuffRef) -> u16 {
             1
         }
+
+        // Everything is sent on queue 1 (`select_queue`), nothing is received.
+        fn get_queue_stats_rx(_: &Device, _: Pin<&Self>, _: u32, rx: &mut QueueStatsRx) {
+            rx.add_counts(0, 0);
+        }
+
+        fn get_queue_stats_tx(_: &Device, this: Pin<&Self>, index: u32, tx: &mut QueueStatsTx) {
+            match index {
+                1 => tx.add(&this.tx),
+                _ => tx.add_counts(0, 0),
+            }
+        }
+
+        fn get_base_stats(_: &Device, _: Pin<&Self>, rx: &mut QueueStatsRx, tx: &mut QueueStatsTx) {
+            rx.add_counts(0, 0);
+            tx.add_counts(0, 0);
+        }
     }
 
     #[vtable]
@@ -1181,6 +1318,14 @@ mod tests {
         fn get_channels(dev: &Device, _this: Pin<&Self>, ch: &mut ethtool::Channels) {
             ch.max_combined = dev.num_tx_queues();
             ch.combined_count = dev.real_num_tx_queues();
+        }
+
+        fn set_channels(_dev: &Device, this: Pin<&Self>, ch: &ethtool::Channels) -> Result {
+            if ch.rx_count != 0 || ch.tx_count != 0 {
+                return Err(EOPNOTSUPP);
+            }
+            this.channel_sets.add(ch.combined_count.into());
+            Ok(())
         }
     }
 
@@ -1292,6 +1437,35 @@ mod tests {
         assert!(storage.tx_packets() >= 1);
         assert_eq!(storage.tx_bytes(), data.tx.bytes.get());
 
+        // Per-queue statistics, summed by the core as for netdev netlink `qstats-get`: they
+        // match the device totals.
+        let (mut rx_sum, mut tx_sum) = (QueueStatsRx::unreported(), QueueStatsTx::unreported());
+        {
+            let _rtnl = RtnlGuard::lock();
+            // SAFETY: `dev` is registered and RTNL is held; the sums are valid for writes.
+            unsafe {
+                let ops = &*(*dev.as_raw()).stat_ops;
+                let base = ops.get_base_stats.ok_or(EINVAL)?;
+                base(
+                    dev.as_raw(),
+                    (&raw mut rx_sum).cast(),
+                    (&raw mut tx_sum).cast(),
+                );
+                bindings::netdev_stat_queue_sum(
+                    dev.as_raw(),
+                    0,
+                    2,
+                    (&raw mut rx_sum).cast(),
+                    0,
+                    2,
+                    (&raw mut tx_sum).cast(),
+                );
+            }
+        }
+        assert_eq!(tx_sum.packets(), Some(data.tx.packets.get()));
+        assert_eq!(tx_sum.bytes(), Some(storage.tx_bytes()));
+        assert_eq!((rx_sum.packets(), rx_sum.bytes()), (Some(0), Some(0)));
+
         // Ethtool through the operations table, as the ethtool core calls it: with RTNL held.
         let rtnl = RtnlGuard::lock();
         // SAFETY: `Registration` installed a `'static` table.
@@ -1329,6 +1503,14 @@ mod tests {
         // SAFETY: As above.
         unsafe { get_channels(d, &mut ch) };
         assert_eq!((ch.max_combined, ch.combined_count), (4, 2));
+        let set_channels = ops.set_channels.ok_or(EINVAL)?;
+        ch.combined_count = 3;
+        // SAFETY: As above.
+        assert_eq!(unsafe { set_channels(d, &mut ch) }, 0);
+        assert_eq!(data.channel_sets.get(), 3);
+        ch.rx_count = 1;
+        // SAFETY: As above.
+        assert_eq!(unsafe { set_channels(d, &mut ch) }, EOPNOTSUPP.to_errno());
         assert!(ops.get_ringparam.is_none());
         drop(rtnl);
 
@@ -1398,7 +1580,7 @@ mod tests {
         let mut opts = Options::new();
         opts.name = c"rsnapi%d";
         let reg = Registration::new(&opts, test_net())?;
-        let napi = KBox::pin_init(
+        let napi = crate::sync::Arc::pin_init(
             Napi::new(
                 reg.device(),
                 RxQueue {
@@ -1408,6 +1590,30 @@ mod tests {
             ),
             GFP_KERNEL,
         )?;
+
+        // Queue links, as netdev netlink reports them.
+        {
+            let rtnl = RtnlGuard::lock();
+            fn own(n: &Napi<RxQueue>) -> &Napi<RxQueue> {
+                n
+            }
+            let bad = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Rx, 1);
+            assert_eq!(bad.err(), Some(EINVAL));
+            let rx = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Rx, 0)?;
+            let tx = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Tx, 0)?;
+            let raw = reg.device().as_raw();
+            // SAFETY: `raw` is registered with one queue of each type; RTNL is held.
+            let (rxq, txq) = unsafe { ((*(*raw)._rx).napi, (*(*raw)._tx).napi) };
+            assert!(!rxq.is_null() && rxq == txq);
+            // SAFETY: The queue points at a live context (the link keeps it).
+            assert_eq!(unsafe { (*rxq).dev }, raw);
+            assert_eq!(rx.index(), 0);
+            rx.unlink(&rtnl);
+            tx.unlink(&rtnl);
+            // SAFETY: As above.
+            let (rxq, txq) = unsafe { ((*(*raw)._rx).napi, (*(*raw)._tx).napi) };
+            assert!(rxq.is_null() && txq.is_null());
+        }
         // A disabled context cannot be scheduled.
         assert!(!napi.schedule());
         napi.enable();
