@@ -199,6 +199,22 @@ impl NetPriv {
     }
 }
 
+// The receive-buffer attributes of the C driver (`/sys/class/net/<dev>/rxbuf_*`): fixed at the
+// ring size since the buffers stopped being configurable; writes of a number are ignored.
+kernel::fixed_attributes!(
+    RXBUF_ATTRIBUTES,
+    [
+        (rxbuf_min, crate::queue::RX_RING as u64),
+        (rxbuf_max, crate::queue::RX_RING as u64),
+        (rxbuf_cur, crate::queue::RX_RING as u64),
+    ]
+);
+
+/// The device's own sysfs attributes.
+pub(crate) fn attributes() -> &'static kernel::net::dev::AttributeGroup {
+    &RXBUF_ATTRIBUTES
+}
+
 /// Features on by default (`xennet_create_dev`).
 pub(crate) fn default_features() -> Features {
     Features::IP_CSUM | Features::RXCSUM | Features::GSO_ROBUST | hw_features()

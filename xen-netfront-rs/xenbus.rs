@@ -175,6 +175,7 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         opts.max_mtu = MAX_MTU;
         opts.mac = Some(mac);
         opts.tso_max_size = TSO_MAX_SIZE;
+        opts.attributes = Some(netdev::attributes());
         inner.netdev = Some(KBox::new(
             netdev_api::Registration::new(&opts, NetPriv::new(features, dev.into()))?,
             GFP_KERNEL,

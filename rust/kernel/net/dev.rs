@@ -687,6 +687,171 @@ pub trait Operations: Sized + Send + Sync {
     }
 }
 
+/// A numeric sysfs attribute of a network device kept for old tools: it always reads as the same
+/// value, and a write of a number is accepted (from a caller with `CAP_NET_ADMIN`) and ignored.
+///
+/// Such attributes are grouped with [`fixed_attributes!`](crate::fixed_attributes).
+///
+/// # Invariants
+///
+/// `attr` has `show_fixed` and `store_fixed` as callbacks, and a `'static` name.
+#[repr(C)]
+pub struct FixedAttribute {
+    attr: bindings::device_attribute,
+    value: u64,
+}
+
+// SAFETY: A `FixedAttribute` is never changed after its creation; sysfs only reads it.
+unsafe impl Sync for FixedAttribute {}
+
+impl FixedAttribute {
+    /// Creates an attribute `name` (mode 0644) that reads as `value`.
+    pub const fn new(name: &'static CStr, value: u64) -> Self {
+        // INVARIANT: The callbacks are ours and the name is `'static`.
+        Self {
+            attr: bindings::device_attribute {
+                attr: bindings::attribute {
+                    name: crate::str::as_char_ptr_in_const_context(name),
+                    mode: 0o644,
+                    // SAFETY: The other members (lockdep keys) are plain data, zero when unused.
+                    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+                },
+                __bindgen_anon_1: bindings::device_attribute__bindgen_ty_1 {
+                    show: Some(Self::show_fixed),
+                },
+                __bindgen_anon_2: bindings::device_attribute__bindgen_ty_2 {
+                    store: Some(Self::store_fixed),
+                },
+            },
+            value,
+        }
+    }
+
+    /// Returns the value the attribute reads as.
+    pub const fn value(&self) -> u64 {
+        self.value
+    }
+
+    /// # Safety
+    ///
+    /// Only called by sysfs, with the `device_attribute` of a [`FixedAttribute`] and a buffer of
+    /// `PAGE_SIZE` bytes.
+    unsafe extern "C" fn show_fixed(
+        _dev: *mut bindings::device,
+        attr: *mut bindings::device_attribute,
+        buf: *mut c_char,
+    ) -> isize {
+        // SAFETY: By the type invariant, only the `attr` of a `FixedAttribute` has this callback.
+        let this = unsafe { &*crate::container_of!(attr, Self, attr) };
+        // SAFETY: `buf` is a sysfs buffer of `PAGE_SIZE` bytes; the format takes one `u64`.
+        unsafe { bindings::sysfs_emit(buf, c"%llu\n".as_char_ptr(), this.value) as isize }
+    }
+
+    /// # Safety
+    ///
+    /// Only called by sysfs, with a buffer of `count` bytes.
+    unsafe extern "C" fn store_fixed(
+        _dev: *mut bindings::device,
+        _attr: *mut bindings::device_attribute,
+        buf: *const c_char,
+        count: usize,
+    ) -> isize {
+        // SAFETY: `capable()` only looks at the current task.
+        if !unsafe { bindings::capable(bindings::CAP_NET_ADMIN as c_int) } {
+            return EPERM.to_errno() as isize;
+        }
+        // SAFETY: sysfs passes `count` readable bytes.
+        let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
+        match parse_number_prefix(input) {
+            true => count as isize,
+            false => EBADMSG.to_errno() as isize,
+        }
+    }
+}
+
+/// Whether `input` starts with a number as `simple_strtoul(buf, &end, 0)` reads one (after
+/// leading blanks; `0x` hexadecimal, `0` octal, else decimal), as the C drivers' legacy
+/// attributes accept.
+fn parse_number_prefix(input: &[u8]) -> bool {
+    let s = input.trim_ascii_start();
+    let s = s.strip_prefix(b"+").unwrap_or(s);
+    match s {
+        [b'0', b'x' | b'X', d, ..] => d.is_ascii_hexdigit(),
+        [d, ..] => d.is_ascii_digit(),
+        [] => false,
+    }
+}
+
+/// A null-terminated list of [`FixedAttribute`]s (`struct attribute **`); the last entry must
+/// be [`None`].
+#[repr(transparent)]
+pub struct AttributeList<const N: usize>([Option<&'static FixedAttribute>; N]);
+
+impl<const N: usize> AttributeList<N> {
+    /// Creates the list; fails to build if the last entry is not [`None`].
+    pub const fn new(attrs: [Option<&'static FixedAttribute>; N]) -> Self {
+        assert!(N > 0 && attrs[N - 1].is_none(), "the list must end with None");
+        Self(attrs)
+    }
+}
+
+/// A group of device-specific sysfs attributes (`struct attribute_group`), for
+/// [`Options::attributes`].
+///
+/// # Invariants
+///
+/// The group's `attrs` is a null-terminated `'static` [`AttributeList`].
+#[repr(transparent)]
+pub struct AttributeGroup(bindings::attribute_group);
+
+// SAFETY: The group and what it points to are `'static` and never changed.
+unsafe impl Sync for AttributeGroup {}
+
+impl AttributeGroup {
+    /// Creates an unnamed group (the attributes appear in the device's directory).
+    pub const fn new<const N: usize>(list: &'static AttributeList<N>) -> Self {
+        // CAST: `Option<&FixedAttribute>` is a nullable pointer to a `#[repr(C)]` structure whose
+        // first member is a `device_attribute`, whose first member is the `attribute`.
+        let attrs = core::ptr::from_ref(&list.0).cast::<*mut bindings::attribute>().cast_mut();
+        // INVARIANT: `attrs` is a null-terminated `'static` list (`AttributeList::new`).
+        Self(bindings::attribute_group {
+            __bindgen_anon_2: bindings::attribute_group__bindgen_ty_2 { attrs },
+            // SAFETY: The other members are pointers and callbacks, absent when zero.
+            ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+        })
+    }
+}
+
+/// Declares a `static` [`AttributeGroup`] of [`FixedAttribute`]s, named as the identifiers.
+///
+/// # Examples
+///
+/// ```
+/// // The legacy receive-buffer attributes of xen-netfront, fixed at the ring size.
+/// kernel::fixed_attributes!(RXBUF, [(rxbuf_min, 256), (rxbuf_max, 256), (rxbuf_cur, 256)]);
+/// let mut opts = kernel::net::dev::Options::new();
+/// opts.attributes = Some(&RXBUF);
+/// ```
+#[macro_export]
+macro_rules! fixed_attributes {
+    ($group:ident, [$(($name:ident, $value:expr)),+ $(,)?]) => {
+        static $group: $crate::net::dev::AttributeGroup = {
+            $(
+                #[allow(non_upper_case_globals)]
+                static $name: $crate::net::dev::FixedAttribute =
+                    $crate::net::dev::FixedAttribute::new(
+                        $crate::c_str!(::core::stringify!($name)),
+                        $value,
+                    );
+            )+
+            static LIST: $crate::net::dev::AttributeList<
+                { [$(::core::stringify!($name)),+].len() + 1 },
+            > = $crate::net::dev::AttributeList::new([$(Some(&$name),)+ None]);
+            $crate::net::dev::AttributeGroup::new(&LIST)
+        };
+    };
+}
+
 /// Parameters of a new network device, for [`Registration::new`].
 pub struct Options<'a> {
     /// Name or name pattern, e.g. `c"eth%d"`.
@@ -710,6 +875,9 @@ pub struct Options<'a> {
     /// Largest segmentation offload packet the device accepts (`netif_set_tso_max_size()`);
     /// `0` keeps the stack's default.
     pub tso_max_size: u32,
+    /// Device-specific sysfs attributes (`sysfs_groups[0]`), e.g. made with
+    /// [`fixed_attributes!`](crate::fixed_attributes).
+    pub attributes: Option<&'static AttributeGroup>,
 }
 
 impl Options<'_> {
@@ -727,6 +895,7 @@ impl Options<'_> {
             max_mtu: ETH_DATA_LEN,
             mac: None,
             tso_max_size: 0,
+            attributes: None,
         }
     }
 }
@@ -822,6 +991,10 @@ impl<T: Operations + ethtool::Operations> Registration<T> {
             (*raw).ethtool_ops = ethtool::ops_table::<T>();
             if Adapter::<T>::HAS_STAT_OPS {
                 (*raw).stat_ops = &Adapter::<T>::STAT_OPS;
+            }
+            // The first slot is the device-specific one (`netdev_register_kobject()`).
+            if let Some(group) = opts.attributes {
+                (*raw).sysfs_groups[0] = &group.0;
             }
         }
 
@@ -1353,6 +1526,7 @@ mod tests {
             max_mtu: 9000,
             mac: Some(mac),
             tso_max_size: 0,
+            attributes: None,
         };
         let reg = Registration::new(&opts, test_net())?;
         let dev = reg.device();
@@ -1521,6 +1695,47 @@ mod tests {
         }
         assert!(!dev.is_running());
         assert_eq!(data.stops.get(), 1);
+        drop(reg);
+        Ok(())
+    }
+
+    crate::fixed_attributes!(TEST_ATTRS, [(rxbuf_min, 256), (rxbuf_cur, 7)]);
+
+    #[test]
+    fn fixed_attributes() -> Result {
+        assert!(parse_number_prefix(b"12") && parse_number_prefix(b" 0x1f\n"));
+        assert!(parse_number_prefix(b"+7abc") && !parse_number_prefix(b"abc"));
+        assert!(!parse_number_prefix(b"") && !parse_number_prefix(b"0x") && !parse_number_prefix(b"-1"));
+
+        let mut opts = Options::new();
+        opts.name = c"rsattr%d";
+        opts.attributes = Some(&TEST_ATTRS);
+        let reg = Registration::new(&opts, test_net())?;
+        let raw = reg.device().as_raw();
+        // A page-aligned buffer, as sysfs gives (kmalloc aligns power-of-two sizes naturally).
+        let mut page = KVec::<u8>::with_capacity(4096, GFP_KERNEL)?;
+        let buf = page.as_mut_ptr();
+        // SAFETY: The device is registered with our group in its first slot; the list holds two
+        // `FixedAttribute`s and a NULL; `buf` is valid for writes of a page; the callbacks are
+        // called as sysfs calls them.
+        unsafe {
+            let group = &*(*raw).sysfs_groups[0];
+            let attrs = group.__bindgen_anon_2.attrs;
+            let second = (*attrs.add(1)).cast::<bindings::device_attribute>();
+            assert!((*attrs.add(2)).is_null());
+            assert_eq!(CStr::from_char_ptr((*second).attr.name), c"rxbuf_cur");
+            assert_eq!((*second).attr.mode, 0o644);
+            let show = (*second).__bindgen_anon_1.show.ok_or(EINVAL)?;
+            let n = show(&raw mut (*raw).dev, second, buf);
+            assert_eq!(n, 2);
+            assert_eq!(core::slice::from_raw_parts(buf, 2), b"7\n");
+            let store = (*second).__bindgen_anon_2.store.ok_or(EINVAL)?;
+            assert_eq!(store(&raw mut (*raw).dev, second, b"12\n".as_ptr(), 3), 3);
+            let bad = store(&raw mut (*raw).dev, second, b"x".as_ptr(), 1);
+            assert_eq!(bad, EBADMSG.to_errno() as isize);
+            // Still the fixed value.
+            assert_eq!(show(&raw mut (*raw).dev, second, buf), 2);
+        }
         drop(reg);
         Ok(())
     }

@@ -20,6 +20,8 @@ xenstore keys), never a driver's internals.
   ft-ethtool-L-1/-N     xen-netfront-rs: ethtool -L combined 1, then N = min(4, backend max):
                         the frontend reconnects with that many queues (xenstore, sysfs,
                         ethtool -l), traffic after each (the C driver refuses: ft-ethtool-L)
+  ft-rxbuf-sysfs        /sys/class/net/<if>/rxbuf_{min,max,cur} read 256 (the RX ring), a number
+                        written is accepted and ignored, garbage refused (as the C driver)
   ft-trusted-0          frontend reloaded with trusted=0 (bounce every TX packet): traffic,
                         including 65000-byte pings
   ft-trusted-key-0      default parameters, but the device's xenstore key trusted=0: traffic
@@ -175,6 +177,18 @@ def steps(d, ag, domid, fdir, bdir, state):
     traffic(d, ag, "ft-traffic-offloads-on")
 
     # max_queues
+    # sysfs rxbuf_* (C: xennet_dev_group): read as the RX ring size, numbers written are ignored
+    d.mark("FT-RXBUF")
+    if state["ifn"]:
+        cmd = ("cd /sys/class/net/{i} && cat rxbuf_min rxbuf_max rxbuf_cur && (echo 64 > rxbuf_min && echo write-ok); "
+               "(echo junk > rxbuf_max) 2>/dev/null || echo junk-refused; cat rxbuf_min").format(i=state["ifn"])
+        rc, out = ag.run(cmd, 20, True)
+        got = out.split()
+        d.check("ft-rxbuf-sysfs", got == ["256", "256", "256", "write-ok", "junk-refused", "256"],
+                "want 256 256 256 write-ok junk-refused 256, got: %s" % " ".join(got)[-200:])
+    else:
+        d.check("ft-rxbuf-sysfs", False, "no link")
+
     be_max = xs(d, "%s/multi-queue-max-queues" % bdir)
     for n in (1, 4):
         d.mark("FT-QUEUES-%d" % n)
