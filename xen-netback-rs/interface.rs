@@ -29,6 +29,8 @@ use kernel::{
         stats::{
             Counter,
             QueueStats,
+            QueueStatsRx,
+            QueueStatsTx,
             Stats64, //
         },
     },
@@ -532,6 +534,11 @@ pub(crate) struct Vif {
     pub(crate) queues: SpinLockBh<KVec<Arc<Queue>>>,
     /// The [`FrontendFeatures`] of the connected frontend, as bits.
     pub(crate) fe: Atomic<u32>,
+    /// Counters of the queues of earlier connections, so that the device totals never go
+    /// back when the frontend reconnects.
+    old_from_guest: QueueStats,
+    old_to_guest: QueueStats,
+    old_gso_checksum_fixup: Counter,
 }
 
 impl Vif {
@@ -541,13 +548,45 @@ impl Vif {
             shared,
             queues <- new_spinlock_bh!(KVec::new()),
             fe: Atomic::new(0),
+            old_from_guest: QueueStats::new(),
+            old_to_guest: QueueStats::new(),
+            old_gso_checksum_fixup: Counter::new(),
         })
+    }
+
+    /// Takes the queues out (under the queue lock, so transmits see none afterwards) and keeps
+    /// their counters in the device totals.
+    pub(crate) fn take_queues(&self) -> KVec<Arc<Queue>> {
+        let mut queues = self.queues.lock();
+        for q in queues.iter() {
+            self.old_from_guest.absorb(&q.napi.from_guest);
+            self.old_to_guest.absorb(&q.napi.to_guest);
+            self.old_gso_checksum_fixup
+                .add(q.napi.gso_checksum_fixup.get());
+        }
+        core::mem::take(&mut *queues)
+    }
+
+    /// Runs `f` on queue `index`, if connected, under the queue lock.
+    fn with_queue(&self, index: u32, f: impl FnOnce(Option<&Core>)) {
+        let queues = self.queues.lock();
+        f(queues.get(index as usize).map(|q| &*q.napi));
     }
 
     fn for_each_queue(&self, mut f: impl FnMut(&Core)) {
         let queues = self.queues.lock();
         for q in queues.iter() {
             f(&q.napi);
+        }
+    }
+
+    /// Runs `f` on the counters (from the guest, to the guest) of every queue and of the earlier
+    /// queues, under the queue lock.
+    fn for_each_queue_and_old(&self, mut f: impl FnMut(&QueueStats, &QueueStats)) {
+        let queues = self.queues.lock();
+        f(&self.old_from_guest, &self.old_to_guest);
+        for q in queues.iter() {
+            f(&q.napi.from_guest, &q.napi.to_guest);
         }
     }
 }
@@ -626,10 +665,31 @@ impl dev::Operations for Vif {
     }
 
     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
-        this.for_each_queue(|c| {
-            stats.add_rx(&c.from_guest);
-            stats.add_tx(&c.to_guest);
+        // Under the queue lock, as `take_queues`: every packet is counted exactly once.
+        this.for_each_queue_and_old(|rx, tx| {
+            stats.add_rx(rx);
+            stats.add_tx(tx);
         });
+    }
+
+    // Beyond the C driver: per-queue statistics (netdev netlink `qstats`). The device
+    // receives what the frontend transmits.
+    fn get_queue_stats_rx(_dev: &Device, this: Pin<&Self>, index: u32, rx: &mut QueueStatsRx) {
+        this.with_queue(index, |q| rx.add_queue(q.map(|q| &q.from_guest)));
+    }
+
+    fn get_queue_stats_tx(_dev: &Device, this: Pin<&Self>, index: u32, tx: &mut QueueStatsTx) {
+        this.with_queue(index, |q| tx.add_queue(q.map(|q| &q.to_guest)));
+    }
+
+    fn get_base_stats(
+        _dev: &Device,
+        this: Pin<&Self>,
+        rx: &mut QueueStatsRx,
+        tx: &mut QueueStatsTx,
+    ) {
+        rx.add(&this.old_from_guest);
+        tx.add(&this.old_to_guest);
     }
 
     fn fix_features(_dev: &Device, this: Pin<&Self>, features: Features) -> Features {
@@ -678,6 +738,7 @@ impl ethtool::Operations for Vif {
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
         let mut fixup = 0;
         this.for_each_queue(|c| fixup += c.gso_checksum_fixup.get());
+        fixup += this.old_gso_checksum_fixup.get();
         for v in values.iter_mut() {
             *v = 0;
         }

@@ -14,11 +14,18 @@ use crate::interface::{
 };
 use kernel::{
     device::Core,
-    net::dev::{
-        self,
-        Features,
-        Options,
-        RtnlGuard, //
+    net::{
+        dev::{
+            self,
+            Features,
+            Options,
+            RtnlGuard, //
+        },
+        napi::{
+            Napi,
+            QueueLink,
+            QueueType, //
+        },
     },
     new_mutex,
     prelude::*,
@@ -204,6 +211,8 @@ enum Irqs {
 struct QueueConn {
     queue: Arc<Queue>,
     irqs: Option<Irqs>,
+    /// The netdev's RX queue linked to the NAPI context that serves it (netdev netlink).
+    link: Option<QueueLink<Queue>>,
 }
 
 /// A connected control ring and its event channel.
@@ -259,8 +268,18 @@ impl Inner {
         if self.conns.is_empty() {
             return;
         }
+        {
+            let rtnl = RtnlGuard::lock();
+            for c in self.conns.iter_mut() {
+                if let Some(link) = c.link.take() {
+                    link.unlink(&rtnl);
+                }
+            }
+        }
         self.netdev.device().carrier_off();
-        let old = core::mem::take(&mut *self.vif().queues.lock());
+        // Packets counted after this (the last polls, the packets dropped below) are not in
+        // the device totals.
+        let old = self.vif().take_queues();
         drop(old);
         for mut c in self.conns.drain_all() {
             c.queue.napi.disabled.store(1, Relaxed);
@@ -290,6 +309,38 @@ pub(crate) struct Backend {
     rate: Pin<KBox<Watch<RateWatch>>>,
     inner: Pin<KBox<Mutex<Inner>>>,
     shared: Arc<Shared>,
+    /// `script=<hotplug script>` (when the toolstack names one) and `vif=<netdev>`: the
+    /// variables of the online and offline uevents (C: `netback_uevent`).
+    uevent_vars: KVec<CString>,
+}
+
+impl Backend {
+    /// Sends the online or offline uevent, with which udev-driven toolstacks run the vif
+    /// hotplug scripts (C: `kobject_uevent()` in `backend_create_xenvif` and `netback_remove`).
+    fn uevent(&self, dev: &xenbus::Device<Core<'_>>, action: xenbus::Uevent) {
+        let mut vars = KVec::new();
+        for v in self.uevent_vars.iter() {
+            if vars.push(&**v, GFP_KERNEL).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = dev.uevent(action, &vars) {
+            dev_warn!(dev, "sending the {:?} uevent: {:?}\n", action, e);
+        }
+    }
+}
+
+/// The uevent variables of a backend: its hotplug script, if any, and the netdev's name.
+fn uevent_vars(nodename: &CStr, ifname: &CStr) -> Result<KVec<CString>> {
+    let mut vars = KVec::new();
+    if let Ok(script) = xenstore::read(nodename, c"script") {
+        if let Ok(script) = core::str::from_utf8(script.as_bytes()) {
+            vars.push(CString::try_from_fmt(fmt!("script={script}"))?, GFP_KERNEL)?;
+        }
+    }
+    let ifname = ifname.to_str()?;
+    vars.push(CString::try_from_fmt(fmt!("vif={ifname}"))?, GFP_KERNEL)?;
+    Ok(vars)
 }
 
 /// Reads a frontend boolean feature; garbage counts as absent.
@@ -399,6 +450,7 @@ impl NetBack {
             mac: Some(VIF_MAC),
             // Keep the core's limit, as the C backend does.
             tso_max_size: 0,
+            attributes: None,
         };
         let vif = VifShared::new()?;
         let netdev = dev::Registration::new(&opts, Vif::new(domid, vif.clone()))?;
@@ -436,13 +488,17 @@ impl NetBack {
         let path = xenstore::join(nodename, c"rate")?;
         let rate = KBox::pin_init(Watch::new(path, rate), GFP_KERNEL)?;
 
-        dev.switch_state(State::InitWait)?;
-        Ok(Backend {
+        let backend = Backend {
             hotplug,
             rate,
             inner,
             shared,
-        })
+            uevent_vars: uevent_vars(nodename, &name)?,
+        };
+        // The vif exists: its hotplug scripts may run.
+        backend.uevent(dev, xenbus::Uevent::Online);
+        dev.switch_state(State::InitWait)?;
+        Ok(backend)
     }
 
     /// Connects the rings of the frontend (C: `connect`, `connect_data_rings`).
@@ -542,6 +598,15 @@ impl NetBack {
                 },
             );
             ndev.update_features(&rtnl);
+            // Beyond the C driver: netdev netlink shows the NAPI context of each RX queue
+            // (what the frontend transmits). Informational: a failure is not fatal.
+            fn own(q: &Queue) -> &Napi<crate::interface::Core> {
+                &q.napi
+            }
+            for (index, c) in inner.conns.iter_mut().enumerate() {
+                let index = index as u32;
+                c.link = QueueLink::new(&rtnl, c.queue.clone(), own, QueueType::Rx, index).ok();
+            }
         }
         for c in inner.conns.iter() {
             *c.queue.napi.me.lock() = Some(c.queue.clone());
@@ -766,6 +831,7 @@ impl NetBack {
         Ok(QueueConn {
             queue,
             irqs: Some(irqs),
+            link: None,
         })
     }
 
@@ -888,8 +954,12 @@ impl xenbus::Driver for NetBack {
         }
     }
 
-    fn unbind<'bound>(_dev: &'bound xenbus::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+    fn unbind<'bound>(dev: &'bound xenbus::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         let _ = (&this.hotplug, &this.rate);
+        // As C (`netback_remove`): the hotplug status goes first, so that a later backend in
+        // this directory waits for its own hotplug script.
+        let _ = xenstore::rm(dev.nodename(), keys::HOTPLUG_STATUS);
+        this.uevent(dev, xenbus::Uevent::Offline);
         this.inner.lock().disconnect();
     }
 }

@@ -22,7 +22,11 @@ use kernel::{
             self as netdev_api,
             RtnlGuard, //
         },
-        napi::Napi,
+        napi::{
+            Napi,
+            QueueLink,
+            QueueType, //
+        },
     },
     prelude::*,
     str::CString,
@@ -94,6 +98,8 @@ struct Inner {
     mcast: Option<Arc<Mcast>>,
     /// The backend filters multicast for us on request, changeable while connected.
     mcast_dynamic: bool,
+    /// Each queue's RX and TX queue of the netdev linked to its NAPI context (netdev netlink).
+    links: KVec<QueueLink<Napi<Queue>>>,
 }
 
 impl Drop for Inner {
@@ -123,6 +129,12 @@ fn disconnect(inner: &mut Inner) {
     if let Some(m) = inner.mcast.as_ref() {
         m.disconnect();
     }
+    if !inner.links.is_empty() {
+        let rtnl = RtnlGuard::lock();
+        for link in inner.links.drain_all() {
+            link.unlink(&rtnl);
+        }
+    }
     if inner.queues.is_empty() {
         return;
     }
@@ -130,8 +142,11 @@ fn disconnect(inner: &mut Inner) {
         let dev = reg.device();
         dev.carrier_off();
         dev.stop_all_queues();
-        // Taken out under the lock: in-flight transmits finish first, later ones find nothing.
-        let taken = core::mem::take(&mut *reg.data().queues.lock());
+        // Polls stopped first, so that the counters the device keeps are final.
+        for queue in inner.queues.iter() {
+            queue.disable();
+        }
+        let taken = reg.data().take_queues();
         drop(taken);
     }
     for queue in inner.queues.iter() {
@@ -180,10 +195,11 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         opts.max_mtu = MAX_MTU;
         opts.mac = Some(mac);
         opts.tso_max_size = TSO_MAX_SIZE;
+        opts.attributes = Some(netdev::attributes());
         let mcast = Mcast::new()?;
         inner.mcast = Some(mcast.clone());
         inner.netdev = Some(KBox::new(
-            netdev_api::Registration::new(&opts, NetPriv::new(features, mcast))?,
+            netdev_api::Registration::new(&opts, NetPriv::new(features, mcast, dev.into()))?,
             GFP_KERNEL,
         )?);
     }
@@ -206,7 +222,10 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         dev_info!(dev, "bouncing all TX data: backend not trusted\n");
     }
     let be_max = xenstore::read_uint_or::<u32>(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES, 1)?;
-    let num_queues = max_queues().min(be_max).clamp(1, ndev.num_tx_queues());
+    let num_queues = reg
+        .data()
+        .queues_to_connect(max_queues(), be_max)
+        .min(ndev.num_tx_queues());
     {
         let rtnl = RtnlGuard::lock();
         ndev.set_real_num_tx_queues(&rtnl, num_queues)?;
@@ -301,10 +320,21 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         published.push(q.clone(), GFP_KERNEL)?;
     }
     {
-        let _rtnl = RtnlGuard::lock();
+        let rtnl = RtnlGuard::lock();
         let data = reg.data();
         // The old (empty) list is dropped under the lock, which is fine.
         *data.queues.lock() = published;
+        // Beyond the C driver: netdev netlink shows which NAPI context serves which queue
+        // (one context per RX/TX ring pair).
+        fn own(n: &Napi<Queue>) -> &Napi<Queue> {
+            n
+        }
+        for (index, q) in inner.queues.iter().enumerate() {
+            for kind in [QueueType::Rx, QueueType::Tx] {
+                let link = QueueLink::new(&rtnl, q.clone(), own, kind, index as u32)?;
+                inner.links.push(link, GFP_KERNEL)?;
+            }
+        }
         if ndev.is_running() {
             for q in inner.queues.iter() {
                 q.enable();
@@ -345,6 +375,7 @@ impl xb::Driver for NetFront {
                 rss_tried: false,
                 mcast: None,
                 mcast_dynamic: false,
+                links: KVec::new(),
             }),
         }? Error)
     }
@@ -398,6 +429,17 @@ impl xb::Driver for NetFront {
                     reg.device().notify_peers();
                 }
             }
+            State::Closing | State::Closed if reconnecting(&this, false) => {
+                // `ethtool -L`: close, and start over once the backend is closed too (it
+                // answers our Initialising with InitWait, then `connect` runs as usual).
+                let mut inner = this.inner.lock();
+                disconnect(&mut inner);
+                drop(inner);
+                let _ = dev.switch_state(State::Closed);
+                if dev.read_otherend_state() == State::Closed && reconnecting(&this, true) {
+                    let _ = dev.switch_state(State::Initialising);
+                }
+            }
             State::Closed if dev.state() == State::Closed => {}
             State::Closing | State::Closed => {
                 dev.frontend_closed();
@@ -418,6 +460,15 @@ impl xb::Driver for NetFront {
         disconnect(&mut inner);
         Ok(())
     }
+}
+
+/// Whether a reconnect started by `ethtool -L` is under way (ending it if `done`).
+fn reconnecting(this: &Pin<&FrontData>, done: bool) -> bool {
+    let inner = this.inner.lock();
+    inner
+        .netdev
+        .as_ref()
+        .is_some_and(|reg| reg.data().reconnecting(done))
 }
 
 /// Waits up to `timeout_ms` for the backend to reach a state `ok` accepts.

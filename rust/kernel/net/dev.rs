@@ -71,7 +71,11 @@ use crate::{
             SkBuff,
             SkBuffRef, //
         },
-        stats::Stats64,
+        stats::{
+            QueueStatsRx,
+            QueueStatsTx,
+            Stats64, //
+        },
     },
     prelude::*,
     sync::aref::AlwaysRefCounted,
@@ -740,6 +744,211 @@ pub trait Operations: Sized + Send + Sync {
     fn tx_timeout(_dev: &Device, _this: Pin<&Self>, _txqueue: u32) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Reports the statistics of receive queue `index`, below `real_num_rx_queues`
+    /// (`get_queue_stats_rx` of `struct netdev_stat_ops`, netdev netlink `qstats`); called with
+    /// RTNL or the device instance lock held.
+    ///
+    /// A device reports per-queue statistics when it implements [`Operations::get_base_stats`]
+    /// and this or [`Operations::get_queue_stats_tx`]. The sum over the queues in use plus the
+    /// base statistics must equal what [`Operations::get_stats64`] reports, and must never
+    /// decrease, also when queues are removed or the device goes down.
+    fn get_queue_stats_rx(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _index: u32,
+        _stats: &mut QueueStatsRx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports the statistics of transmit queue `index`, below `real_num_tx_queues`
+    /// (`get_queue_stats_tx`); as [`Operations::get_queue_stats_rx`].
+    fn get_queue_stats_tx(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _index: u32,
+        _stats: &mut QueueStatsTx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports what the queues in use do not count: the counters of queues that no longer
+    /// exist, and events of no queue (`get_base_stats`). Every field the queues report must be
+    /// reported here too, at 0 if nothing is left over.
+    fn get_base_stats(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _rx: &mut QueueStatsRx,
+        _tx: &mut QueueStatsTx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// A numeric sysfs attribute of a network device kept for old tools: it always reads as the same
+/// value, and a write of a number is accepted (from a caller with `CAP_NET_ADMIN`) and ignored.
+///
+/// Such attributes are grouped with [`fixed_attributes!`](crate::fixed_attributes).
+///
+/// # Invariants
+///
+/// `attr` has `show_fixed` and `store_fixed` as callbacks, and a `'static` name.
+#[repr(C)]
+pub struct FixedAttribute {
+    attr: bindings::device_attribute,
+    value: u64,
+}
+
+// SAFETY: A `FixedAttribute` is never changed after its creation; sysfs only reads it.
+unsafe impl Sync for FixedAttribute {}
+
+impl FixedAttribute {
+    /// Creates an attribute `name` (mode 0644) that reads as `value`.
+    pub const fn new(name: &'static CStr, value: u64) -> Self {
+        // INVARIANT: The callbacks are ours and the name is `'static`.
+        Self {
+            attr: bindings::device_attribute {
+                attr: bindings::attribute {
+                    name: crate::str::as_char_ptr_in_const_context(name),
+                    mode: 0o644,
+                    // SAFETY: The other members (lockdep keys) are plain data, zero when unused.
+                    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+                },
+                __bindgen_anon_1: bindings::device_attribute__bindgen_ty_1 {
+                    show: Some(Self::show_fixed),
+                },
+                __bindgen_anon_2: bindings::device_attribute__bindgen_ty_2 {
+                    store: Some(Self::store_fixed),
+                },
+            },
+            value,
+        }
+    }
+
+    /// Returns the value the attribute reads as.
+    pub const fn value(&self) -> u64 {
+        self.value
+    }
+
+    /// # Safety
+    ///
+    /// Only called by sysfs, with the `device_attribute` of a [`FixedAttribute`] and a buffer of
+    /// `PAGE_SIZE` bytes.
+    unsafe extern "C" fn show_fixed(
+        _dev: *mut bindings::device,
+        attr: *mut bindings::device_attribute,
+        buf: *mut c_char,
+    ) -> isize {
+        // SAFETY: By the type invariant, only the `attr` of a `FixedAttribute` has this callback.
+        let this = unsafe { &*crate::container_of!(attr, Self, attr) };
+        // SAFETY: `buf` is a sysfs buffer of `PAGE_SIZE` bytes; the format takes one `u64`.
+        unsafe { bindings::sysfs_emit(buf, c"%llu\n".as_char_ptr(), this.value) as isize }
+    }
+
+    /// # Safety
+    ///
+    /// Only called by sysfs, with a buffer of `count` bytes.
+    unsafe extern "C" fn store_fixed(
+        _dev: *mut bindings::device,
+        _attr: *mut bindings::device_attribute,
+        buf: *const c_char,
+        count: usize,
+    ) -> isize {
+        // SAFETY: `capable()` only looks at the current task.
+        if !unsafe { bindings::capable(bindings::CAP_NET_ADMIN as c_int) } {
+            return EPERM.to_errno() as isize;
+        }
+        // SAFETY: sysfs passes `count` readable bytes.
+        let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
+        match parse_number_prefix(input) {
+            true => count as isize,
+            false => EBADMSG.to_errno() as isize,
+        }
+    }
+}
+
+/// Whether `input` starts with a number as `simple_strtoul(buf, &end, 0)` reads one (after
+/// leading blanks; `0x` hexadecimal, `0` octal, else decimal), as the C drivers' legacy
+/// attributes accept.
+fn parse_number_prefix(input: &[u8]) -> bool {
+    let s = input.trim_ascii_start();
+    let s = s.strip_prefix(b"+").unwrap_or(s);
+    match s {
+        [b'0', b'x' | b'X', d, ..] => d.is_ascii_hexdigit(),
+        [d, ..] => d.is_ascii_digit(),
+        [] => false,
+    }
+}
+
+/// A null-terminated list of [`FixedAttribute`]s (`struct attribute **`); the last entry must
+/// be [`None`].
+#[repr(transparent)]
+pub struct AttributeList<const N: usize>([Option<&'static FixedAttribute>; N]);
+
+impl<const N: usize> AttributeList<N> {
+    /// Creates the list; fails to build if the last entry is not [`None`].
+    pub const fn new(attrs: [Option<&'static FixedAttribute>; N]) -> Self {
+        assert!(N > 0 && attrs[N - 1].is_none(), "the list must end with None");
+        Self(attrs)
+    }
+}
+
+/// A group of device-specific sysfs attributes (`struct attribute_group`), for
+/// [`Options::attributes`].
+///
+/// # Invariants
+///
+/// The group's `attrs` is a null-terminated `'static` [`AttributeList`].
+#[repr(transparent)]
+pub struct AttributeGroup(bindings::attribute_group);
+
+// SAFETY: The group and what it points to are `'static` and never changed.
+unsafe impl Sync for AttributeGroup {}
+
+impl AttributeGroup {
+    /// Creates an unnamed group (the attributes appear in the device's directory).
+    pub const fn new<const N: usize>(list: &'static AttributeList<N>) -> Self {
+        // CAST: `Option<&FixedAttribute>` is a nullable pointer to a `#[repr(C)]` structure whose
+        // first member is a `device_attribute`, whose first member is the `attribute`.
+        let attrs = core::ptr::from_ref(&list.0).cast::<*mut bindings::attribute>().cast_mut();
+        // INVARIANT: `attrs` is a null-terminated `'static` list (`AttributeList::new`).
+        Self(bindings::attribute_group {
+            __bindgen_anon_2: bindings::attribute_group__bindgen_ty_2 { attrs },
+            // SAFETY: The other members are pointers and callbacks, absent when zero.
+            ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+        })
+    }
+}
+
+/// Declares a `static` [`AttributeGroup`] of [`FixedAttribute`]s, named as the identifiers.
+///
+/// # Examples
+///
+/// ```
+/// // The legacy receive-buffer attributes of xen-netfront, fixed at the ring size.
+/// kernel::fixed_attributes!(RXBUF, [(rxbuf_min, 256), (rxbuf_max, 256), (rxbuf_cur, 256)]);
+/// let mut opts = kernel::net::dev::Options::new();
+/// opts.attributes = Some(&RXBUF);
+/// ```
+#[macro_export]
+macro_rules! fixed_attributes {
+    ($group:ident, [$(($name:ident, $value:expr)),+ $(,)?]) => {
+        static $group: $crate::net::dev::AttributeGroup = {
+            $(
+                #[allow(non_upper_case_globals)]
+                static $name: $crate::net::dev::FixedAttribute =
+                    $crate::net::dev::FixedAttribute::new(
+                        $crate::c_str!(::core::stringify!($name)),
+                        $value,
+                    );
+            )+
+            static LIST: $crate::net::dev::AttributeList<
+                { [$(::core::stringify!($name)),+].len() + 1 },
+            > = $crate::net::dev::AttributeList::new([$(Some(&$name),)+ None]);
+            $crate::net::dev::AttributeGroup::new(&LIST)
+        };
+    };
 }
 
 /// Parameters of a new network device, for [`Registration::new`].
@@ -765,6 +974,9 @@ pub struct Options<'a> {
     /// Largest segmentation offload packet the device accepts (`netif_set_tso_max_size()`);
     /// `0` keeps the stack's default.
     pub tso_max_size: u32,
+    /// Device-specific sysfs attributes (`sysfs_groups[0]`), e.g. made with
+    /// [`fixed_attributes!`](crate::fixed_attributes).
+    pub attributes: Option<&'static AttributeGroup>,
 }
 
 impl Options<'_> {
@@ -782,6 +994,7 @@ impl Options<'_> {
             max_mtu: ETH_DATA_LEN,
             mac: None,
             tso_max_size: 0,
+            attributes: None,
         }
     }
 }
@@ -875,6 +1088,13 @@ impl<T: Operations + ethtool::Operations> Registration<T> {
         unsafe {
             (*raw).netdev_ops = &Adapter::<T>::NETDEV_OPS;
             (*raw).ethtool_ops = ethtool::ops_table::<T>();
+            if Adapter::<T>::HAS_STAT_OPS {
+                (*raw).stat_ops = &Adapter::<T>::STAT_OPS;
+            }
+            // The first slot is the device-specific one (`netdev_register_kobject()`).
+            if let Some(group) = opts.attributes {
+                (*raw).sysfs_groups[0] = &group.0;
+            }
         }
 
         // SAFETY: `raw` is a valid, fully set-up device.
@@ -1125,6 +1345,75 @@ impl<T: Operations> Adapter<T> {
         T::set_rx_mode(d, this, &mode);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `netdev_stat_ops` callback of a device created by
+    /// [`Registration<T>`], with valid statistics to fill in.
+    unsafe extern "C" fn get_queue_stats_rx_callback(
+        dev: *mut bindings::net_device,
+        index: c_int,
+        stats: *mut bindings::netdev_queue_stats_rx,
+    ) {
+        // SAFETY: The stack calls `get_queue_stats_rx` with a device whose operations we
+        // installed and statistics that nothing else accesses during the call.
+        let ((d, this), stats) = unsafe { (Self::args(dev), QueueStatsRx::from_raw(stats)) };
+        if let Ok(index) = u32::try_from(index) {
+            T::get_queue_stats_rx(d, this, index, stats);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Self::get_queue_stats_rx_callback`].
+    unsafe extern "C" fn get_queue_stats_tx_callback(
+        dev: *mut bindings::net_device,
+        index: c_int,
+        stats: *mut bindings::netdev_queue_stats_tx,
+    ) {
+        // SAFETY: As in `get_queue_stats_rx_callback`.
+        let ((d, this), stats) = unsafe { (Self::args(dev), QueueStatsTx::from_raw(stats)) };
+        if let Ok(index) = u32::try_from(index) {
+            T::get_queue_stats_tx(d, this, index, stats);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Self::get_queue_stats_rx_callback`].
+    unsafe extern "C" fn get_base_stats_callback(
+        dev: *mut bindings::net_device,
+        rx: *mut bindings::netdev_queue_stats_rx,
+        tx: *mut bindings::netdev_queue_stats_tx,
+    ) {
+        // SAFETY: As in `get_queue_stats_rx_callback`; `rx` and `tx` are distinct structures.
+        let ((d, this), rx, tx) = unsafe {
+            (
+                Self::args(dev),
+                QueueStatsRx::from_raw(rx),
+                QueueStatsTx::from_raw(tx),
+            )
+        };
+        T::get_base_stats(d, this, rx, tx);
+    }
+
+    /// Whether the device reports per-queue statistics (see [`Operations::get_base_stats`]).
+    const HAS_STAT_OPS: bool =
+        T::HAS_GET_BASE_STATS && (T::HAS_GET_QUEUE_STATS_RX || T::HAS_GET_QUEUE_STATS_TX);
+
+    const STAT_OPS: bindings::netdev_stat_ops = bindings::netdev_stat_ops {
+        get_queue_stats_rx: if T::HAS_GET_QUEUE_STATS_RX {
+            Some(Self::get_queue_stats_rx_callback)
+        } else {
+            None
+        },
+        get_queue_stats_tx: if T::HAS_GET_QUEUE_STATS_TX {
+            Some(Self::get_queue_stats_tx_callback)
+        } else {
+            None
+        },
+        get_base_stats: Some(Self::get_base_stats_callback),
+    };
+
     const NETDEV_OPS: bindings::net_device_ops = bindings::net_device_ops {
         ndo_open: if T::HAS_OPEN {
             Some(Self::open_callback)
@@ -1192,7 +1481,9 @@ mod tests {
             napi::{
                 Napi,
                 PollContext,
-                Poller, //
+                Poller,
+                QueueLink,
+                QueueType, //
             },
             stats::{
                 Counter,
@@ -1218,6 +1509,7 @@ mod tests {
         fixes: Counter,
         tx: QueueStats,
         ours: Counter,
+        channel_sets: Counter,
         #[pin]
         last_queue: SpinLockBh<u16>,
         /// What `set_rx_mode` saw last: the number of multicast addresses, the last one,
@@ -1234,6 +1526,7 @@ mod tests {
             fixes: Counter::new(),
             tx: QueueStats::new(),
             ours: Counter::new(),
+            channel_sets: Counter::new(),
             last_queue <- new_spinlock_bh!(u16::MAX),
             rx_mode <- new_spinlock_bh!((0, [0; ETH_ALEN], false)),
         })
@@ -1296,6 +1589,23 @@ mod tests {
             assert_eq!(n, mode.mc_count());
             *this.rx_mode.lock() = (n, last, mode.allmulti());
         }
+
+        // Everything is sent on queue 1 (`select_queue`), nothing is received.
+        fn get_queue_stats_rx(_: &Device, _: Pin<&Self>, _: u32, rx: &mut QueueStatsRx) {
+            rx.add_counts(0, 0);
+        }
+
+        fn get_queue_stats_tx(_: &Device, this: Pin<&Self>, index: u32, tx: &mut QueueStatsTx) {
+            match index {
+                1 => tx.add(&this.tx),
+                _ => tx.add_counts(0, 0),
+            }
+        }
+
+        fn get_base_stats(_: &Device, _: Pin<&Self>, rx: &mut QueueStatsRx, tx: &mut QueueStatsTx) {
+            rx.add_counts(0, 0);
+            tx.add_counts(0, 0);
+        }
     }
 
     #[vtable]
@@ -1314,6 +1624,14 @@ mod tests {
         fn get_channels(dev: &Device, _this: Pin<&Self>, ch: &mut ethtool::Channels) {
             ch.max_combined = dev.num_tx_queues();
             ch.combined_count = dev.real_num_tx_queues();
+        }
+
+        fn set_channels(_dev: &Device, this: Pin<&Self>, ch: &ethtool::Channels) -> Result {
+            if ch.rx_count != 0 || ch.tx_count != 0 {
+                return Err(EOPNOTSUPP);
+            }
+            this.channel_sets.add(ch.combined_count.into());
+            Ok(())
         }
     }
 
@@ -1341,6 +1659,7 @@ mod tests {
             max_mtu: 9000,
             mac: Some(mac),
             tso_max_size: 0,
+            attributes: None,
         };
         let reg = Registration::new(&opts, test_net())?;
         let dev = reg.device();
@@ -1425,6 +1744,35 @@ mod tests {
         assert!(storage.tx_packets() >= 1);
         assert_eq!(storage.tx_bytes(), data.tx.bytes.get());
 
+        // Per-queue statistics, summed by the core as for netdev netlink `qstats-get`: they
+        // match the device totals.
+        let (mut rx_sum, mut tx_sum) = (QueueStatsRx::unreported(), QueueStatsTx::unreported());
+        {
+            let _rtnl = RtnlGuard::lock();
+            // SAFETY: `dev` is registered and RTNL is held; the sums are valid for writes.
+            unsafe {
+                let ops = &*(*dev.as_raw()).stat_ops;
+                let base = ops.get_base_stats.ok_or(EINVAL)?;
+                base(
+                    dev.as_raw(),
+                    (&raw mut rx_sum).cast(),
+                    (&raw mut tx_sum).cast(),
+                );
+                bindings::netdev_stat_queue_sum(
+                    dev.as_raw(),
+                    0,
+                    2,
+                    (&raw mut rx_sum).cast(),
+                    0,
+                    2,
+                    (&raw mut tx_sum).cast(),
+                );
+            }
+        }
+        assert_eq!(tx_sum.packets(), Some(data.tx.packets.get()));
+        assert_eq!(tx_sum.bytes(), Some(storage.tx_bytes()));
+        assert_eq!((rx_sum.packets(), rx_sum.bytes()), (Some(0), Some(0)));
+
         // Ethtool through the operations table, as the ethtool core calls it: with RTNL held.
         let rtnl = RtnlGuard::lock();
         // SAFETY: `Registration` installed a `'static` table.
@@ -1462,6 +1810,14 @@ mod tests {
         // SAFETY: As above.
         unsafe { get_channels(d, &mut ch) };
         assert_eq!((ch.max_combined, ch.combined_count), (4, 2));
+        let set_channels = ops.set_channels.ok_or(EINVAL)?;
+        ch.combined_count = 3;
+        // SAFETY: As above.
+        assert_eq!(unsafe { set_channels(d, &mut ch) }, 0);
+        assert_eq!(data.channel_sets.get(), 3);
+        ch.rx_count = 1;
+        // SAFETY: As above.
+        assert_eq!(unsafe { set_channels(d, &mut ch) }, EOPNOTSUPP.to_errno());
         assert!(ops.get_ringparam.is_none());
         drop(rtnl);
 
@@ -1492,6 +1848,47 @@ mod tests {
         }
         assert!(!dev.is_running());
         assert_eq!(data.stops.get(), 1);
+        drop(reg);
+        Ok(())
+    }
+
+    crate::fixed_attributes!(TEST_ATTRS, [(rxbuf_min, 256), (rxbuf_cur, 7)]);
+
+    #[test]
+    fn fixed_attributes() -> Result {
+        assert!(parse_number_prefix(b"12") && parse_number_prefix(b" 0x1f\n"));
+        assert!(parse_number_prefix(b"+7abc") && !parse_number_prefix(b"abc"));
+        assert!(!parse_number_prefix(b"") && !parse_number_prefix(b"0x") && !parse_number_prefix(b"-1"));
+
+        let mut opts = Options::new();
+        opts.name = c"rsattr%d";
+        opts.attributes = Some(&TEST_ATTRS);
+        let reg = Registration::new(&opts, test_net())?;
+        let raw = reg.device().as_raw();
+        // A page-aligned buffer, as sysfs gives (kmalloc aligns power-of-two sizes naturally).
+        let mut page = KVec::<u8>::with_capacity(4096, GFP_KERNEL)?;
+        let buf = page.as_mut_ptr();
+        // SAFETY: The device is registered with our group in its first slot; the list holds two
+        // `FixedAttribute`s and a NULL; `buf` is valid for writes of a page; the callbacks are
+        // called as sysfs calls them.
+        unsafe {
+            let group = &*(*raw).sysfs_groups[0];
+            let attrs = group.__bindgen_anon_2.attrs;
+            let second = (*attrs.add(1)).cast::<bindings::device_attribute>();
+            assert!((*attrs.add(2)).is_null());
+            assert_eq!(CStr::from_char_ptr((*second).attr.name), c"rxbuf_cur");
+            assert_eq!((*second).attr.mode, 0o644);
+            let show = (*second).__bindgen_anon_1.show.ok_or(EINVAL)?;
+            let n = show(&raw mut (*raw).dev, second, buf);
+            assert_eq!(n, 2);
+            assert_eq!(core::slice::from_raw_parts(buf, 2), b"7\n");
+            let store = (*second).__bindgen_anon_2.store.ok_or(EINVAL)?;
+            assert_eq!(store(&raw mut (*raw).dev, second, b"12\n".as_ptr(), 3), 3);
+            let bad = store(&raw mut (*raw).dev, second, b"x".as_ptr(), 1);
+            assert_eq!(bad, EBADMSG.to_errno() as isize);
+            // Still the fixed value.
+            assert_eq!(show(&raw mut (*raw).dev, second, buf), 2);
+        }
         drop(reg);
         Ok(())
     }
@@ -1551,7 +1948,7 @@ mod tests {
         let mut opts = Options::new();
         opts.name = c"rsnapi%d";
         let reg = Registration::new(&opts, test_net())?;
-        let napi = KBox::pin_init(
+        let napi = crate::sync::Arc::pin_init(
             Napi::new(
                 reg.device(),
                 RxQueue {
@@ -1561,6 +1958,30 @@ mod tests {
             ),
             GFP_KERNEL,
         )?;
+
+        // Queue links, as netdev netlink reports them.
+        {
+            let rtnl = RtnlGuard::lock();
+            fn own(n: &Napi<RxQueue>) -> &Napi<RxQueue> {
+                n
+            }
+            let bad = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Rx, 1);
+            assert_eq!(bad.err(), Some(EINVAL));
+            let rx = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Rx, 0)?;
+            let tx = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Tx, 0)?;
+            let raw = reg.device().as_raw();
+            // SAFETY: `raw` is registered with one queue of each type; RTNL is held.
+            let (rxq, txq) = unsafe { ((*(*raw)._rx).napi, (*(*raw)._tx).napi) };
+            assert!(!rxq.is_null() && rxq == txq);
+            // SAFETY: The queue points at a live context (the link keeps it).
+            assert_eq!(unsafe { (*rxq).dev }, raw);
+            assert_eq!(rx.index(), 0);
+            rx.unlink(&rtnl);
+            tx.unlink(&rtnl);
+            // SAFETY: As above.
+            let (rxq, txq) = unsafe { ((*(*raw)._rx).napi, (*(*raw)._tx).napi) };
+            assert!(rxq.is_null() && txq.is_null());
+        }
         // A disabled context cannot be scheduled.
         assert!(!napi.schedule());
         napi.enable();

@@ -30,6 +30,11 @@ xenstore keys), never a driver's internals.
                         watch): the datagrams to 239.1.2.4 reach the domU
                         The C frontend has no control ring and no multicast filter: these five
                         are skipped for it (RIG-SKIP line with the reason).
+  ft-ethtool-L-1/-N     xen-netfront-rs: ethtool -L combined 1, then N = min(4, backend max):
+                        the frontend reconnects with that many queues (xenstore, sysfs,
+                        ethtool -l), traffic after each (the C driver refuses: ft-ethtool-L)
+  ft-rxbuf-sysfs        /sys/class/net/<if>/rxbuf_{min,max,cur} read 256 (the RX ring), a number
+                        written is accepted and ignored, garbage refused (as the C driver)
   ft-trusted-0          frontend reloaded with trusted=0 (bounce every TX packet): traffic,
                         including 65000-byte pings
   ft-trusted-key-0      default parameters, but the device's xenstore key trusted=0: traffic
@@ -283,6 +288,18 @@ def steps(d, ag, domid, fdir, bdir, state):
     traffic(d, ag, "ft-traffic-offloads-on")
 
     # max_queues
+    # sysfs rxbuf_* (C: xennet_dev_group): read as the RX ring size, numbers written are ignored
+    d.mark("FT-RXBUF")
+    if state["ifn"]:
+        cmd = ("cd /sys/class/net/{i} && cat rxbuf_min rxbuf_max rxbuf_cur && (echo 64 > rxbuf_min && echo write-ok); "
+               "(echo junk > rxbuf_max) 2>/dev/null || echo junk-refused; cat rxbuf_min").format(i=state["ifn"])
+        rc, out = ag.run(cmd, 20, True)
+        got = out.split()
+        d.check("ft-rxbuf-sysfs", got == ["256", "256", "256", "write-ok", "junk-refused", "256"],
+                "want 256 256 256 write-ok junk-refused 256, got: %s" % " ".join(got)[-200:])
+    else:
+        d.check("ft-rxbuf-sysfs", False, "no link")
+
     be_max = xs(d, "%s/multi-queue-max-queues" % bdir)
     for n in (1, 4):
         d.mark("FT-QUEUES-%d" % n)
@@ -315,6 +332,29 @@ def steps(d, ag, domid, fdir, bdir, state):
             traffic(d, ag, "ft-traffic-max-queues-%d" % n)
         if n == 4 and state["ifn"]:
             ctrl_checks(d, ag, domid, fdir, state, want)
+
+    # ethtool -L (beyond the C driver, which has no set_channels): with max_queues=4 loaded,
+    # down to 1 queue and back up to what the backend allows, each time a reconnect.
+    d.mark("FT-ETHTOOL-L")
+    if d.FRONT == "rs" and state["ifn"]:
+        top = min(4, int(be_max)) if be_max and be_max.isdigit() else 1
+        for n in [1, top] if top > 1 else [1]:
+            rc, out = ag.run("ethtool -L %s combined %d" % (state["ifn"], n), 30, True)
+            want_xs = str(n) if be_max is not None else None
+            back = d.wait_for(lambda: xs(d, "%s/multi-queue-num-queues" % fdir) == want_xs
+                              and xs(d, "%s/state" % fdir) == "4" and xs(d, "%s/state" % bdir) == "4", 60, 1)
+            _, txq = ag.run("ls /sys/class/net/%s/queues | grep -c tx-" % state["ifn"], 10, True)
+            rc2, out2 = ag.run("ethtool -l %s" % state["ifn"], 20, True)
+            m = re.search(r"Combined:\s+(\d+)", out2.split("Current hardware settings:")[-1])
+            combined = int(m.group(1)) if m else None
+            d.check("ft-ethtool-L-%d" % n, rc == 0 and bool(back) and combined == n and txq.strip() == str(n),
+                    "ethtool -L rc=%s %s; reconnected=%s num-queues=%s tx queues=%s ethtool -l combined=%s" % (
+                        rc, out.strip()[-200:], bool(back), xs(d, "%s/multi-queue-num-queues" % fdir), txq.strip(), combined))
+            traffic(d, ag, "ft-traffic-ethtool-L-%d" % n)
+    elif state["ifn"]:
+        rc, out = ag.run("ethtool -L %s combined 1" % state["ifn"], 30, True)
+        d.check("ft-ethtool-L", rc != 0 and "not supported" in out,
+                "C netfront: ethtool -L refused as expected: rc=%s %s" % (rc, out.strip()[-200:]))
 
     # untrusted backend: module parameter, then the device's xenstore key
     d.mark("FT-TRUSTED")
