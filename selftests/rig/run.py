@@ -445,7 +445,9 @@ def main():
     if a.scenario == "features" and a.front == "rs":
         # the control ring (RSS) and the multicast filter: frontends that have them (scen_features.py)
         required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered",
-                     "ft-mcast-unfiltered"]
+                     "ft-mcast-unfiltered", "ft-ethtool-L-1", "ft-traffic-ethtool-L-1"]
+    elif a.scenario == "features":
+        required += ["ft-ethtool-L"]   # the C frontend refuses ethtool -L
     missing = [n for n in required if n not in seen]
     if a.scenario == "basic" and a.back == "c" and "back-rmmod-busy-refused" not in seen:
         missing.append("back-rmmod-busy-refused")
