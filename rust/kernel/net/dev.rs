@@ -868,17 +868,11 @@ impl FixedAttribute {
     }
 }
 
-/// Whether `input` starts with a number as `simple_strtoul(buf, &end, 0)` reads one (after
-/// leading blanks; `0x` hexadecimal, `0` octal, else decimal), as the C drivers' legacy
-/// attributes accept.
+/// Whether `simple_strtoul(buf, &end, 0)` reads a number at the start of `input` (`end != buf`),
+/// which is what the C drivers' legacy attributes accept: it skips no blanks and takes no sign,
+/// and any leading digit is a number (`0x` with no hexadecimal digit reads as the `0`).
 fn parse_number_prefix(input: &[u8]) -> bool {
-    let s = input.trim_ascii_start();
-    let s = s.strip_prefix(b"+").unwrap_or(s);
-    match s {
-        [b'0', b'x' | b'X', d, ..] => d.is_ascii_hexdigit(),
-        [d, ..] => d.is_ascii_digit(),
-        [] => false,
-    }
+    input.first().is_some_and(u8::is_ascii_digit)
 }
 
 /// A null-terminated list of [`FixedAttribute`]s (`struct attribute **`); the last entry must
@@ -1856,9 +1850,12 @@ mod tests {
 
     #[test]
     fn fixed_attributes() -> Result {
-        assert!(parse_number_prefix(b"12") && parse_number_prefix(b" 0x1f\n"));
-        assert!(parse_number_prefix(b"+7abc") && !parse_number_prefix(b"abc"));
-        assert!(!parse_number_prefix(b"") && !parse_number_prefix(b"0x") && !parse_number_prefix(b"-1"));
+        for ok in [&b"12"[..], b"0x1f\n", b"0x", b"7abc"] {
+            assert!(parse_number_prefix(ok));
+        }
+        for bad in [&b""[..], b"abc", b"-1", b"+7", b" 12"] {
+            assert!(!parse_number_prefix(bad));
+        }
 
         let mut opts = Options::new();
         opts.name = c"rsattr%d";
