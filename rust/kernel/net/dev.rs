@@ -883,7 +883,10 @@ pub struct AttributeList<const N: usize>([Option<&'static FixedAttribute>; N]);
 impl<const N: usize> AttributeList<N> {
     /// Creates the list; fails to build if the last entry is not [`None`].
     pub const fn new(attrs: [Option<&'static FixedAttribute>; N]) -> Self {
-        assert!(N > 0 && attrs[N - 1].is_none(), "the list must end with None");
+        assert!(
+            N > 0 && attrs[N - 1].is_none(),
+            "the list must end with None"
+        );
         Self(attrs)
     }
 }
@@ -905,7 +908,9 @@ impl AttributeGroup {
     pub const fn new<const N: usize>(list: &'static AttributeList<N>) -> Self {
         // CAST: `Option<&FixedAttribute>` is a nullable pointer to a `#[repr(C)]` structure whose
         // first member is a `device_attribute`, whose first member is the `attribute`.
-        let attrs = core::ptr::from_ref(&list.0).cast::<*mut bindings::attribute>().cast_mut();
+        let attrs = core::ptr::from_ref(&list.0)
+            .cast::<*mut bindings::attribute>()
+            .cast_mut();
         // INVARIANT: `attrs` is a null-terminated `'static` list (`AttributeList::new`).
         Self(bindings::attribute_group {
             __bindgen_anon_2: bindings::attribute_group__bindgen_ty_2 { attrs },
@@ -1821,7 +1826,10 @@ mod tests {
             let group = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x7b];
             let before = data.rx_mode.lock().0;
             // SAFETY: `dev` is registered and RTNL is held; `group` is 6 bytes.
-            assert_eq!(unsafe { bindings::dev_mc_add(dev.as_raw(), group.as_ptr()) }, 0);
+            assert_eq!(
+                unsafe { bindings::dev_mc_add(dev.as_raw(), group.as_ptr()) },
+                0
+            );
             let (n, last, allmulti) = *data.rx_mode.lock();
             assert_eq!((n, last, allmulti), (before + 1, group, false));
             // SAFETY: As above.
@@ -1830,7 +1838,10 @@ mod tests {
             // SAFETY: As above.
             assert_eq!(unsafe { bindings::dev_set_allmulti(dev.as_raw(), -1) }, 0);
             // SAFETY: As above.
-            assert_eq!(unsafe { bindings::dev_mc_del(dev.as_raw(), group.as_ptr()) }, 0);
+            assert_eq!(
+                unsafe { bindings::dev_mc_del(dev.as_raw(), group.as_ptr()) },
+                0
+            );
             let (n, _, allmulti) = *data.rx_mode.lock();
             assert_eq!((n, allmulti), (before, false));
         }
