@@ -805,6 +805,8 @@ unsafe impl Sync for FixedAttribute {}
 
 impl FixedAttribute {
     /// Creates an attribute `name` (mode 0644) that reads as `value`.
+    // `struct attribute` has more members with `CONFIG_DEBUG_LOCK_ALLOC`, not otherwise.
+    #[allow(clippy::needless_update)]
     pub const fn new(name: &'static CStr, value: u64) -> Self {
         // INVARIANT: The callbacks are ours and the name is `'static`.
         Self {
@@ -1876,27 +1878,41 @@ mod tests {
         // A page-aligned buffer, as sysfs gives (kmalloc aligns power-of-two sizes naturally).
         let mut page = KVec::<u8>::with_capacity(4096, GFP_KERNEL)?;
         let buf = page.as_mut_ptr();
-        // SAFETY: The device is registered with our group in its first slot; the list holds two
-        // `FixedAttribute`s and a NULL; `buf` is valid for writes of a page; the callbacks are
-        // called as sysfs calls them.
-        unsafe {
-            let group = &*(*raw).sysfs_groups[0];
-            let attrs = group.__bindgen_anon_2.attrs;
+        // SAFETY: The device is registered with our group in its first slot, whose list holds
+        // two `FixedAttribute`s and a NULL.
+        let (second, third, name, mode) = unsafe {
+            let attrs = (*(*raw).sysfs_groups[0]).__bindgen_anon_2.attrs;
             let second = (*attrs.add(1)).cast::<bindings::device_attribute>();
-            assert!((*attrs.add(2)).is_null());
-            assert_eq!(CStr::from_char_ptr((*second).attr.name), c"rxbuf_cur");
-            assert_eq!((*second).attr.mode, 0o644);
-            let show = (*second).__bindgen_anon_1.show.ok_or(EINVAL)?;
-            let n = show(&raw mut (*raw).dev, second, buf);
-            assert_eq!(n, 2);
-            assert_eq!(core::slice::from_raw_parts(buf, 2), b"7\n");
-            let store = (*second).__bindgen_anon_2.store.ok_or(EINVAL)?;
-            assert_eq!(store(&raw mut (*raw).dev, second, b"12\n".as_ptr(), 3), 3);
-            let bad = store(&raw mut (*raw).dev, second, b"x".as_ptr(), 1);
-            assert_eq!(bad, EBADMSG.to_errno() as isize);
-            // Still the fixed value.
-            assert_eq!(show(&raw mut (*raw).dev, second, buf), 2);
-        }
+            let name = CStr::from_char_ptr((*second).attr.name);
+            (second, *attrs.add(2), name, (*second).attr.mode)
+        };
+        assert!(third.is_null());
+        assert_eq!((name, mode), (c"rxbuf_cur", 0o644));
+        // SAFETY: `second` is a `FixedAttribute`'s, with both callbacks.
+        let (show, store) = unsafe {
+            (
+                (*second).__bindgen_anon_1.show,
+                (*second).__bindgen_anon_2.store,
+            )
+        };
+        let (show, store) = (show.ok_or(EINVAL)?, store.ok_or(EINVAL)?);
+        // SAFETY: `raw` is a valid device.
+        let dev = unsafe { &raw mut (*raw).dev };
+        // SAFETY: As sysfs calls it: the device, its attribute, a page-aligned page.
+        let shown = unsafe { show(dev, second, buf) };
+        assert_eq!(shown, 2);
+        // SAFETY: `show` wrote 2 bytes into `buf`.
+        let text = unsafe { core::slice::from_raw_parts(buf, 2) };
+        assert_eq!(text, b"7\n");
+        // SAFETY: As sysfs calls it: the device, its attribute, `count` readable bytes.
+        let stored = unsafe { store(dev, second, b"12\n".as_ptr(), 3) };
+        assert_eq!(stored, 3);
+        // SAFETY: As above.
+        let bad = unsafe { store(dev, second, b"x".as_ptr(), 1) };
+        assert_eq!(bad, EBADMSG.to_errno() as isize);
+        // SAFETY: As the first `show` call. The value is still the fixed one.
+        let again = unsafe { show(dev, second, buf) };
+        assert_eq!(again, 2);
         drop(reg);
         Ok(())
     }
