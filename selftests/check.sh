@@ -76,11 +76,19 @@ case " $ready " in *" back "*) step back-features python3 selftests/rig/run.py b
 # reloads the backend with buffers completed (about 1.5 min).
 case " $ready " in *" back "*) step basic-c/rs-map python3 selftests/rig/run.py basic --front c --back rs \
 	--back-append tx_mode=1 --tag map;; esac
+# The hostile frontend's control-ring cases against the Rust backend (XSA-270 bounds, a bad
+# ctrl-ring-ref refused, request-multicast-control watch storm; about 2 min, the full
+# hostile-front scenario takes 7.5).
+case " $ready " in *" back "*) step hostile-front-ctrl python3 selftests/rig/run.py hostile-front --front c --back rs \
+	--cases good,ctrl-hash-overflow,xs-ctrl-ring-bad,watch-storm --tag ctrl;; esac
+# xl save / xl restore of the domU (guest/scen_features.py run_save_restore): the frontend
+# reconnects after restore and carries traffic; with the last pairing (both Rust drivers once ready).
+last=${CHECK_PAIRS:-$pairs}; last=${last##* }
+step "save-restore-$last" python3 selftests/rig/run.py save-restore --front "${last%/*}" --back "${last#*/}"
 # PV superpages (issue 6): our patched Xen 4.17 (scripts/xen.sh, bookworm dom0 with xen-utils-4.17)
 # with pv-superpages: dom0 and domU map kernel text/rodata with 2 MiB pages (census, revert and
 # split checks required), no global kernel entry, and the network scenario passes on it with the
 # last pairing above (Rust against Rust once both are ready).
-last=${CHECK_PAIRS:-$pairs}; last=${last##* }
 step images-4.17 bash selftests/rig/images.sh 4.17
 step "pvmmu-4.17-basic-$last" python3 selftests/rig/run.py basic --xen 4.17 --xen-append pv-superpages --tag pvsp \
 	--front "${last%/*}" --back "${last#*/}"

@@ -2,6 +2,10 @@
 
 //! The `vif<domid>.<handle>` network device and its queues (C: `interface.c`).
 
+use crate::hash::{
+    HashConfig,
+    McastList, //
+};
 use kernel::{
     net::{
         dev::{
@@ -19,11 +23,14 @@ use kernel::{
         skb::{
             DropReason,
             SkBuff,
-            SkBuffList, //
+            SkBuffList,
+            SkBuffRef, //
         },
         stats::{
             Counter,
             QueueStats,
+            QueueStatsRx,
+            QueueStatsTx,
             Stats64, //
         },
     },
@@ -59,7 +66,9 @@ use kernel::{
         evtchn::Notifier,
         grant::MappedRing,
         netif::{
+            HashAlgorithm,
             RxBackRing,
+            Status,
             TxBackRing,
             RX_RING_SIZE,
             TX_RING_SIZE, //
@@ -71,6 +80,9 @@ use kernel::{
 /// Bytes of packets queued towards the frontend before the netdev queue is stopped
 /// (`XENVIF_RX_QUEUE_BYTES`: half a ring of full pages).
 pub(crate) const RX_QUEUE_MAX_BYTES: usize = 128 * 4096;
+
+/// Bytes of a frame's headers read to compute its hash: Ethernet, a VLAN tag, IPv6, TCP ports.
+pub(crate) const HASH_HEADER_BYTES: usize = 128;
 
 /// Delay before the guest-RX worker looks again at a frontend short of buffers.
 pub(crate) const RX_RETRY_MSECS: u32 = 10;
@@ -145,7 +157,8 @@ impl FrontendFeatures {
     }
 }
 
-/// What a vif's queues share with its xenstore watches.
+/// What a vif's queues share with its xenstore watches and its control ring.
+#[pin_data]
 pub(crate) struct VifShared {
     /// The `rate` limit: bytes per window (`u64::MAX`: none) ...
     pub(crate) rate_bytes: Atomic<u64>,
@@ -158,20 +171,65 @@ pub(crate) struct VifShared {
     /// Bytes the frontend wants before the data of each packet it receives (`xdp-headroom`; at
     /// most half a page). TSO towards the frontend is off while it is not zero.
     pub(crate) xdp_headroom: Atomic<u32>,
+    /// Number of queues the frontend connected (or is connecting): the bound of the entries of
+    /// the hash mapping table.
+    pub(crate) num_queues: Atomic<u32>,
+    /// The hash configuration of the control ring (C: `vif->hash`).
+    #[pin]
+    pub(crate) hash: SpinLockBh<HashConfig>,
+    /// Non-zero while the frontend asks for multicast filtering (`request-multicast-control`).
+    pub(crate) multicast_control: Atomic<u32>,
+    /// The multicast addresses the frontend subscribed to (`MCAST_ADD`/`MCAST_DEL`).
+    #[pin]
+    pub(crate) mcast: SpinLockBh<McastList>,
 }
 
 impl VifShared {
     pub(crate) fn new() -> Result<Arc<Self>> {
-        Ok(Arc::new(
-            Self {
+        Arc::pin_init(
+            pin_init!(Self {
                 rate_bytes: Atomic::new(u64::MAX),
                 rate_usec: Atomic::new(0),
                 rate_gen: Atomic::new(0),
                 stalled: Atomic::new(0),
                 xdp_headroom: Atomic::new(0),
-            },
+                num_queues: Atomic::new(0),
+                hash <- new_spinlock_bh!(HashConfig::new()),
+                multicast_control: Atomic::new(0),
+                mcast <- new_spinlock_bh!(McastList::new()),
+            }),
             GFP_KERNEL,
-        )?)
+        )
+    }
+
+    /// Forgets what the frontend set through its control ring and its multicast extras
+    /// (disconnect; C: `xenvif_deinit_hash`, `xenvif_mcast_addr_list_free`).
+    pub(crate) fn reset_ctrl(&self) {
+        *self.hash.lock() = HashConfig::new();
+        self.mcast.lock().clear();
+        self.multicast_control.store(0, Relaxed);
+    }
+
+    /// Whether a frame towards the frontend passes its multicast filter (C: `xenvif_start_xmit`
+    /// with `xenvif_mcast_match`): with filtering on, a multicast destination must have been
+    /// added. Broadcast is not multicast here (`PACKET_MULTICAST`).
+    pub(crate) fn mcast_pass(&self, dst: &[u8; 6]) -> bool {
+        let multicast = dst[0] & 1 != 0 && *dst != [0xff; 6];
+        if !multicast || self.multicast_control.load(Relaxed) == 0 {
+            return true;
+        }
+        self.mcast.lock().contains(dst)
+    }
+
+    /// The hash to send with a frame towards the frontend, if it enabled hashing and a type
+    /// applies (C: `xenvif_set_skb_hash`, the `HASH` extra of `rx.c`).
+    pub(crate) fn hash_of(&self, frame: &[u8]) -> Option<kernel::xen::netif::Hash> {
+        let (value, type_) = self.hash.lock().hash(frame)?;
+        Some(kernel::xen::netif::Hash {
+            type_,
+            algorithm: kernel::xen::netif::HashAlgorithm::Toeplitz,
+            value,
+        })
     }
 
     /// Sets the `rate` limit; the queues pick it up at their next poll.
@@ -485,6 +543,11 @@ pub(crate) struct Vif {
     pub(crate) queues: SpinLockBh<KVec<Arc<Queue>>>,
     /// The [`FrontendFeatures`] of the connected frontend, as bits.
     pub(crate) fe: Atomic<u32>,
+    /// Counters of the queues of earlier connections, so that the device totals never go
+    /// back when the frontend reconnects.
+    old_from_guest: QueueStats,
+    old_to_guest: QueueStats,
+    old_gso_checksum_fixup: Counter,
 }
 
 impl Vif {
@@ -494,13 +557,45 @@ impl Vif {
             shared,
             queues <- new_spinlock_bh!(KVec::new()),
             fe: Atomic::new(0),
+            old_from_guest: QueueStats::new(),
+            old_to_guest: QueueStats::new(),
+            old_gso_checksum_fixup: Counter::new(),
         })
+    }
+
+    /// Takes the queues out (under the queue lock, so transmits see none afterwards) and keeps
+    /// their counters in the device totals.
+    pub(crate) fn take_queues(&self) -> KVec<Arc<Queue>> {
+        let mut queues = self.queues.lock();
+        for q in queues.iter() {
+            self.old_from_guest.absorb(&q.napi.from_guest);
+            self.old_to_guest.absorb(&q.napi.to_guest);
+            self.old_gso_checksum_fixup
+                .add(q.napi.gso_checksum_fixup.get());
+        }
+        core::mem::take(&mut *queues)
+    }
+
+    /// Runs `f` on queue `index`, if connected, under the queue lock.
+    fn with_queue(&self, index: u32, f: impl FnOnce(Option<&Core>)) {
+        let queues = self.queues.lock();
+        f(queues.get(index as usize).map(|q| &*q.napi));
     }
 
     fn for_each_queue(&self, mut f: impl FnMut(&Core)) {
         let queues = self.queues.lock();
         for q in queues.iter() {
             f(&q.napi);
+        }
+    }
+
+    /// Runs `f` on the counters (from the guest, to the guest) of every queue and of the earlier
+    /// queues, under the queue lock.
+    fn for_each_queue_and_old(&self, mut f: impl FnMut(&QueueStats, &QueueStats)) {
+        let queues = self.queues.lock();
+        f(&self.old_from_guest, &self.old_to_guest);
+        for q in queues.iter() {
+            f(&q.napi.from_guest, &q.napi.to_guest);
         }
     }
 }
@@ -515,6 +610,15 @@ enum Xmit {
 impl dev::Operations for Vif {
     fn start_xmit(dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
         let index = skb.queue_mapping();
+        let mut dst = [0u8; 6];
+        if skb.copy_bits(0, &mut dst).is_err() || !this.shared.mcast_pass(&dst) {
+            // Not in the frontend's multicast filter (or no Ethernet header).
+            if let Some(q) = this.queues.lock().get(usize::from(index)) {
+                q.napi.to_guest.dropped.inc();
+            }
+            skb.drop_reason(DropReason::NotSpecified);
+            return NetdevTx::Ok;
+        }
         let outcome = {
             let queues = this.queues.lock();
             match queues.get(usize::from(index)) {
@@ -546,11 +650,55 @@ impl dev::Operations for Vif {
         NetdevTx::Ok
     }
 
+    fn select_queue(dev: &Device, this: Pin<&Self>, skb: &SkBuffRef) -> u16 {
+        // C: `xenvif_select_queue`: the frontend's hash and mapping if it set an algorithm, the
+        // stack's flow hash otherwise.
+        let n = dev.real_num_tx_queues().max(1);
+        let mut hdr = [0u8; HASH_HEADER_BYTES];
+        let len = (skb.len() as usize).min(HASH_HEADER_BYTES);
+        let q = {
+            let cfg = this.shared.hash.lock();
+            if cfg.alg == HashAlgorithm::None {
+                None
+            } else {
+                let hash = match skb.copy_bits(0, &mut hdr[..len]) {
+                    Ok(()) => cfg.hash(&hdr[..len]).map_or(0, |(h, _)| h),
+                    Err(_) => 0,
+                };
+                Some(cfg.queue(hash, n))
+            }
+        };
+        let q = q.unwrap_or_else(|| skb.hash() % n);
+        // The mapping only holds queues below the number connected (checked when it was set).
+        q.min(n - 1) as u16
+    }
+
     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
-        this.for_each_queue(|c| {
-            stats.add_rx(&c.from_guest);
-            stats.add_tx(&c.to_guest);
+        // Under the queue lock, as `take_queues`: every packet is counted exactly once.
+        this.for_each_queue_and_old(|rx, tx| {
+            stats.add_rx(rx);
+            stats.add_tx(tx);
         });
+    }
+
+    // Beyond the C driver: per-queue statistics (netdev netlink `qstats`). The device
+    // receives what the frontend transmits.
+    fn get_queue_stats_rx(_dev: &Device, this: Pin<&Self>, index: u32, rx: &mut QueueStatsRx) {
+        this.with_queue(index, |q| rx.add_queue(q.map(|q| &q.from_guest)));
+    }
+
+    fn get_queue_stats_tx(_dev: &Device, this: Pin<&Self>, index: u32, tx: &mut QueueStatsTx) {
+        this.with_queue(index, |q| tx.add_queue(q.map(|q| &q.to_guest)));
+    }
+
+    fn get_base_stats(
+        _dev: &Device,
+        this: Pin<&Self>,
+        rx: &mut QueueStatsRx,
+        tx: &mut QueueStatsTx,
+    ) {
+        rx.add(&this.old_from_guest);
+        tx.add(&this.old_to_guest);
     }
 
     fn fix_features(_dev: &Device, this: Pin<&Self>, features: Features) -> Features {
@@ -598,6 +746,8 @@ impl ethtool::Operations for Vif {
 
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
         let mut sums = [0u64; 5];
+        // The queues of earlier connections count in `rx_gso_checksum_fixup`, as in the totals.
+        sums[0] = this.old_gso_checksum_fixup.get();
         this.for_each_queue(|c| {
             sums[0] += c.gso_checksum_fixup.get();
             sums[1] += c.zc.sent.get();
@@ -607,5 +757,32 @@ impl ethtool::Operations for Vif {
         for (i, v) in values.iter_mut().enumerate() {
             *v = sums.get(i).copied().unwrap_or(0);
         }
+    }
+}
+
+/// Applies a multicast filter update from the TX ring (C: `xenvif_mcast_add`,
+/// `xenvif_mcast_del`) and returns the status of its response.
+pub(crate) fn apply_mcast(
+    dev: &Device,
+    shared: &VifShared,
+    op: Option<kernel::xen::netif::Extra>,
+) -> Status {
+    use kernel::xen::netif::Extra;
+    match op {
+        Some(Extra::McastAdd(addr)) => match shared.mcast.lock().add(addr) {
+            Ok(()) => Status::Okay,
+            Err(_) => {
+                if dev::ratelimit() {
+                    let name = dev.name().to_str().unwrap_or("vif");
+                    pr_err!("{name}: Too many multicast addresses\n");
+                }
+                Status::Error
+            }
+        },
+        Some(Extra::McastDel(addr)) => {
+            shared.mcast.lock().del(addr);
+            Status::Okay
+        }
+        _ => Status::Okay,
     }
 }

@@ -10,7 +10,9 @@
 //! - [`interface`]: the network device and its queues;
 //! - [`tx`]: guest TX (frontend to dom0), map-free by default: every slot is grant-copied;
 //! - [`zerocopy`]: guest TX by grant map (`tx_mode=1`), as the C driver;
-//! - [`rx`]: guest RX (dom0 to frontend), grant copy from a worker.
+//! - [`rx`]: guest RX (dom0 to frontend), grant copy from a worker;
+//! - [`ctrl`]: the control ring; [`hash`]: its Toeplitz hash configuration and the multicast
+//!   filter.
 //!
 //! The frontend is not trusted: each ring entry is copied once and validated, every index and
 //! length is bounded, xenstore values are range-checked. A misbehaving frontend only disables
@@ -24,6 +26,8 @@ use kernel::{
     xen::xenbus::BackendAdapter, //
 };
 
+mod ctrl;
+mod hash;
 mod interface;
 mod rx;
 mod tx;
@@ -145,7 +149,7 @@ module! {
         },
         hash_cache_size: u32 {
             default: 64,
-            description: "Number of flows in the hash cache (accepted; no control ring yet)",
+            description: "Number of flows in the hash cache (accepted; the hash is computed per packet)",
         },
     },
 }

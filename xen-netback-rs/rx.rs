@@ -10,6 +10,7 @@
 use crate::interface::{
     Core,
     Queue,
+    HASH_HEADER_BYTES,
     RX_MAX_PACKET,
     RX_QUEUE_MAX_BYTES, //
 };
@@ -122,14 +123,31 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     let mut short = false;
     while sent < MAX_PACKETS_PER_RUN {
         // Look at the head packet: does the frontend have room for it?
+        let mut hdr = [0u8; HASH_HEADER_BYTES];
         let head = {
             let rxq = core.rxq.lock();
-            rxq.front().map(|skb| packet_info(core, skb))
+            rxq.front().map(|skb| {
+                let info = packet_info(core, skb);
+                let n = info.0.min(HASH_HEADER_BYTES);
+                let n = if skb.copy_bits(0, &mut hdr[..n]).is_ok() {
+                    n
+                } else {
+                    0
+                };
+                (info, n)
+            })
         };
-        let Some((len, gso, csum)) = head else { break };
+        let Some(((len, gso, csum), hdr_len)) = head else {
+            break;
+        };
         // Bounded when it is read from xenstore (at most half a page).
         let headroom = (core.shared.xdp_headroom.load(Relaxed) as usize).min(PAGE_SIZE / 2);
-        let need = slots_needed(len, gso.is_some(), headroom);
+        let mut need = slots_needed(len, gso.is_some(), headroom);
+        // The hash, if the frontend enabled hashing and it fits in the slots the frontend
+        // must accept (C: `sw_hash`, set by `xenvif_select_queue`).
+        let hash = core.shared.hash_of(&hdr[..hdr_len]);
+        let hash = hash.filter(|_| need < crate::LEGACY_SLOTS_MAX);
+        need += usize::from(hash.is_some());
         if len > RX_MAX_PACKET || need > crate::LEGACY_SLOTS_MAX {
             let skb = core.rxq.lock().pop_front();
             core.to_guest.dropped.inc();
@@ -211,8 +229,10 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             break;
         }
 
-        // Data slots: every request but the extras' (after the first one: GSO, then XDP).
-        let nr_extras = usize::from(gso.is_some()) + usize::from(headroom != 0);
+        // Data slots: every request but the extras' (after the first one: GSO, hash, then
+        // XDP, in the order of their types as in C).
+        let nr_extras =
+            usize::from(gso.is_some()) + usize::from(hash.is_some()) + usize::from(headroom != 0);
         let data_slot = |i: usize| if i >= 1 { i + nr_extras } else { i };
         let nr_data = need - nr_extras;
         // The first slot's data starts after the headroom the frontend asked for.
@@ -276,7 +296,12 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             }));
             if i == 0 {
                 if let Some(gso) = gso {
-                    let extra = ExtraInfo::new(Extra::Gso(gso)).with_more(headroom != 0);
+                    let extra = ExtraInfo::new(Extra::Gso(gso))
+                        .with_more(hash.is_some() || headroom != 0);
+                    let _ = state.ring.push_response(RxSlot::from(extra));
+                }
+                if let Some(hash) = hash {
+                    let extra = ExtraInfo::new(Extra::Hash(hash)).with_more(headroom != 0);
                     let _ = state.ring.push_response(RxSlot::from(extra));
                 }
                 if headroom != 0 {

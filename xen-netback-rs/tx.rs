@@ -189,6 +189,8 @@ pub(crate) struct Packet {
     pub(crate) slots: [u16; MAX_SLOTS],
     /// ... and the index of its map operation.
     pub(crate) map_ops: [u16; MAX_SLOTS],
+    /// A multicast filter update (`MCAST_ADD`/`MCAST_DEL` extra): the request carries no packet.
+    pub(crate) mcast: Option<Extra>,
 }
 
 /// No slot: the request's data was all copied (or it carries none).
@@ -344,6 +346,7 @@ pub(crate) fn read_packet(
         map: false,
         slots: [NO_SLOT; MAX_SLOTS],
         map_ops: [0; MAX_SLOTS],
+        mcast: None,
     };
     pkt.reqs[0] = first;
 
@@ -358,10 +361,21 @@ pub(crate) fn read_packet(
             if let Some(gso) = check_extra(&extra)? {
                 pkt.gso = Some(gso);
             }
+            match extra.type_ {
+                2 => pkt.mcast = Some(Extra::McastAdd(extra.data)),
+                3 if !matches!(pkt.mcast, Some(Extra::McastAdd(_))) => {
+                    pkt.mcast = Some(Extra::McastDel(extra.data))
+                }
+                _ => {}
+            }
             if !extra.more() {
                 break;
             }
         }
+    }
+    if pkt.mcast.is_some() {
+        // As C: answered on its own, the requests after it are not part of it.
+        return Ok(pkt);
     }
 
     // As the C driver counts: the follow-on requests, after the first.
@@ -665,6 +679,14 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                     }
                     let Some(first) = reqs.next() else { break };
                     match read_packet(first.request(), &mut reqs, fatal_slots) {
+                        Ok(mut pkt) if pkt.mcast.is_some() => {
+                            pkt.drop = Some(crate::interface::apply_mcast(
+                                ctx.device(),
+                                &core.shared,
+                                pkt.mcast,
+                            ));
+                            let _ = pkts.push(pkt, GFP_ATOMIC);
+                        }
                         Ok(pkt) => match st.credit.take(u64::from(pkt.reqs[0].size), now) {
                             Ok(()) => {
                                 reserved += pkt.nr_reqs;
@@ -869,7 +891,9 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                     for _ in 0..pkt.nr_pages {
                         drop(page_iter.next());
                     }
-                    if status == Some(Status::Dropped) {
+                    if status == Some(Status::Okay) {
+                        // A multicast filter update.
+                    } else if status == Some(Status::Dropped) {
                         core.from_guest.dropped.inc();
                     } else {
                         core.from_guest.errors.inc();
@@ -1252,5 +1276,30 @@ mod tests {
             read(&[first, more, more, more, more, more, more, more]),
             Err(Fatal::TooManyExtras)
         );
+    }
+
+    #[test]
+    fn mcast_extras() {
+        // A request without data carrying a multicast filter update: not a packet, and the
+        // request after it is not part of it (C: `xenvif_tx_build_gops`).
+        let first = TxSlot::from(TxRequest {
+            gref: 0,
+            offset: 0,
+            flags: TxFlag::ExtraInfo.into(),
+            id: 5,
+            size: 0,
+        });
+        let group = [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03];
+        let next = slot(100, 0, false, 6);
+        let mut it = [TxSlot::from(ExtraInfo::new(Extra::McastAdd(group))), next]
+            .into_iter();
+        let pkt = read_packet(first.request(), &mut it, crate::FATAL_SKB_SLOTS).unwrap();
+        assert_eq!(pkt.mcast, Some(Extra::McastAdd(group)));
+        assert_eq!((pkt.nr_reqs, pkt.nr_extras, pkt.reqs[0].id), (1, 1, 5));
+        assert_eq!(it.next(), Some(next));
+        let del = read(&[first, TxSlot::from(ExtraInfo::new(Extra::McastDel(group)))]).unwrap();
+        assert_eq!(del.mcast, Some(Extra::McastDel(group)));
+        // A packet with a GSO extra only has none.
+        assert_eq!(read(&[slot(100, 0, false, 1)]).unwrap().mcast, None);
     }
 }

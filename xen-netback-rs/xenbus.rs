@@ -2,6 +2,10 @@
 
 //! The xenbus backend: negotiation, state machine, hotplug-status (C: `xenbus.c`).
 
+use crate::ctrl::{
+    Ctrl,
+    CtrlIrq, //
+};
 use crate::interface::{
     FrontendFeatures,
     Queue,
@@ -10,11 +14,18 @@ use crate::interface::{
 };
 use kernel::{
     device::Core,
-    net::dev::{
-        self,
-        Features,
-        Options,
-        RtnlGuard, //
+    net::{
+        dev::{
+            self,
+            Features,
+            Options,
+            RtnlGuard, //
+        },
+        napi::{
+            Napi,
+            QueueLink,
+            QueueType, //
+        },
     },
     new_mutex,
     prelude::*,
@@ -41,6 +52,7 @@ use kernel::{
         },
         netif::{
             keys,
+            CtrlBackRing,
             RxBackRing,
             TxBackRing, //
         },
@@ -199,6 +211,29 @@ enum Irqs {
 struct QueueConn {
     queue: Arc<Queue>,
     irqs: Option<Irqs>,
+    /// The netdev's RX queue linked to the NAPI context that serves it (netdev netlink).
+    link: Option<QueueLink<Queue>>,
+}
+
+/// A connected control ring and its event channel.
+struct CtrlConn {
+    ctrl: Arc<Ctrl>,
+    irq: Option<Pin<KBox<Registration<CtrlIrq>>>>,
+}
+
+/// The `request-multicast-control` watch (C: `xen_mcast_ctrl_changed`).
+struct McastWatch {
+    fe: CString,
+    vif: Arc<VifShared>,
+}
+
+impl WatchHandler for McastWatch {
+    fn changed(&self, _path: &CStr) {
+        // Re-read (events are coalesced, XSA-349); garbage counts as off.
+        let on = xenstore::read_uint_or::<u64>(&self.fe, keys::REQUEST_MULTICAST_CONTROL, 0)
+            .is_ok_and(|v| v != 0);
+        self.vif.multicast_control.store(u32::from(on), Relaxed);
+    }
 }
 
 struct Inner {
@@ -206,6 +241,8 @@ struct Inner {
     netdev: KBox<dev::Registration<Vif>>,
     conns: KVec<QueueConn>,
     vif: Arc<VifShared>,
+    ctrl: Option<CtrlConn>,
+    mcast_watch: Option<Pin<KBox<Watch<McastWatch>>>>,
 }
 
 impl Inner {
@@ -213,13 +250,36 @@ impl Inner {
         self.netdev.data()
     }
 
+    /// Stops serving the control ring and the multicast filter (C: `xenvif_disconnect_ctrl`,
+    /// `xen_unregister_watchers`, `xenvif_mcast_addr_list_free`).
+    fn disconnect_ctrl(&mut self) {
+        drop(self.mcast_watch.take());
+        if let Some(mut c) = self.ctrl.take() {
+            // Frees the interrupt (waits for a running handler) and closes the channel.
+            drop(c.irq.take());
+            c.ctrl.stop();
+        }
+        self.vif.reset_ctrl();
+    }
+
     /// Stops serving the frontend (C: `xenvif_disconnect_data`).
     fn disconnect(&mut self) {
+        self.disconnect_ctrl();
         if self.conns.is_empty() {
             return;
         }
+        {
+            let rtnl = RtnlGuard::lock();
+            for c in self.conns.iter_mut() {
+                if let Some(link) = c.link.take() {
+                    link.unlink(&rtnl);
+                }
+            }
+        }
         self.netdev.device().carrier_off();
-        let old = core::mem::take(&mut *self.vif().queues.lock());
+        // Packets counted after this (the last polls, the packets dropped below) are not in
+        // the device totals.
+        let old = self.vif().take_queues();
         drop(old);
         for mut c in self.conns.drain_all() {
             c.queue.napi.disabled.store(1, Relaxed);
@@ -253,6 +313,38 @@ pub(crate) struct Backend {
     rate: Pin<KBox<Watch<RateWatch>>>,
     inner: Pin<KBox<Mutex<Inner>>>,
     shared: Arc<Shared>,
+    /// `script=<hotplug script>` (when the toolstack names one) and `vif=<netdev>`: the
+    /// variables of the online and offline uevents (C: `netback_uevent`).
+    uevent_vars: KVec<CString>,
+}
+
+impl Backend {
+    /// Sends the online or offline uevent, with which udev-driven toolstacks run the vif
+    /// hotplug scripts (C: `kobject_uevent()` in `backend_create_xenvif` and `netback_remove`).
+    fn uevent(&self, dev: &xenbus::Device<Core<'_>>, action: xenbus::Uevent) {
+        let mut vars = KVec::new();
+        for v in self.uevent_vars.iter() {
+            if vars.push(&**v, GFP_KERNEL).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = dev.uevent(action, &vars) {
+            dev_warn!(dev, "sending the {:?} uevent: {:?}\n", action, e);
+        }
+    }
+}
+
+/// The uevent variables of a backend: its hotplug script, if any, and the netdev's name.
+fn uevent_vars(nodename: &CStr, ifname: &CStr) -> Result<KVec<CString>> {
+    let mut vars = KVec::new();
+    if let Ok(script) = xenstore::read(nodename, c"script") {
+        if let Ok(script) = core::str::from_utf8(script.as_bytes()) {
+            vars.push(CString::try_from_fmt(fmt!("script={script}"))?, GFP_KERNEL)?;
+        }
+    }
+    let ifname = ifname.to_str()?;
+    vars.push(CString::try_from_fmt(fmt!("vif={ifname}"))?, GFP_KERNEL)?;
+    Ok(vars)
 }
 
 /// Reads a frontend boolean feature; garbage counts as absent.
@@ -311,7 +403,10 @@ fn write_features(dir: &CStr) -> Result {
             keys::MULTI_QUEUE_MAX_QUEUES,
             fmt!("{}", crate::max_queues()),
         )?;
-        // Not offered yet: no multicast filter or control ring.
+        // The multicast filter, which the frontend may turn on and off while connected.
+        t.write(dir, keys::FEATURE_MULTICAST_CONTROL, c"1")?;
+        t.write(dir, keys::FEATURE_DYNAMIC_MULTICAST_CONTROL, c"1")?;
+        t.write(dir, keys::FEATURE_CTRL_RING, c"1")?;
         t.write(
             dir,
             keys::FEATURE_XDP_HEADROOM,
@@ -359,6 +454,7 @@ impl NetBack {
             mac: Some(VIF_MAC),
             // Keep the core's limit, as the C backend does.
             tso_max_size: 0,
+            attributes: None,
         };
         let vif = VifShared::new()?;
         let netdev = dev::Registration::new(&opts, Vif::new(domid, vif.clone()))?;
@@ -377,6 +473,8 @@ impl NetBack {
                 netdev: KBox::new(netdev, GFP_KERNEL)?,
                 conns: KVec::new(),
                 vif: vif.clone(),
+                ctrl: None,
+                mcast_watch: None,
             }),
             GFP_KERNEL,
         )?;
@@ -394,13 +492,17 @@ impl NetBack {
         let path = xenstore::join(nodename, c"rate")?;
         let rate = KBox::pin_init(Watch::new(path, rate), GFP_KERNEL)?;
 
-        dev.switch_state(State::InitWait)?;
-        Ok(Backend {
+        let backend = Backend {
             hotplug,
             rate,
             inner,
             shared,
-        })
+            uevent_vars: uevent_vars(nodename, &name)?,
+        };
+        // The vif exists: its hotplug scripts may run.
+        backend.uevent(dev, xenbus::Uevent::Online);
+        dev.switch_state(State::InitWait)?;
+        Ok(backend)
     }
 
     /// Connects the rings of the frontend (C: `connect`, `connect_data_rings`).
@@ -444,6 +546,29 @@ impl NetBack {
         ))?;
         let ifname = ifname.to_str().unwrap_or("vif");
         let fe_str = fe.to_str()?;
+
+        // The control ring first, as C does; its mapping entries are bounded by `num_queues`.
+        inner.vif.num_queues.store(num_queues, Relaxed);
+        if let Err(e) = Self::connect_ctrl(dev, inner, domid, ifname) {
+            dev.dev_fatal(e, fmt!("connecting control ring"));
+            return Err(e);
+        }
+        // The multicast filter: read now, then on each change (C: `read_xenbus_vif_flags`,
+        // `xen_register_mcast_ctrl_watch`).
+        let mcast = Arc::new(
+            McastWatch {
+                fe: CString::try_from_fmt(fmt!("{fe_str}"))?,
+                vif: inner.vif.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        mcast.changed(c"");
+        let path = xenstore::join(fe, keys::REQUEST_MULTICAST_CONTROL)?;
+        match KBox::pin_init(Watch::new(path, mcast), GFP_KERNEL) {
+            Ok(w) => inner.mcast_watch = Some(w),
+            // As C: the filter then keeps the value read at connect.
+            Err(_) => pr_warn!("{ifname}: failed to watch request-multicast-control\n"),
+        }
         let mut conns = KVec::with_capacity(num_queues as usize, GFP_KERNEL)?;
         for q in 0..num_queues {
             let dir = if num_queues == 1 {
@@ -477,6 +602,15 @@ impl NetBack {
                 },
             );
             ndev.update_features(&rtnl);
+            // Beyond the C driver: netdev netlink shows the NAPI context of each RX queue
+            // (what the frontend transmits). Informational: a failure is not fatal.
+            fn own(q: &Queue) -> &Napi<crate::interface::Core> {
+                &q.napi
+            }
+            for (index, c) in inner.conns.iter_mut().enumerate() {
+                let index = index as u32;
+                c.link = QueueLink::new(&rtnl, c.queue.clone(), own, QueueType::Rx, index).ok();
+            }
         }
         for c in inner.conns.iter() {
             *c.queue.napi.me.lock() = Some(c.queue.clone());
@@ -492,6 +626,68 @@ impl NetBack {
             c.queue.kick_rx();
         }
         Ok(())
+    }
+
+    /// Connects the frontend's control ring, if it has one (C: `connect_ctrl_ring`,
+    /// `xenvif_connect_ctrl`).
+    fn connect_ctrl(
+        dev: &xenbus::Device<Core<'_>>,
+        inner: &mut Inner,
+        domid: DomId,
+        ifname: &str,
+    ) -> Result {
+        let fe = dev.otherend();
+        // Absent or not a number: the frontend has no control ring (C: `xenbus_scanf` fails).
+        let ring_ref = match xenstore::read(fe, keys::CTRL_RING_REF) {
+            Err(_) => return Ok(()),
+            Ok(v) => match xenstore::parse_uint::<u32>(v.as_bytes()) {
+                Ok(r) => r,
+                Err(_) => return Ok(()),
+            },
+        };
+        let port = match xenstore::read_in_range(fe, keys::EVENT_CHANNEL_CTRL, 1..=u32::MAX) {
+            Ok(p) => Port(p),
+            Err(e) => {
+                dev.dev_fatal(e, fmt!("reading {}/event-channel-ctrl", fe.to_str()?));
+                return Err(e);
+            }
+        };
+        let connected = (|| -> Result<CtrlConn> {
+            let ring = CtrlBackRing::attach(MappedRing::map(dev, &[GrantRef(ring_ref)])?)?;
+            let ctrl = Ctrl::new(domid, inner.vif.clone(), ring)?;
+            let irq = KBox::pin_init(
+                Registration::bind_interdomain(
+                    dev,
+                    port,
+                    CString::try_from_fmt(fmt!("{ifname}-ctrl"))?,
+                    Ok::<_, Error>(CtrlIrq(ctrl.clone())),
+                ),
+                GFP_KERNEL,
+            );
+            match irq {
+                Ok(irq) => {
+                    ctrl.start(irq.notifier());
+                    Ok(CtrlConn {
+                        ctrl,
+                        irq: Some(irq),
+                    })
+                }
+                Err(e) => {
+                    ctrl.stop();
+                    Err(e)
+                }
+            }
+        })();
+        match connected {
+            Ok(c) => {
+                inner.ctrl = Some(c);
+                Ok(())
+            }
+            Err(e) => {
+                dev.dev_fatal(e, fmt!("mapping shared-frame {ring_ref} port {}", port.0));
+                Err(e)
+            }
+        }
     }
 
     fn connect_queue(
@@ -656,6 +852,7 @@ impl NetBack {
         Ok(QueueConn {
             queue,
             irqs: Some(irqs),
+            link: None,
         })
     }
 
@@ -682,6 +879,8 @@ impl NetBack {
                 if Self::connect(dev, &mut inner).is_ok() {
                     this.shared.want_connected.store(1, Relaxed);
                     this.shared.maybe_connected();
+                } else {
+                    inner.disconnect_ctrl();
                 }
             }
             State::Closing => {
@@ -776,8 +975,12 @@ impl xenbus::Driver for NetBack {
         }
     }
 
-    fn unbind<'bound>(_dev: &'bound xenbus::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+    fn unbind<'bound>(dev: &'bound xenbus::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         let _ = (&this.hotplug, &this.rate);
+        // As C (`netback_remove`): the hotplug status goes first, so that a later backend in
+        // this directory waits for its own hotplug script.
+        let _ = xenstore::rm(dev.nodename(), keys::HOTPLUG_STATUS);
+        this.uevent(dev, xenbus::Uevent::Offline);
         this.inner.lock().disconnect();
     }
 }

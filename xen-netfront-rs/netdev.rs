@@ -2,7 +2,13 @@
 
 //! The Ethernet device: operations, features and ethtool.
 
-use crate::queue::Queue;
+use crate::{
+    mcast::{
+        McList,
+        Mcast, //
+    },
+    queue::Queue,
+};
 use kernel::{
     alloc::flags::GFP_ATOMIC,
     net::{
@@ -18,10 +24,17 @@ use kernel::{
             DropReason,
             SkBuff, //
         },
-        stats::Stats64,
+        stats::{
+            Counter,
+            QueueStats,
+            QueueStatsRx,
+            QueueStatsTx,
+            Stats64, //
+        },
     },
     prelude::*,
     sync::{
+        aref::ARef,
         atomic::{
             Atomic,
             Relaxed, //
@@ -30,6 +43,7 @@ use kernel::{
         Arc,
         SpinLockBh, //
     },
+    xen::xenbus,
 };
 
 /// What the backend offers (`feature-*` keys in its directory).
@@ -72,6 +86,9 @@ impl BackendFeatures {
     }
 }
 
+/// Number of queues with their own counters in `ethtool -S`.
+const STATS_QUEUES: usize = 8;
+
 /// Ethernet MTU without scatter-gather.
 const ETH_DATA_LEN: u32 = kernel::net::dev::ETH_DATA_LEN;
 
@@ -82,14 +99,75 @@ pub(crate) struct NetPriv {
     #[pin]
     pub(crate) queues: SpinLockBh<KVec<Arc<Napi<Queue>>>>,
     backend: Atomic<u32>,
+    /// The backend's multicast filter.
+    pub(crate) mcast: Arc<Mcast>,
+    /// Counters of the queues of earlier connections (reconnects, resume), so that the
+    /// device totals never go back.
+    old_rx: QueueStats,
+    old_tx: QueueStats,
+    old_gso_checksum_fixup: Counter,
+    /// The xenbus device, to reconnect with another number of queues (`ethtool -L`).
+    xdev: ARef<xenbus::Device>,
+    /// Queues asked for with `ethtool -L`; 0: as many as `max_queues` allows.
+    wanted_queues: Atomic<u32>,
+    /// The backend's `multi-queue-max-queues` at the last connect.
+    backend_max_queues: Atomic<u32>,
+    /// Non-zero while a close started by `ethtool -L` waits to connect again.
+    reconnect: Atomic<u32>,
 }
 
 impl NetPriv {
-    pub(crate) fn new(features: BackendFeatures) -> impl PinInit<Self> {
+    pub(crate) fn new(
+        features: BackendFeatures,
+        mcast: Arc<Mcast>,
+        xdev: ARef<xenbus::Device>,
+    ) -> impl PinInit<Self> {
         pin_init!(Self {
             queues <- new_spinlock_bh!(KVec::new()),
             backend: Atomic::new(features.encode()),
+            old_rx: QueueStats::new(),
+            old_tx: QueueStats::new(),
+            old_gso_checksum_fixup: Counter::new(),
+            xdev,
+            wanted_queues: Atomic::new(0),
+            backend_max_queues: Atomic::new(1),
+            reconnect: Atomic::new(0),
+            mcast,
         })
+    }
+
+    /// The number of queues to connect, given what the backend allows (at least 1).
+    pub(crate) fn queues_to_connect(&self, max_queues: u32, backend_max: u32) -> u32 {
+        self.backend_max_queues.store(backend_max.max(1), Relaxed);
+        match self.wanted_queues.load(Relaxed) {
+            0 => max_queues,
+            n => n,
+        }
+        .min(backend_max)
+        .max(1)
+    }
+
+    /// Returns whether a reconnect started by `ethtool -L` is under way, and ends it if
+    /// `done`.
+    pub(crate) fn reconnecting(&self, done: bool) -> bool {
+        if done {
+            self.reconnect.xchg(0, Relaxed) != 0
+        } else {
+            self.reconnect.load(Relaxed) != 0
+        }
+    }
+
+    /// Takes the queues out (under the queue lock: in-flight transmits finish first, later
+    /// ones find none) and keeps their counters in the device totals.
+    pub(crate) fn take_queues(&self) -> KVec<Arc<Napi<Queue>>> {
+        let mut queues = self.queues.lock();
+        for q in queues.iter() {
+            self.old_rx.absorb(&q.rx_stats);
+            self.old_tx.absorb(&q.tx_stats);
+            self.old_gso_checksum_fixup
+                .add(q.rx_gso_checksum_fixup.get());
+        }
+        core::mem::take(&mut *queues)
     }
 
     pub(crate) fn set_backend(&self, features: BackendFeatures) {
@@ -126,13 +204,31 @@ impl NetPriv {
         f(guard.get(index).map(|q| &**q))
     }
 
-    /// Runs `f` on every queue under the queue lock (any context).
-    fn with_queues(&self, mut f: impl FnMut(&Napi<Queue>)) {
+    /// Runs `f` on the RX and TX counters of every queue and of the earlier queues, under the
+    /// queue lock (any context).
+    fn with_queues_and_old(&self, mut f: impl FnMut(&QueueStats, &QueueStats)) {
         let guard = self.queues.lock();
+        f(&self.old_rx, &self.old_tx);
         for q in guard.iter() {
-            f(q);
+            f(&q.rx_stats, &q.tx_stats);
         }
     }
+}
+
+// The receive-buffer attributes of the C driver (`/sys/class/net/<dev>/rxbuf_*`): fixed at the
+// ring size since the buffers stopped being configurable; writes of a number are ignored.
+kernel::fixed_attributes!(
+    RXBUF_ATTRIBUTES,
+    [
+        (rxbuf_min, crate::queue::RX_RING as u64),
+        (rxbuf_max, crate::queue::RX_RING as u64),
+        (rxbuf_cur, crate::queue::RX_RING as u64),
+    ]
+);
+
+/// The device's own sysfs attributes.
+pub(crate) fn attributes() -> &'static kernel::net::dev::AttributeGroup {
+    &RXBUF_ATTRIBUTES
 }
 
 /// Features on by default (`xennet_create_dev`).
@@ -203,17 +299,53 @@ impl dev::Operations for NetPriv {
         Ok(())
     }
 
+    fn set_rx_mode(_dev: &Device, this: Pin<&Self>, mode: &dev::RxMode<'_>) {
+        this.mcast.set_wanted(McList::from_mode(mode));
+    }
+
     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
-        this.with_queues(|q| {
-            stats.add_rx(&q.rx_stats);
-            stats.add_tx(&q.tx_stats);
+        // Under the queue lock, as `take_queues`: every packet is counted exactly once.
+        this.with_queues_and_old(|rx, tx| {
+            stats.add_rx(rx);
+            stats.add_tx(tx);
         });
+    }
+
+    // Beyond the C driver: per-queue statistics (netdev netlink `qstats`).
+    fn get_queue_stats_rx(_dev: &Device, this: Pin<&Self>, index: u32, rx: &mut QueueStatsRx) {
+        this.with_queue(index as usize, |q| rx.add_queue(q.map(|q| &q.rx_stats)));
+    }
+
+    fn get_queue_stats_tx(_dev: &Device, this: Pin<&Self>, index: u32, tx: &mut QueueStatsTx) {
+        this.with_queue(index as usize, |q| tx.add_queue(q.map(|q| &q.tx_stats)));
+    }
+
+    fn get_base_stats(
+        _dev: &Device,
+        this: Pin<&Self>,
+        rx: &mut QueueStatsRx,
+        tx: &mut QueueStatsTx,
+    ) {
+        rx.add(&this.old_rx);
+        tx.add(&this.old_tx);
     }
 }
 
 #[vtable]
 impl ethtool::Operations for NetPriv {
-    const STATS: &'static [&'static CStr] = &[c"rx_gso_checksum_fixup"];
+    /// The C driver's counter, then (beyond it) the packets received by each of the first
+    /// [`STATS_QUEUES`] queues, which shows how RSS spreads the flows.
+    const STATS: &'static [&'static CStr] = &[
+        c"rx_gso_checksum_fixup",
+        c"rx_queue_0_packets",
+        c"rx_queue_1_packets",
+        c"rx_queue_2_packets",
+        c"rx_queue_3_packets",
+        c"rx_queue_4_packets",
+        c"rx_queue_5_packets",
+        c"rx_queue_6_packets",
+        c"rx_queue_7_packets",
+    ];
 
     fn get_drvinfo(_dev: &Device, _this: Pin<&Self>, info: &mut ethtool::DrvInfo) {
         info.set_driver(c"vif");
@@ -223,9 +355,29 @@ impl ethtool::Operations for NetPriv {
         dev.carrier_ok()
     }
 
-    fn get_channels(dev: &Device, _this: Pin<&Self>, channels: &mut ethtool::Channels) {
-        channels.max_combined = dev.num_tx_queues();
+    fn get_channels(dev: &Device, this: Pin<&Self>, channels: &mut ethtool::Channels) {
+        channels.max_combined = dev
+            .num_tx_queues()
+            .min(this.backend_max_queues.load(Relaxed));
         channels.combined_count = dev.real_num_tx_queues();
+    }
+
+    // Beyond the C driver: `ethtool -L <dev> combined N` closes the connection and connects
+    // again with N queues (the backend goes back to InitWait, as after a module reload).
+    fn set_channels(dev: &Device, this: Pin<&Self>, channels: &ethtool::Channels) -> Result {
+        let n = channels.combined_count;
+        if channels.rx_count != 0 || channels.tx_count != 0 || n == 0 {
+            return Err(EINVAL);
+        }
+        if n == dev.real_num_tx_queues() {
+            return Ok(());
+        }
+        if this.xdev.state() != xenbus::State::Connected || this.reconnecting(false) {
+            return Err(EBUSY);
+        }
+        this.wanted_queues.store(n, Relaxed);
+        this.reconnect.store(1, Relaxed);
+        this.xdev.switch_state(xenbus::State::Closing)
     }
 
     fn get_ringparam(_dev: &Device, _this: Pin<&Self>, ring: &mut ethtool::RingParam) {
@@ -236,9 +388,21 @@ impl ethtool::Operations for NetPriv {
     }
 
     fn get_stats(_dev: &Device, this: Pin<&Self>, values: &mut [u64]) {
+        for v in values.iter_mut() {
+            *v = 0;
+        }
+        // Under the queue lock, as `take_queues`.
+        let queues = this.queues.lock();
+        let mut sum = this.old_gso_checksum_fixup.get();
+        for (index, q) in queues.iter().enumerate() {
+            sum += q.rx_gso_checksum_fixup.get();
+            if index < STATS_QUEUES {
+                if let Some(v) = values.get_mut(1 + index) {
+                    *v = q.rx_stats.packets.get();
+                }
+            }
+        }
         if let Some(v) = values.first_mut() {
-            let mut sum = 0;
-            this.with_queues(|q| sum += q.rx_gso_checksum_fixup.get());
             *v = sum;
         }
     }

@@ -9,9 +9,15 @@
 //! TX data is granted to the backend in place, read-only, one grant per 4 KiB piece of each
 //! packet; an untrusted backend (`trusted=0`, or the device's xenstore key `trusted` = 0) gets
 //! copies in pages of the driver instead, so that it never sees other kernel memory (XSA-403).
+//!
+//! Beyond the C driver: towards a backend that offers a control ring, Toeplitz RSS is set up
+//! over the queues ([`ctrl`]) and the backend's hash of each received packet becomes its skb
+//! hash; the backend filters multicast for the addresses the device listens to ([`mcast`]).
 
 #![forbid(unsafe_code)]
 
+mod ctrl;
+mod mcast;
 mod netdev;
 mod queue;
 mod xenbus;

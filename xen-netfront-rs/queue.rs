@@ -122,6 +122,8 @@ enum Slot {
     Bounce(Grant<Page>),
     /// Grant `piece` of the packet `Tx::packets[pkt]`, whose own data is granted read-only.
     Skb { pkt: u16, piece: u8 },
+    /// A multicast filter update (`MCAST_ADD`/`MCAST_DEL` extra): no data.
+    Mcast,
 }
 
 /// TX side of a queue.
@@ -152,6 +154,8 @@ struct Partial {
     /// More data slots expected.
     more_data: bool,
     gso: Option<netif::Gso>,
+    /// The backend's hash of the packet (`HASH` extra, once RSS is set up on the control ring).
+    hash: Option<netif::Hash>,
     slots: u32,
     /// The packet is dropped once complete (a bad slot was seen).
     bad: bool,
@@ -435,6 +439,44 @@ impl Queue {
         Ok(())
     }
 
+    /// Sends a multicast filter update to the backend: a request without data followed by the
+    /// `MCAST_ADD` or `MCAST_DEL` extra (the protocol's way; the backend answers it like a
+    /// packet). Fails with [`EBUSY`] while the ring has no room.
+    pub(crate) fn send_mcast(&self, extra: Extra) -> Result {
+        if !matches!(extra, Extra::McastAdd(_) | Extra::McastDel(_)) {
+            return Err(EINVAL);
+        }
+        if self.is_broken() {
+            return Err(EIO);
+        }
+        let notify = {
+            let mut guard = self.tx.lock();
+            let tx = &mut *guard;
+            // Leave the room a packet needs, so that the transmit path is not starved.
+            if tx.ring.free_requests() < TX_MAX_SLOTS + 2 {
+                return Err(EBUSY);
+            }
+            let Some(id) = tx.free_ids.pop() else {
+                return Err(EBUSY);
+            };
+            tx.slots[usize::from(id)] = Slot::Mcast;
+            let req = TxRequest {
+                gref: 0,
+                offset: 0,
+                flags: TxFlag::ExtraInfo.into(),
+                id,
+                size: 0,
+            };
+            let _ = tx.ring.push_request(req.into());
+            let _ = tx.ring.push_request(ExtraInfo::new(extra).into());
+            tx.ring.push_requests_and_check_notify()
+        };
+        if notify {
+            self.notify();
+        }
+        Ok(())
+    }
+
     /// Queues the requests of `skb`, granting its own memory. The caller checked that enough
     /// ids, ring slots and a packet entry are free. On failure, gives the packet back if it may
     /// be retried, or drops it.
@@ -624,6 +666,7 @@ impl Queue {
                                 break 'outer;
                             }
                         },
+                        Slot::Mcast => {}
                         Slot::Skb { pkt, piece } => {
                             let pkt = usize::from(pkt);
                             let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut)
@@ -717,6 +760,7 @@ impl Queue {
                             p.want_extra = extra.more();
                             match extra.check() {
                                 Ok(Extra::Gso(g)) => p.gso = Some(g),
+                                Ok(Extra::Hash(h)) => p.hash = Some(h),
                                 Ok(_) => {}
                                 Err(e) => {
                                     Self::warn_rx(dev, format_args!("{e}"));
@@ -753,6 +797,7 @@ impl Queue {
                                 want_extra: rsp.flags.contains(RxFlag::ExtraInfo),
                                 more_data: rsp.flags.contains(RxFlag::MoreData),
                                 gso: None,
+                                hash: None,
                                 slots: 1,
                                 bad: false,
                             };
@@ -844,6 +889,7 @@ impl Queue {
             csum_blank,
             data_validated,
             gso,
+            hash,
             bad,
             ..
         } = p;
@@ -865,6 +911,15 @@ impl Queue {
             return None;
         }
         skb.reset_network_header();
+        if let Some(h) = hash {
+            // The backend's Toeplitz hash of the flow (as `xenvif_tx_submit` does for the other
+            // direction): RPS and the socket layer use it as is.
+            let kind = match h.type_ {
+                netif::HashType::Ipv4Tcp | netif::HashType::Ipv6Tcp => skb::HashType::L4,
+                netif::HashType::Ipv4 | netif::HashType::Ipv6 => skb::HashType::L3,
+            };
+            skb.set_hash(h.value, kind);
+        }
         if let Some(g) = gso {
             skb.set_gso(
                 g.size(),

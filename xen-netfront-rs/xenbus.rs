@@ -3,6 +3,8 @@
 //! The xenbus side: probe, negotiation with the backend, the state machine and teardown.
 
 use crate::{
+    ctrl::CtrlRing,
+    mcast::Mcast,
     netdev::{
         self,
         BackendFeatures,
@@ -20,7 +22,11 @@ use kernel::{
             self as netdev_api,
             RtnlGuard, //
         },
-        napi::Napi,
+        napi::{
+            Napi,
+            QueueLink,
+            QueueType, //
+        },
     },
     prelude::*,
     str::CString,
@@ -84,6 +90,16 @@ fn max_queues() -> u32 {
 struct Inner {
     netdev: Option<KBox<netdev_api::Registration<NetPriv>>>,
     queues: KVec<Arc<Napi<Queue>>>,
+    /// The control ring, if the backend offers one (`feature-ctrl-ring`).
+    ctrl: Option<CtrlRing>,
+    /// RSS was set up on the control ring for this connection (or it failed).
+    rss_tried: bool,
+    /// The multicast filter (also held by the netdev), flushed when the netdev goes.
+    mcast: Option<Arc<Mcast>>,
+    /// The backend filters multicast for us on request, changeable while connected.
+    mcast_dynamic: bool,
+    /// Each queue's RX and TX queue of the netdev linked to its NAPI context (netdev netlink).
+    links: KVec<QueueLink<Napi<Queue>>>,
 }
 
 impl Drop for Inner {
@@ -91,6 +107,10 @@ impl Drop for Inner {
         disconnect(self);
         // The netdev goes last: NAPI holds a reference to it.
         self.netdev.take();
+        if let Some(m) = self.mcast.take() {
+            // Nothing may stay queued when the module goes.
+            m.disconnect();
+        }
     }
 }
 
@@ -103,6 +123,18 @@ pub(crate) struct FrontData {
 
 /// Stops and frees the queues; the netdev stays registered (as over suspend/resume in C).
 fn disconnect(inner: &mut Inner) {
+    // Unbinds its event channel and ends the grant of its ring.
+    drop(inner.ctrl.take());
+    inner.rss_tried = false;
+    if let Some(m) = inner.mcast.as_ref() {
+        m.disconnect();
+    }
+    if !inner.links.is_empty() {
+        let rtnl = RtnlGuard::lock();
+        for link in inner.links.drain_all() {
+            link.unlink(&rtnl);
+        }
+    }
     if inner.queues.is_empty() {
         return;
     }
@@ -110,8 +142,11 @@ fn disconnect(inner: &mut Inner) {
         let dev = reg.device();
         dev.carrier_off();
         dev.stop_all_queues();
-        // Taken out under the lock: in-flight transmits finish first, later ones find nothing.
-        let taken = core::mem::take(&mut *reg.data().queues.lock());
+        // Polls stopped first, so that the counters the device keeps are final.
+        for queue in inner.queues.iter() {
+            queue.disable();
+        }
+        let taken = reg.data().take_queues();
         drop(taken);
     }
     for queue in inner.queues.iter() {
@@ -160,8 +195,11 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         opts.max_mtu = MAX_MTU;
         opts.mac = Some(mac);
         opts.tso_max_size = TSO_MAX_SIZE;
+        opts.attributes = Some(netdev::attributes());
+        let mcast = Mcast::new()?;
+        inner.mcast = Some(mcast.clone());
         inner.netdev = Some(KBox::new(
-            netdev_api::Registration::new(&opts, NetPriv::new(features))?,
+            netdev_api::Registration::new(&opts, NetPriv::new(features, mcast, dev.into()))?,
             GFP_KERNEL,
         )?);
     }
@@ -184,7 +222,10 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         dev_info!(dev, "bouncing all TX data: backend not trusted\n");
     }
     let be_max = xenstore::read_uint_or::<u32>(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES, 1)?;
-    let num_queues = max_queues().min(be_max).clamp(1, ndev.num_tx_queues());
+    let num_queues = reg
+        .data()
+        .queues_to_connect(max_queues(), be_max)
+        .min(ndev.num_tx_queues());
     {
         let rtnl = RtnlGuard::lock();
         ndev.set_real_num_tx_queues(&rtnl, num_queues)?;
@@ -221,6 +262,23 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         keys_of.push((tx_ref, rx_ref, port_nr), GFP_KERNEL)?;
     }
 
+    // The control ring, towards a backend that offers one (the C driver has none).
+    let mut ctrl_keys = None;
+    if xenstore::read_bool_or(dev.otherend(), keys::FEATURE_CTRL_RING, false).unwrap_or(false) {
+        match CtrlRing::new(dev, ifname) {
+            Ok((ring, gref, port)) => {
+                inner.ctrl = Some(ring);
+                ctrl_keys = Some((gref, port));
+            }
+            Err(e) => dev_warn!(dev, "no control ring ({e:?}): RSS stays off\n"),
+        }
+    }
+
+    let be_bool = |key| xenstore::read_bool_or(dev.otherend(), key, false).unwrap_or(false);
+    let mcast_dynamic = be_bool(keys::FEATURE_MULTICAST_CONTROL)
+        && be_bool(keys::FEATURE_DYNAMIC_MULTICAST_CONTROL);
+    inner.mcast_dynamic = mcast_dynamic;
+
     let node = dev.nodename();
     let multi = xenstore::exists(dev.otherend(), keys::MULTI_QUEUE_MAX_QUEUES);
     xenstore::transaction(|t| {
@@ -239,6 +297,14 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
                 t.write_fmt(&dir, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
             }
         }
+        if mcast_dynamic {
+            // Off until the worker has told the backend our addresses.
+            t.write(node, keys::REQUEST_MULTICAST_CONTROL, c"0")?;
+        }
+        if let Some((gref, port)) = ctrl_keys {
+            t.write_fmt(node, keys::CTRL_RING_REF, fmt!("{}", gref))?;
+            t.write_fmt(node, keys::EVENT_CHANNEL_CTRL, fmt!("{}", port))?;
+        }
         t.write(node, keys::REQUEST_RX_COPY, c"1")?;
         t.write(node, keys::FEATURE_RX_NOTIFY, c"1")?;
         t.write(node, keys::FEATURE_SG, c"1")?;
@@ -254,10 +320,21 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         published.push(q.clone(), GFP_KERNEL)?;
     }
     {
-        let _rtnl = RtnlGuard::lock();
+        let rtnl = RtnlGuard::lock();
         let data = reg.data();
         // The old (empty) list is dropped under the lock, which is fine.
         *data.queues.lock() = published;
+        // Beyond the C driver: netdev netlink shows which NAPI context serves which queue
+        // (one context per RX/TX ring pair).
+        fn own(n: &Napi<Queue>) -> &Napi<Queue> {
+            n
+        }
+        for (index, q) in inner.queues.iter().enumerate() {
+            for kind in [QueueType::Rx, QueueType::Tx] {
+                let link = QueueLink::new(&rtnl, q.clone(), own, kind, index as u32)?;
+                inner.links.push(link, GFP_KERNEL)?;
+            }
+        }
         if ndev.is_running() {
             for q in inner.queues.iter() {
                 q.enable();
@@ -294,6 +371,11 @@ impl xb::Driver for NetFront {
             inner <- new_mutex!(Inner {
                 netdev: None,
                 queues: KVec::new(),
+                ctrl: None,
+                rss_tried: false,
+                mcast: None,
+                mcast_dynamic: false,
+                links: KVec::new(),
             }),
         }? Error)
     }
@@ -319,10 +401,43 @@ impl xb::Driver for NetFront {
                 }
             }
             State::Connected => {
+                let mut inner = this.inner.lock();
+                // The backend connects the control ring when it connects: RSS now, once.
+                if !inner.rss_tried {
+                    inner.rss_tried = true;
+                    let num_queues = inner.queues.len() as u32;
+                    if let Some(ctrl) = inner.ctrl.as_mut() {
+                        match ctrl.setup_rss(num_queues) {
+                            Ok((types, size)) => dev_info!(
+                                dev,
+                                "RSS: Toeplitz, hash types {types:#x}, {size} mapping entries over {num_queues} queues\n"
+                            ),
+                            Err(e) => dev_warn!(dev, "RSS setup failed ({e:?}): RSS stays off\n"),
+                        }
+                    }
+                }
+                // The multicast filter, through queue 0, once the backend is connected.
+                if inner.mcast_dynamic {
+                    if let (Some(m), Some(q)) = (inner.mcast.as_ref(), inner.queues.first()) {
+                        if let Ok(node) = CString::try_from_fmt(fmt!("{}", dev.nodename().to_str().unwrap_or(""))) {
+                            m.connect(node, q.clone());
+                        }
+                    }
+                }
                 // Gratuitous ARP once the backend is on its bridge.
-                let inner = this.inner.lock();
                 if let Some(reg) = inner.netdev.as_ref() {
                     reg.device().notify_peers();
+                }
+            }
+            State::Closing | State::Closed if reconnecting(&this, false) => {
+                // `ethtool -L`: close, and start over once the backend is closed too (it
+                // answers our Initialising with InitWait, then `connect` runs as usual).
+                let mut inner = this.inner.lock();
+                disconnect(&mut inner);
+                drop(inner);
+                let _ = dev.switch_state(State::Closed);
+                if dev.read_otherend_state() == State::Closed && reconnecting(&this, true) {
+                    let _ = dev.switch_state(State::Initialising);
                 }
             }
             State::Closed if dev.state() == State::Closed => {}
@@ -345,6 +460,15 @@ impl xb::Driver for NetFront {
         disconnect(&mut inner);
         Ok(())
     }
+}
+
+/// Whether a reconnect started by `ethtool -L` is under way (ending it if `done`).
+fn reconnecting(this: &Pin<&FrontData>, done: bool) -> bool {
+    let inner = this.inner.lock();
+    inner
+        .netdev
+        .as_ref()
+        .is_some_and(|reg| reg.data().reconnecting(done))
 }
 
 /// Waits up to `timeout_ms` for the backend to reach a state `ok` accepts.

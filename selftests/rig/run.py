@@ -41,7 +41,7 @@ FEATURES_REQUIRED = [
     "ft-ping-v4-dom0-to-domu", "ft-ping-v4-domu-to-dom0", "ft-ping-v6-dom0-to-domu", "ft-ping-v6-domu-to-dom0",
     "ft-iperf-v6-tx", "ft-ping-65000-dom0-to-domu", "ft-ping-65000-domu-to-dom0", "ft-mtu-9000",
     "ft-ping-9000-dom0-to-domu", "ft-ping-9000-domu-to-dom0", "ft-offloads-off", "ft-traffic-offloads-off",
-    "ft-offloads-on", "ft-traffic-offloads-on", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
+    "ft-offloads-on", "ft-traffic-offloads-on", "ft-rxbuf-sysfs", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
     "ft-traffic-max-queues-4", "ft-trusted-0-reload", "ft-trusted-0", "ft-trusted-key-0-reload", "ft-trusted-key-0",
     "ft-reload-under-traffic", "ft-traffic-after-reload", "ft-final-ping-dom0-to-domu"]
 SCENARIOS = {
@@ -69,7 +69,7 @@ SCENARIOS = {
     "back-features": {"timeout": 1500, "domu2": True, "required": COMMON_REQUIRED + ["frontend-load", "link-up",
                       "back-ethtool-stats", "back-module-params", "back-rate-limit", "back-rate-removed",
                       "back-mq2-negotiated", "back-mq2-tx", "back-mq2-rx", "back-mq4-negotiated", "back-mq4-tx", "back-mq4-rx",
-                      "back-g2g-ping", "back-g2g-iperf", "back-final-ping"]},
+                      "back-uevents", "back-g2g-ping", "back-g2g-iperf", "back-final-ping"]},
     "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup", "hostile-front-final-ping"]},
 }
 
@@ -450,6 +450,12 @@ def main():
         for dom, append in (("dom0", a.dom0_append), ("domu", a.domu_append)):
             if "xen_superpages=off" not in append.split():
                 required += ["pvmmu-%s-superpages-on" % dom, "pvmmu-%s-superpages-revert" % dom]
+    if a.scenario == "features" and a.front == "rs":
+        # the control ring (RSS) and the multicast filter: frontends that have them (scen_features.py)
+        required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered",
+                     "ft-mcast-unfiltered", "ft-ethtool-L-1", "ft-traffic-ethtool-L-1"]
+    elif a.scenario == "features":
+        required += ["ft-ethtool-L"]   # the C frontend refuses ethtool -L
     missing = [n for n in required if n not in seen]
     if a.scenario == "basic" and a.back == "c" and "back-rmmod-busy-refused" not in seen:
         missing.append("back-rmmod-busy-refused")

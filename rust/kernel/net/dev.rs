@@ -71,7 +71,11 @@ use crate::{
             SkBuff,
             SkBuffRef, //
         },
-        stats::Stats64,
+        stats::{
+            QueueStatsRx,
+            QueueStatsTx,
+            Stats64, //
+        },
     },
     prelude::*,
     sync::aref::AlwaysRefCounted,
@@ -572,6 +576,99 @@ impl TxQueue {
     }
 }
 
+/// Length of the system's RSS key (`NETDEV_RSS_KEY_LEN`).
+pub const RSS_KEY_LEN: usize = bindings::NETDEV_RSS_KEY_LEN as usize;
+
+/// Fills `key` with the start of the system's RSS key (`netdev_rss_key_fill()`): random, chosen
+/// once per boot and shared by the devices that use it, as drivers do for their default key.
+///
+/// Fails with [`EINVAL`] if `key` is longer than [`RSS_KEY_LEN`].
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+/// # {
+/// use kernel::net::dev::{rss_key_fill, RSS_KEY_LEN};
+///
+/// let (mut a, mut b) = ([0u8; 40], [0u8; 40]);
+/// rss_key_fill(&mut a)?;
+/// rss_key_fill(&mut b)?;
+/// assert_eq!(a, b);
+/// assert_ne!(a, [0u8; 40]);
+/// assert_eq!(rss_key_fill(&mut [0u8; RSS_KEY_LEN + 1]), Err(EINVAL));
+/// # }
+/// # Ok::<(), Error>(())
+/// ```
+pub fn rss_key_fill(key: &mut [u8]) -> Result {
+    if key.len() > RSS_KEY_LEN {
+        return Err(EINVAL);
+    }
+    // SAFETY: `key` is valid for writes of `key.len()` bytes, at most the size of the system key
+    // (checked above, the function BUG()s beyond).
+    unsafe { bindings::netdev_rss_key_fill(key.as_mut_ptr().cast(), key.len()) };
+    Ok(())
+}
+
+/// The receive filter of a device, as [`Operations::set_rx_mode`] sees it: its flags and its
+/// multicast address list, which the stack keeps locked during the call
+/// (`netif_addr_lock_bh()`).
+///
+/// # Invariants
+///
+/// The address lists of `dev` are locked (`netif_addr_lock_bh()`) for as long as the value
+/// exists.
+pub struct RxMode<'a> {
+    dev: &'a Device,
+}
+
+impl RxMode<'_> {
+    fn flags(&self) -> u32 {
+        // SAFETY: `self.dev` is a valid device (`Device` invariant); `flags` is a plain field the
+        // stack changes under RTNL or the address lock, which is held (type invariant).
+        unsafe { (*self.dev.as_raw()).flags }
+    }
+
+    /// Whether the device receives every packet (`IFF_PROMISC`).
+    pub fn promisc(&self) -> bool {
+        self.flags() & bindings::net_device_flags_IFF_PROMISC != 0
+    }
+
+    /// Whether the device receives every multicast packet (`IFF_ALLMULTI`).
+    pub fn allmulti(&self) -> bool {
+        self.flags() & bindings::net_device_flags_IFF_ALLMULTI != 0
+    }
+
+    /// Returns the number of multicast addresses of the device (`netdev_mc_count()`).
+    pub fn mc_count(&self) -> usize {
+        // SAFETY: `self.dev` is valid and its address lists are locked (type invariant).
+        let count = unsafe { (*self.dev.as_raw()).mc.count };
+        usize::try_from(count).unwrap_or(0)
+    }
+
+    /// Calls `f` with each multicast address of the device, in list order
+    /// (`netdev_for_each_mc_addr()`).
+    pub fn for_each_mc(&self, mut f: impl FnMut(&[u8; ETH_ALEN])) {
+        // SAFETY: `self.dev` is a valid device; only the address of a field is taken.
+        let head = unsafe { &raw mut (*self.dev.as_raw()).mc.list };
+        // SAFETY: The multicast list is locked (type invariant); `head` is its head.
+        let mut pos = unsafe { (*head).next };
+        while !pos.is_null() && pos != head {
+            let mut addr = [0u8; ETH_ALEN];
+            // SAFETY: `pos` is an entry of the locked list other than its head: the `list` field
+            // of a live `netdev_hw_addr`, whose address has room for `MAX_ADDR_LEN` bytes.
+            let next = unsafe {
+                let ha = crate::container_of!(pos, bindings::netdev_hw_addr, list);
+                let bytes: &[u8; 32] = &(*ha).addr;
+                addr.copy_from_slice(&bytes[..ETH_ALEN]);
+                (*pos).next
+            };
+            f(&addr);
+            pos = next;
+        }
+    }
+}
+
 /// Result of [`Operations::start_xmit`] (`netdev_tx_t`).
 pub enum NetdevTx {
     /// The driver took the packet: it queued it to the device, or freed it (`NETDEV_TX_OK`).
@@ -637,10 +734,222 @@ pub trait Operations: Sized + Send + Sync {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// Updates the receive filter from `mode` (`ndo_set_rx_mode`): called in atomic context,
+    /// with the address lists locked; must not sleep.
+    fn set_rx_mode(_dev: &Device, _this: Pin<&Self>, _mode: &RxMode<'_>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
     /// Handles a transmit timeout on queue `txqueue` (`ndo_tx_timeout`).
     fn tx_timeout(_dev: &Device, _this: Pin<&Self>, _txqueue: u32) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Reports the statistics of receive queue `index`, below `real_num_rx_queues`
+    /// (`get_queue_stats_rx` of `struct netdev_stat_ops`, netdev netlink `qstats`); called with
+    /// RTNL or the device instance lock held.
+    ///
+    /// A device reports per-queue statistics when it implements [`Operations::get_base_stats`]
+    /// and this or [`Operations::get_queue_stats_tx`]. The sum over the queues in use plus the
+    /// base statistics must equal what [`Operations::get_stats64`] reports, and must never
+    /// decrease, also when queues are removed or the device goes down.
+    fn get_queue_stats_rx(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _index: u32,
+        _stats: &mut QueueStatsRx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports the statistics of transmit queue `index`, below `real_num_tx_queues`
+    /// (`get_queue_stats_tx`); as [`Operations::get_queue_stats_rx`].
+    fn get_queue_stats_tx(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _index: u32,
+        _stats: &mut QueueStatsTx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports what the queues in use do not count: the counters of queues that no longer
+    /// exist, and events of no queue (`get_base_stats`). Every field the queues report must be
+    /// reported here too, at 0 if nothing is left over.
+    fn get_base_stats(
+        _dev: &Device,
+        _this: Pin<&Self>,
+        _rx: &mut QueueStatsRx,
+        _tx: &mut QueueStatsTx,
+    ) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// A numeric sysfs attribute of a network device kept for old tools: it always reads as the same
+/// value, and a write of a number is accepted (from a caller with `CAP_NET_ADMIN`) and ignored.
+///
+/// Such attributes are grouped with [`fixed_attributes!`](crate::fixed_attributes).
+///
+/// # Invariants
+///
+/// `attr` has `show_fixed` and `store_fixed` as callbacks, and a `'static` name.
+#[repr(C)]
+pub struct FixedAttribute {
+    attr: bindings::device_attribute,
+    value: u64,
+}
+
+// SAFETY: A `FixedAttribute` is never changed after its creation; sysfs only reads it.
+unsafe impl Sync for FixedAttribute {}
+
+impl FixedAttribute {
+    /// Creates an attribute `name` (mode 0644) that reads as `value`.
+    // `struct attribute` has more members with `CONFIG_DEBUG_LOCK_ALLOC`, not otherwise.
+    #[allow(clippy::needless_update)]
+    pub const fn new(name: &'static CStr, value: u64) -> Self {
+        // INVARIANT: The callbacks are ours and the name is `'static`.
+        Self {
+            attr: bindings::device_attribute {
+                attr: bindings::attribute {
+                    name: crate::str::as_char_ptr_in_const_context(name),
+                    mode: 0o644,
+                    // SAFETY: The other members (lockdep keys) are plain data, zero when unused.
+                    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+                },
+                __bindgen_anon_1: bindings::device_attribute__bindgen_ty_1 {
+                    show: Some(Self::show_fixed),
+                },
+                __bindgen_anon_2: bindings::device_attribute__bindgen_ty_2 {
+                    store: Some(Self::store_fixed),
+                },
+            },
+            value,
+        }
+    }
+
+    /// Returns the value the attribute reads as.
+    pub const fn value(&self) -> u64 {
+        self.value
+    }
+
+    /// # Safety
+    ///
+    /// Only called by sysfs, with the `device_attribute` of a [`FixedAttribute`] and a buffer of
+    /// `PAGE_SIZE` bytes.
+    unsafe extern "C" fn show_fixed(
+        _dev: *mut bindings::device,
+        attr: *mut bindings::device_attribute,
+        buf: *mut c_char,
+    ) -> isize {
+        // SAFETY: By the type invariant, only the `attr` of a `FixedAttribute` has this callback.
+        let this = unsafe { &*crate::container_of!(attr, Self, attr) };
+        // SAFETY: `buf` is a sysfs buffer of `PAGE_SIZE` bytes; the format takes one `u64`.
+        unsafe { bindings::sysfs_emit(buf, c"%llu\n".as_char_ptr(), this.value) as isize }
+    }
+
+    /// # Safety
+    ///
+    /// Only called by sysfs, with a buffer of `count` bytes.
+    unsafe extern "C" fn store_fixed(
+        _dev: *mut bindings::device,
+        _attr: *mut bindings::device_attribute,
+        buf: *const c_char,
+        count: usize,
+    ) -> isize {
+        // SAFETY: `capable()` only looks at the current task.
+        if !unsafe { bindings::capable(bindings::CAP_NET_ADMIN as c_int) } {
+            return EPERM.to_errno() as isize;
+        }
+        // SAFETY: sysfs passes `count` readable bytes.
+        let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
+        match parse_number_prefix(input) {
+            true => count as isize,
+            false => EBADMSG.to_errno() as isize,
+        }
+    }
+}
+
+/// Whether `simple_strtoul(buf, &end, 0)` reads a number at the start of `input` (`end != buf`),
+/// which is what the C drivers' legacy attributes accept: it skips no blanks and takes no sign,
+/// and any leading digit is a number (`0x` with no hexadecimal digit reads as the `0`).
+fn parse_number_prefix(input: &[u8]) -> bool {
+    input.first().is_some_and(u8::is_ascii_digit)
+}
+
+/// A null-terminated list of [`FixedAttribute`]s (`struct attribute **`); the last entry must
+/// be [`None`].
+#[repr(transparent)]
+pub struct AttributeList<const N: usize>([Option<&'static FixedAttribute>; N]);
+
+impl<const N: usize> AttributeList<N> {
+    /// Creates the list; fails to build if the last entry is not [`None`].
+    pub const fn new(attrs: [Option<&'static FixedAttribute>; N]) -> Self {
+        assert!(
+            N > 0 && attrs[N - 1].is_none(),
+            "the list must end with None"
+        );
+        Self(attrs)
+    }
+}
+
+/// A group of device-specific sysfs attributes (`struct attribute_group`), for
+/// [`Options::attributes`].
+///
+/// # Invariants
+///
+/// The group's `attrs` is a null-terminated `'static` [`AttributeList`].
+#[repr(transparent)]
+pub struct AttributeGroup(bindings::attribute_group);
+
+// SAFETY: The group and what it points to are `'static` and never changed.
+unsafe impl Sync for AttributeGroup {}
+
+impl AttributeGroup {
+    /// Creates an unnamed group (the attributes appear in the device's directory).
+    pub const fn new<const N: usize>(list: &'static AttributeList<N>) -> Self {
+        // CAST: `Option<&FixedAttribute>` is a nullable pointer to a `#[repr(C)]` structure whose
+        // first member is a `device_attribute`, whose first member is the `attribute`.
+        let attrs = core::ptr::from_ref(&list.0)
+            .cast::<*mut bindings::attribute>()
+            .cast_mut();
+        // INVARIANT: `attrs` is a null-terminated `'static` list (`AttributeList::new`).
+        Self(bindings::attribute_group {
+            __bindgen_anon_2: bindings::attribute_group__bindgen_ty_2 { attrs },
+            // SAFETY: The other members are pointers and callbacks, absent when zero.
+            ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+        })
+    }
+}
+
+/// Declares a `static` [`AttributeGroup`] of [`FixedAttribute`]s, named as the identifiers.
+///
+/// # Examples
+///
+/// ```
+/// // The legacy receive-buffer attributes of xen-netfront, fixed at the ring size.
+/// kernel::fixed_attributes!(RXBUF, [(rxbuf_min, 256), (rxbuf_max, 256), (rxbuf_cur, 256)]);
+/// let mut opts = kernel::net::dev::Options::new();
+/// opts.attributes = Some(&RXBUF);
+/// ```
+#[macro_export]
+macro_rules! fixed_attributes {
+    ($group:ident, [$(($name:ident, $value:expr)),+ $(,)?]) => {
+        static $group: $crate::net::dev::AttributeGroup = {
+            $(
+                #[allow(non_upper_case_globals)]
+                static $name: $crate::net::dev::FixedAttribute =
+                    $crate::net::dev::FixedAttribute::new(
+                        $crate::c_str!(::core::stringify!($name)),
+                        $value,
+                    );
+            )+
+            static LIST: $crate::net::dev::AttributeList<
+                { [$(::core::stringify!($name)),+].len() + 1 },
+            > = $crate::net::dev::AttributeList::new([$(Some(&$name),)+ None]);
+            $crate::net::dev::AttributeGroup::new(&LIST)
+        };
+    };
 }
 
 /// Parameters of a new network device, for [`Registration::new`].
@@ -666,6 +975,9 @@ pub struct Options<'a> {
     /// Largest segmentation offload packet the device accepts (`netif_set_tso_max_size()`);
     /// `0` keeps the stack's default.
     pub tso_max_size: u32,
+    /// Device-specific sysfs attributes (`sysfs_groups[0]`), e.g. made with
+    /// [`fixed_attributes!`](crate::fixed_attributes).
+    pub attributes: Option<&'static AttributeGroup>,
 }
 
 impl Options<'_> {
@@ -683,6 +995,7 @@ impl Options<'_> {
             max_mtu: ETH_DATA_LEN,
             mac: None,
             tso_max_size: 0,
+            attributes: None,
         }
     }
 }
@@ -776,6 +1089,13 @@ impl<T: Operations + ethtool::Operations> Registration<T> {
         unsafe {
             (*raw).netdev_ops = &Adapter::<T>::NETDEV_OPS;
             (*raw).ethtool_ops = ethtool::ops_table::<T>();
+            if Adapter::<T>::HAS_STAT_OPS {
+                (*raw).stat_ops = &Adapter::<T>::STAT_OPS;
+            }
+            // The first slot is the device-specific one (`netdev_register_kobject()`).
+            if let Some(group) = opts.attributes {
+                (*raw).sysfs_groups[0] = &group.0;
+            }
         }
 
         // SAFETY: `raw` is a valid, fully set-up device.
@@ -1013,6 +1333,88 @@ impl<T: Operations> Adapter<T> {
         T::tx_timeout(d, this, txqueue);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
+    unsafe extern "C" fn set_rx_mode_callback(dev: *mut bindings::net_device) {
+        // SAFETY: The stack calls `ndo_set_rx_mode` with a device whose operations we installed.
+        let (d, this) = unsafe { Self::args(dev) };
+        // INVARIANT: the stack calls `ndo_set_rx_mode` with the address lists locked
+        // (`__dev_set_rx_mode()` under `netif_addr_lock_bh()`).
+        let mode = RxMode { dev: d };
+        T::set_rx_mode(d, this, &mode);
+    }
+
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `netdev_stat_ops` callback of a device created by
+    /// [`Registration<T>`], with valid statistics to fill in.
+    unsafe extern "C" fn get_queue_stats_rx_callback(
+        dev: *mut bindings::net_device,
+        index: c_int,
+        stats: *mut bindings::netdev_queue_stats_rx,
+    ) {
+        // SAFETY: The stack calls `get_queue_stats_rx` with a device whose operations we
+        // installed and statistics that nothing else accesses during the call.
+        let ((d, this), stats) = unsafe { (Self::args(dev), QueueStatsRx::from_raw(stats)) };
+        if let Ok(index) = u32::try_from(index) {
+            T::get_queue_stats_rx(d, this, index, stats);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Self::get_queue_stats_rx_callback`].
+    unsafe extern "C" fn get_queue_stats_tx_callback(
+        dev: *mut bindings::net_device,
+        index: c_int,
+        stats: *mut bindings::netdev_queue_stats_tx,
+    ) {
+        // SAFETY: As in `get_queue_stats_rx_callback`.
+        let ((d, this), stats) = unsafe { (Self::args(dev), QueueStatsTx::from_raw(stats)) };
+        if let Ok(index) = u32::try_from(index) {
+            T::get_queue_stats_tx(d, this, index, stats);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Self::get_queue_stats_rx_callback`].
+    unsafe extern "C" fn get_base_stats_callback(
+        dev: *mut bindings::net_device,
+        rx: *mut bindings::netdev_queue_stats_rx,
+        tx: *mut bindings::netdev_queue_stats_tx,
+    ) {
+        // SAFETY: As in `get_queue_stats_rx_callback`; `rx` and `tx` are distinct structures.
+        let ((d, this), rx, tx) = unsafe {
+            (
+                Self::args(dev),
+                QueueStatsRx::from_raw(rx),
+                QueueStatsTx::from_raw(tx),
+            )
+        };
+        T::get_base_stats(d, this, rx, tx);
+    }
+
+    /// Whether the device reports per-queue statistics (see [`Operations::get_base_stats`]).
+    const HAS_STAT_OPS: bool =
+        T::HAS_GET_BASE_STATS && (T::HAS_GET_QUEUE_STATS_RX || T::HAS_GET_QUEUE_STATS_TX);
+
+    const STAT_OPS: bindings::netdev_stat_ops = bindings::netdev_stat_ops {
+        get_queue_stats_rx: if T::HAS_GET_QUEUE_STATS_RX {
+            Some(Self::get_queue_stats_rx_callback)
+        } else {
+            None
+        },
+        get_queue_stats_tx: if T::HAS_GET_QUEUE_STATS_TX {
+            Some(Self::get_queue_stats_tx_callback)
+        } else {
+            None
+        },
+        get_base_stats: Some(Self::get_base_stats_callback),
+    };
+
     const NETDEV_OPS: bindings::net_device_ops = bindings::net_device_ops {
         ndo_open: if T::HAS_OPEN {
             Some(Self::open_callback)
@@ -1061,6 +1463,11 @@ impl<T: Operations> Adapter<T> {
         } else {
             None
         },
+        ndo_set_rx_mode: if T::HAS_SET_RX_MODE {
+            Some(Self::set_rx_mode_callback)
+        } else {
+            None
+        },
         // SAFETY: All other members are function pointers or plain data, for which zero is
         // "absent".
         ..unsafe { core::mem::MaybeUninit::<bindings::net_device_ops>::zeroed().assume_init() }
@@ -1075,7 +1482,9 @@ mod tests {
             napi::{
                 Napi,
                 PollContext,
-                Poller, //
+                Poller,
+                QueueLink,
+                QueueType, //
             },
             stats::{
                 Counter,
@@ -1101,8 +1510,13 @@ mod tests {
         fixes: Counter,
         tx: QueueStats,
         ours: Counter,
+        channel_sets: Counter,
         #[pin]
         last_queue: SpinLockBh<u16>,
+        /// What `set_rx_mode` saw last: the number of multicast addresses, the last one,
+        /// whether all multicast is on.
+        #[pin]
+        rx_mode: SpinLockBh<(usize, [u8; ETH_ALEN], bool)>,
     }
 
     fn test_net() -> impl PinInit<TestNet> {
@@ -1113,7 +1527,9 @@ mod tests {
             fixes: Counter::new(),
             tx: QueueStats::new(),
             ours: Counter::new(),
+            channel_sets: Counter::new(),
             last_queue <- new_spinlock_bh!(u16::MAX),
+            rx_mode <- new_spinlock_bh!((0, [0; ETH_ALEN], false)),
         })
     }
 
@@ -1163,6 +1579,34 @@ mod tests {
         fn select_queue(_dev: &Device, _this: Pin<&Self>, _skb: &SkBuffRef) -> u16 {
             1
         }
+
+        fn set_rx_mode(_dev: &Device, this: Pin<&Self>, mode: &RxMode<'_>) {
+            let mut n = 0;
+            let mut last = [0; ETH_ALEN];
+            mode.for_each_mc(|a| {
+                n += 1;
+                last = *a;
+            });
+            assert_eq!(n, mode.mc_count());
+            *this.rx_mode.lock() = (n, last, mode.allmulti());
+        }
+
+        // Everything is sent on queue 1 (`select_queue`), nothing is received.
+        fn get_queue_stats_rx(_: &Device, _: Pin<&Self>, _: u32, rx: &mut QueueStatsRx) {
+            rx.add_counts(0, 0);
+        }
+
+        fn get_queue_stats_tx(_: &Device, this: Pin<&Self>, index: u32, tx: &mut QueueStatsTx) {
+            match index {
+                1 => tx.add(&this.tx),
+                _ => tx.add_counts(0, 0),
+            }
+        }
+
+        fn get_base_stats(_: &Device, _: Pin<&Self>, rx: &mut QueueStatsRx, tx: &mut QueueStatsTx) {
+            rx.add_counts(0, 0);
+            tx.add_counts(0, 0);
+        }
     }
 
     #[vtable]
@@ -1181,6 +1625,14 @@ mod tests {
         fn get_channels(dev: &Device, _this: Pin<&Self>, ch: &mut ethtool::Channels) {
             ch.max_combined = dev.num_tx_queues();
             ch.combined_count = dev.real_num_tx_queues();
+        }
+
+        fn set_channels(_dev: &Device, this: Pin<&Self>, ch: &ethtool::Channels) -> Result {
+            if ch.rx_count != 0 || ch.tx_count != 0 {
+                return Err(EOPNOTSUPP);
+            }
+            this.channel_sets.add(ch.combined_count.into());
+            Ok(())
         }
     }
 
@@ -1208,6 +1660,7 @@ mod tests {
             max_mtu: 9000,
             mac: Some(mac),
             tso_max_size: 0,
+            attributes: None,
         };
         let reg = Registration::new(&opts, test_net())?;
         let dev = reg.device();
@@ -1292,6 +1745,35 @@ mod tests {
         assert!(storage.tx_packets() >= 1);
         assert_eq!(storage.tx_bytes(), data.tx.bytes.get());
 
+        // Per-queue statistics, summed by the core as for netdev netlink `qstats-get`: they
+        // match the device totals.
+        let (mut rx_sum, mut tx_sum) = (QueueStatsRx::unreported(), QueueStatsTx::unreported());
+        {
+            let _rtnl = RtnlGuard::lock();
+            // SAFETY: `dev` is registered and RTNL is held; the sums are valid for writes.
+            unsafe {
+                let ops = &*(*dev.as_raw()).stat_ops;
+                let base = ops.get_base_stats.ok_or(EINVAL)?;
+                base(
+                    dev.as_raw(),
+                    (&raw mut rx_sum).cast(),
+                    (&raw mut tx_sum).cast(),
+                );
+                bindings::netdev_stat_queue_sum(
+                    dev.as_raw(),
+                    0,
+                    2,
+                    (&raw mut rx_sum).cast(),
+                    0,
+                    2,
+                    (&raw mut tx_sum).cast(),
+                );
+            }
+        }
+        assert_eq!(tx_sum.packets(), Some(data.tx.packets.get()));
+        assert_eq!(tx_sum.bytes(), Some(storage.tx_bytes()));
+        assert_eq!((rx_sum.packets(), rx_sum.bytes()), (Some(0), Some(0)));
+
         // Ethtool through the operations table, as the ethtool core calls it: with RTNL held.
         let rtnl = RtnlGuard::lock();
         // SAFETY: `Registration` installed a `'static` table.
@@ -1329,8 +1811,42 @@ mod tests {
         // SAFETY: As above.
         unsafe { get_channels(d, &mut ch) };
         assert_eq!((ch.max_combined, ch.combined_count), (4, 2));
+        let set_channels = ops.set_channels.ok_or(EINVAL)?;
+        ch.combined_count = 3;
+        // SAFETY: As above.
+        assert_eq!(unsafe { set_channels(d, &mut ch) }, 0);
+        assert_eq!(data.channel_sets.get(), 3);
+        ch.rx_count = 1;
+        // SAFETY: As above.
+        assert_eq!(unsafe { set_channels(d, &mut ch) }, EOPNOTSUPP.to_errno());
         assert!(ops.get_ringparam.is_none());
         drop(rtnl);
+
+        {
+            // The receive filter: multicast addresses and all-multicast reach `set_rx_mode`.
+            let _rtnl = RtnlGuard::lock();
+            let group = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x7b];
+            let before = data.rx_mode.lock().0;
+            // SAFETY: `dev` is registered and RTNL is held; `group` is 6 bytes.
+            assert_eq!(
+                unsafe { bindings::dev_mc_add(dev.as_raw(), group.as_ptr()) },
+                0
+            );
+            let (n, last, allmulti) = *data.rx_mode.lock();
+            assert_eq!((n, last, allmulti), (before + 1, group, false));
+            // SAFETY: As above.
+            assert_eq!(unsafe { bindings::dev_set_allmulti(dev.as_raw(), 1) }, 0);
+            assert!(data.rx_mode.lock().2);
+            // SAFETY: As above.
+            assert_eq!(unsafe { bindings::dev_set_allmulti(dev.as_raw(), -1) }, 0);
+            // SAFETY: As above.
+            assert_eq!(
+                unsafe { bindings::dev_mc_del(dev.as_raw(), group.as_ptr()) },
+                0
+            );
+            let (n, _, allmulti) = *data.rx_mode.lock();
+            assert_eq!((n, allmulti), (before, false));
+        }
 
         {
             let _rtnl = RtnlGuard::lock();
@@ -1339,6 +1855,64 @@ mod tests {
         }
         assert!(!dev.is_running());
         assert_eq!(data.stops.get(), 1);
+        drop(reg);
+        Ok(())
+    }
+
+    crate::fixed_attributes!(TEST_ATTRS, [(rxbuf_min, 256), (rxbuf_cur, 7)]);
+
+    #[test]
+    fn fixed_attributes() -> Result {
+        for ok in [&b"12"[..], b"0x1f\n", b"0x", b"7abc"] {
+            assert!(parse_number_prefix(ok));
+        }
+        for bad in [&b""[..], b"abc", b"-1", b"+7", b" 12"] {
+            assert!(!parse_number_prefix(bad));
+        }
+
+        let mut opts = Options::new();
+        opts.name = c"rsattr%d";
+        opts.attributes = Some(&TEST_ATTRS);
+        let reg = Registration::new(&opts, test_net())?;
+        let raw = reg.device().as_raw();
+        // A page-aligned buffer, as sysfs gives (kmalloc aligns power-of-two sizes naturally).
+        let mut page = KVec::<u8>::with_capacity(4096, GFP_KERNEL)?;
+        let buf = page.as_mut_ptr();
+        // SAFETY: The device is registered with our group in its first slot, whose list holds
+        // two `FixedAttribute`s and a NULL.
+        let (second, third, name, mode) = unsafe {
+            let attrs = (*(*raw).sysfs_groups[0]).__bindgen_anon_2.attrs;
+            let second = (*attrs.add(1)).cast::<bindings::device_attribute>();
+            let name = CStr::from_char_ptr((*second).attr.name);
+            (second, *attrs.add(2), name, (*second).attr.mode)
+        };
+        assert!(third.is_null());
+        assert_eq!((name, mode), (c"rxbuf_cur", 0o644));
+        // SAFETY: `second` is a `FixedAttribute`'s, with both callbacks.
+        let (show, store) = unsafe {
+            (
+                (*second).__bindgen_anon_1.show,
+                (*second).__bindgen_anon_2.store,
+            )
+        };
+        let (show, store) = (show.ok_or(EINVAL)?, store.ok_or(EINVAL)?);
+        // SAFETY: `raw` is a valid device.
+        let dev = unsafe { &raw mut (*raw).dev };
+        // SAFETY: As sysfs calls it: the device, its attribute, a page-aligned page.
+        let shown = unsafe { show(dev, second, buf) };
+        assert_eq!(shown, 2);
+        // SAFETY: `show` wrote 2 bytes into `buf`.
+        let text = unsafe { core::slice::from_raw_parts(buf, 2) };
+        assert_eq!(text, b"7\n");
+        // SAFETY: As sysfs calls it: the device, its attribute, `count` readable bytes.
+        let stored = unsafe { store(dev, second, b"12\n".as_ptr(), 3) };
+        assert_eq!(stored, 3);
+        // SAFETY: As above.
+        let bad = unsafe { store(dev, second, b"x".as_ptr(), 1) };
+        assert_eq!(bad, EBADMSG.to_errno() as isize);
+        // SAFETY: As the first `show` call. The value is still the fixed one.
+        let again = unsafe { show(dev, second, buf) };
+        assert_eq!(again, 2);
         drop(reg);
         Ok(())
     }
@@ -1398,7 +1972,7 @@ mod tests {
         let mut opts = Options::new();
         opts.name = c"rsnapi%d";
         let reg = Registration::new(&opts, test_net())?;
-        let napi = KBox::pin_init(
+        let napi = crate::sync::Arc::pin_init(
             Napi::new(
                 reg.device(),
                 RxQueue {
@@ -1408,6 +1982,30 @@ mod tests {
             ),
             GFP_KERNEL,
         )?;
+
+        // Queue links, as netdev netlink reports them.
+        {
+            let rtnl = RtnlGuard::lock();
+            fn own(n: &Napi<RxQueue>) -> &Napi<RxQueue> {
+                n
+            }
+            let bad = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Rx, 1);
+            assert_eq!(bad.err(), Some(EINVAL));
+            let rx = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Rx, 0)?;
+            let tx = QueueLink::new(&rtnl, napi.clone(), own, QueueType::Tx, 0)?;
+            let raw = reg.device().as_raw();
+            // SAFETY: `raw` is registered with one queue of each type; RTNL is held.
+            let (rxq, txq) = unsafe { ((*(*raw)._rx).napi, (*(*raw)._tx).napi) };
+            assert!(!rxq.is_null() && rxq == txq);
+            // SAFETY: The queue points at a live context (the link keeps it).
+            assert_eq!(unsafe { (*rxq).dev }, raw);
+            assert_eq!(rx.index(), 0);
+            rx.unlink(&rtnl);
+            tx.unlink(&rtnl);
+            // SAFETY: As above.
+            let (rxq, txq) = unsafe { ((*(*raw)._rx).napi, (*(*raw)._tx).napi) };
+            assert!(rxq.is_null() && txq.is_null());
+        }
         // A disabled context cannot be scheduled.
         assert!(!napi.schedule());
         napi.enable();

@@ -10,7 +10,10 @@
 
 use crate::{
     bindings,
-    error::VTABLE_DEFAULT_ERROR,
+    error::{
+        from_result,
+        VTABLE_DEFAULT_ERROR, //
+    },
     net::dev::{
         Adapter as DevAdapter,
         Device, //
@@ -117,6 +120,14 @@ pub trait Operations: Sized + Send + Sync {
 
     /// Reports the channel counts (`get_channels`).
     fn get_channels(_dev: &Device, _this: Pin<&Self>, _channels: &mut Channels) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Changes the channel counts (`set_channels`, `ethtool -L`); called with RTNL held.
+    ///
+    /// The ethtool core has checked the request against the maxima [`Operations::get_channels`]
+    /// reports, and that it leaves at least one receive and one transmit channel.
+    fn set_channels(_dev: &Device, _this: Pin<&Self>, _channels: &Channels) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -241,6 +252,28 @@ impl<T: Operations + super::dev::Operations> Adapter<T> {
     ///
     /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
     /// [`Registration<T>`](super::dev::Registration).
+    unsafe extern "C" fn set_channels_callback(
+        dev: *mut bindings::net_device,
+        ch: *mut bindings::ethtool_channels,
+    ) -> c_int {
+        // SAFETY: Ethtool calls this for a device whose operations `Registration<T>` installed,
+        // with a valid request that it does not change during the call.
+        let ((d, this), ch) = unsafe { (DevAdapter::<T>::args(dev), &*ch) };
+        let c = Channels {
+            max_rx: ch.max_rx,
+            max_tx: ch.max_tx,
+            max_combined: ch.max_combined,
+            rx_count: ch.rx_count,
+            tx_count: ch.tx_count,
+            combined_count: ch.combined_count,
+        };
+        from_result(|| T::set_channels(d, this, &c).map(|()| 0))
+    }
+
+    /// # Safety
+    ///
+    /// Only called by ethtool, as the `ethtool_ops` callback of a device created by
+    /// [`Registration<T>`](super::dev::Registration).
     unsafe extern "C" fn get_ringparam_callback(
         dev: *mut bindings::net_device,
         ring: *mut bindings::ethtool_ringparam,
@@ -287,6 +320,11 @@ impl<T: Operations + super::dev::Operations> Adapter<T> {
         },
         get_channels: if T::HAS_GET_CHANNELS {
             Some(Self::get_channels_callback)
+        } else {
+            None
+        },
+        set_channels: if T::HAS_SET_CHANNELS {
+            Some(Self::set_channels_callback)
         } else {
             None
         },

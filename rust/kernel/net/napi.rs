@@ -5,7 +5,7 @@
 //! A [`Napi<T>`] embeds the driver's per-queue data `T`; the stack calls [`Poller::poll`] in
 //! softirq context after [`Napi::schedule`], typically from the queue's interrupt handler. The
 //! poll gets a [`PollContext`] to hand packets to GRO, free transmitted packets and complete the
-//! poll.
+//! poll. A [`QueueLink`] tells netdev netlink which context serves which device queue.
 //!
 //! C header: [`include/linux/netdevice.h`](srctree/include/linux/netdevice.h)
 
@@ -13,13 +13,17 @@ use crate::{
     alloc::AllocError,
     bindings,
     net::{
-        dev::Device,
+        dev::{
+            Device,
+            Rtnl, //
+        },
         skb::SkBuff, //
     },
     prelude::*,
     sync::{
         aref::ARef,
         new_mutex,
+        Arc,
         Mutex, //
     },
     types::Opaque, //
@@ -183,6 +187,109 @@ impl<T: Poller> PinnedDrop for Napi<T> {
         // SAFETY: `napi` was added in `new` and is disabled now; after `netif_napi_del` (which
         // waits for an RCU grace period) the stack no longer references it.
         unsafe { bindings::netif_napi_del(self.napi.get()) };
+    }
+}
+
+/// The kind of a device queue (`enum netdev_queue_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum QueueType {
+    /// A receive queue (`NETDEV_QUEUE_TYPE_RX`).
+    Rx = bindings::netdev_queue_type_NETDEV_QUEUE_TYPE_RX,
+    /// A transmit queue (`NETDEV_QUEUE_TYPE_TX`).
+    Tx = bindings::netdev_queue_type_NETDEV_QUEUE_TYPE_TX,
+}
+
+/// The link from a device queue to the NAPI context that serves it (`netif_queue_set_napi()`),
+/// as netdev netlink reports it (`napi-id` of `queue-get`).
+///
+/// The link keeps the owner `O` of the NAPI context alive (an [`Arc`] of the context itself, or
+/// of the structure that embeds it), so the queue never points at a freed context. Remove it
+/// with [`QueueLink::unlink`] under RTNL before the context goes away; a link dropped without
+/// that cannot take RTNL (the drop may run with it held) and leaks the owner with a warning,
+/// which then keeps the device from unregistering.
+///
+/// Only for devices whose operations run under RTNL (not the per-device instance lock), as
+/// those of [`Registration`](super::dev::Registration).
+///
+/// # Invariants
+///
+/// While `owner` is `Some`, queue `index` of type `kind` of `dev` points at a NAPI context of
+/// `dev` inside `*owner`.
+pub struct QueueLink<O: Send + Sync> {
+    owner: Option<Arc<O>>,
+    dev: ARef<Device>,
+    kind: QueueType,
+    index: u32,
+}
+
+impl<O: Send + Sync> QueueLink<O> {
+    /// Links queue `index` of type `kind` to the NAPI context `napi_of(&owner)`.
+    ///
+    /// Fails with `EINVAL` if the device has no such queue in use.
+    pub fn new<T: Poller>(
+        _rtnl: &Rtnl,
+        owner: Arc<O>,
+        napi_of: fn(&O) -> &Napi<T>,
+        kind: QueueType,
+        index: u32,
+    ) -> Result<Self> {
+        let napi = napi_of(&owner);
+        let dev = napi.dev.clone();
+        let in_use = match kind {
+            QueueType::Rx => dev.real_num_rx_queues(),
+            QueueType::Tx => dev.real_num_tx_queues(),
+        };
+        if index >= in_use {
+            return Err(EINVAL);
+        }
+        // SAFETY: `dev` is a registered device (it has a NAPI context added, see `Napi`) with
+        // more than `index` queues of type `kind`; RTNL is held, as the function requires; the
+        // context lives as long as `owner`, which the returned link keeps.
+        unsafe {
+            bindings::netif_queue_set_napi(dev.as_raw(), index, kind as u32, napi.napi.get())
+        };
+        // INVARIANT: The queue points at the context now, and `owner` is kept.
+        Ok(Self {
+            owner: Some(owner),
+            dev,
+            kind,
+            index,
+        })
+    }
+
+    /// Removes the link and releases the owner.
+    pub fn unlink(mut self, _rtnl: &Rtnl) {
+        // SAFETY: Queue `index` of type `kind` exists (it was linked in `new`; queues are never
+        // freed before the device); RTNL is held.
+        unsafe {
+            bindings::netif_queue_set_napi(
+                self.dev.as_raw(),
+                self.index,
+                self.kind as u32,
+                core::ptr::null_mut(),
+            )
+        };
+        self.owner = None;
+    }
+
+    /// Returns the index of the linked queue.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+}
+
+impl<O: Send + Sync> Drop for QueueLink<O> {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            pr_warn!(
+                "{}: queue {} dropped without unlinking its NAPI context: leaked\n",
+                self.dev.name().to_str().unwrap_or("?"),
+                self.index
+            );
+            // The queue still points into `owner`: it must never be freed.
+            core::mem::forget(owner);
+        }
     }
 }
 

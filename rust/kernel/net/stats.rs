@@ -6,9 +6,14 @@
 //! Drivers keep a [`QueueStats`] per receive and per transmit queue, updated from the data path
 //! without locks, and add them up in [`Operations::get_stats64`].
 //!
-//! [`Operations::get_stats64`]: super::dev::Operations::get_stats64
+//! The same counters answer the per-queue statistics of netdev netlink (`qstats`, see
+//! [`Operations::get_queue_stats_rx`]) through [`QueueStatsRx`] and [`QueueStatsTx`].
 //!
-//! C header: [`include/uapi/linux/if_link.h`](srctree/include/uapi/linux/if_link.h)
+//! [`Operations::get_stats64`]: super::dev::Operations::get_stats64
+//! [`Operations::get_queue_stats_rx`]: super::dev::Operations::get_queue_stats_rx
+//!
+//! C headers: [`include/uapi/linux/if_link.h`](srctree/include/uapi/linux/if_link.h),
+//! [`include/net/netdev_queues.h`](srctree/include/net/netdev_queues.h)
 
 use crate::{
     bindings,
@@ -109,6 +114,26 @@ impl QueueStats {
         self.packets.inc();
         self.bytes.add(u64::from(len));
     }
+
+    /// Adds the counters of `other`, e.g. of a queue that goes away, so that device totals
+    /// never decrease.
+    ///
+    /// ```
+    /// use kernel::net::stats::QueueStats;
+    ///
+    /// let (old, q) = (QueueStats::new(), QueueStats::new());
+    /// q.packet(100);
+    /// q.errors.inc();
+    /// old.absorb(&q);
+    /// old.absorb(&q);
+    /// assert_eq!((old.packets.get(), old.bytes.get(), old.errors.get()), (2, 200, 2));
+    /// ```
+    pub fn absorb(&self, other: &QueueStats) {
+        self.packets.add(other.packets.get());
+        self.bytes.add(other.bytes.get());
+        self.dropped.add(other.dropped.get());
+        self.errors.add(other.errors.get());
+    }
 }
 
 /// Device statistics being reported (`struct rtnl_link_stats64`).
@@ -200,3 +225,118 @@ impl Stats64 {
         tx_errors,
     }
 }
+
+/// Adds `v` to a `netdev_queue_stats_*` field, where all-ones means "not reported" (the core
+/// fills the structures with `0xff` before asking the driver).
+fn qstat_add(field: &mut u64, v: u64) {
+    *field = if *field == u64::MAX {
+        v
+    } else {
+        field.wrapping_add(v)
+    };
+}
+
+/// Statistics of one receive queue being reported to netdev netlink
+/// (`struct netdev_queue_stats_rx`).
+///
+/// The core starts with every field "not reported"; a driver reports the fields it counts.
+/// Reporting a field adds to what was reported before, so a driver can sum several sources.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::stats::{QueueStats, QueueStatsRx};
+///
+/// let q = QueueStats::new();
+/// q.packet(1000);
+/// q.packet(500);
+/// let mut rx = QueueStatsRx::unreported();
+/// assert_eq!(rx.packets(), None);
+/// rx.add(&q);
+/// rx.add(&q);
+/// assert_eq!(rx.packets(), Some(4));
+/// assert_eq!(rx.bytes(), Some(3000));
+/// ```
+#[repr(transparent)]
+pub struct QueueStatsRx(bindings::netdev_queue_stats_rx);
+
+/// Statistics of one transmit queue being reported to netdev netlink
+/// (`struct netdev_queue_stats_tx`).
+///
+/// As [`QueueStatsRx`].
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::stats::QueueStatsTx;
+///
+/// let mut tx = QueueStatsTx::unreported();
+/// tx.add_counts(0, 0);
+/// assert_eq!(tx.packets(), Some(0));
+/// tx.add_counts(3, 180);
+/// assert_eq!((tx.packets(), tx.bytes()), (Some(3), Some(180)));
+/// ```
+#[repr(transparent)]
+pub struct QueueStatsTx(bindings::netdev_queue_stats_tx);
+
+macro_rules! queue_stats_impl {
+    ($name:ident, $raw:ty) => {
+        impl $name {
+            /// Returns statistics with every field "not reported", as the core passes them.
+            pub fn unreported() -> Self {
+                let mut raw = core::mem::MaybeUninit::<$raw>::uninit();
+                // SAFETY: `raw` is valid for writes of one structure, which only has `u64`
+                // fields: all-ones bytes initialise every field.
+                Self(unsafe {
+                    core::ptr::write_bytes(raw.as_mut_ptr(), 0xff, 1);
+                    raw.assume_init()
+                })
+            }
+
+            /// Creates a mutable reference from a raw pointer.
+            ///
+            /// # Safety
+            ///
+            /// `ptr` must be valid for reads and writes, and not accessed otherwise, for `'a`.
+            pub unsafe fn from_raw<'a>(ptr: *mut $raw) -> &'a mut Self {
+                // CAST: `Self` is a transparent wrapper of the C structure.
+                // SAFETY: By the safety requirements.
+                unsafe { &mut *ptr.cast() }
+            }
+
+            /// Reports `packets` packets of `bytes` bytes in total, in addition to what was
+            /// reported before.
+            pub fn add_counts(&mut self, packets: u64, bytes: u64) {
+                qstat_add(&mut self.0.packets, packets);
+                qstat_add(&mut self.0.bytes, bytes);
+            }
+
+            /// Reports the packets and bytes of `q`, in addition to what was reported before.
+            pub fn add(&mut self, q: &QueueStats) {
+                self.add_counts(q.packets.get(), q.bytes.get());
+            }
+
+            /// Reports the packets and bytes of a queue, or zero for a queue that has no
+            /// counters now (e.g. it is not connected).
+            pub fn add_queue(&mut self, q: Option<&QueueStats>) {
+                match q {
+                    Some(q) => self.add(q),
+                    None => self.add_counts(0, 0),
+                }
+            }
+
+            /// Returns the reported packet count, if any.
+            pub fn packets(&self) -> Option<u64> {
+                Some(self.0.packets).filter(|&v| v != u64::MAX)
+            }
+
+            /// Returns the reported byte count, if any.
+            pub fn bytes(&self) -> Option<u64> {
+                Some(self.0.bytes).filter(|&v| v != u64::MAX)
+            }
+        }
+    };
+}
+
+queue_stats_impl!(QueueStatsRx, bindings::netdev_queue_stats_rx);
+queue_stats_impl!(QueueStatsTx, bindings::netdev_queue_stats_tx);

@@ -1034,12 +1034,101 @@ pub struct CtrlResponse {
     pub data: u32,
 }
 
+impl CtrlResponse {
+    /// Checks the response to `req`, as a frontend must (the backend may write anything), and
+    /// returns its data.
+    ///
+    /// Fails with [`EPROTO`] if the response does not answer `req` (another id or type) or has an
+    /// unknown status, and with the error of its status otherwise: [`EOPNOTSUPP`] for
+    /// [`CtrlStatus::NotSupported`], [`EINVAL`] for [`CtrlStatus::InvalidParameter`], [`ENOBUFS`]
+    /// for [`CtrlStatus::BufferOverflow`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::xen::netif::{CtrlRequest, CtrlResponse, CtrlType};
+    ///
+    /// let req = CtrlRequest { id: 3, type_: CtrlType::GetHashFlags as u16, data: [0; 3] };
+    /// let ok = CtrlResponse { id: 3, type_: req.type_, status: 0, data: 0xf };
+    /// assert_eq!(ok.check(&req), Ok(0xf));
+    /// assert_eq!(CtrlResponse { id: 4, ..ok }.check(&req), Err(EPROTO));
+    /// assert_eq!(CtrlResponse { type_: 2, ..ok }.check(&req), Err(EPROTO));
+    /// assert_eq!(CtrlResponse { status: 1, ..ok }.check(&req), Err(EOPNOTSUPP));
+    /// assert_eq!(CtrlResponse { status: 2, ..ok }.check(&req), Err(EINVAL));
+    /// assert_eq!(CtrlResponse { status: 3, ..ok }.check(&req), Err(ENOBUFS));
+    /// assert_eq!(CtrlResponse { status: 4, ..ok }.check(&req), Err(EPROTO));
+    /// assert_eq!(CtrlResponse { status: u32::MAX, ..ok }.check(&req), Err(EPROTO));
+    /// ```
+    pub fn check(&self, req: &CtrlRequest) -> Result<u32> {
+        if self.id != req.id || self.type_ != req.type_ {
+            return Err(EPROTO);
+        }
+        match CtrlStatus::try_from(self.status) {
+            Ok(CtrlStatus::Success) => Ok(self.data),
+            Ok(CtrlStatus::NotSupported) => Err(EOPNOTSUPP),
+            Ok(CtrlStatus::InvalidParameter) => Err(EINVAL),
+            Ok(CtrlStatus::BufferOverflow) => Err(ENOBUFS),
+            Err(_) => Err(EPROTO),
+        }
+    }
+}
+
 assert_same_layout!(CtrlResponse, bindings::xen_netif_ctrl_response, {
     id: id,
     type_: type_,
     status: status,
     data: data,
 });
+
+/// The argument of a control request that the backend reads from a granted page: the Toeplitz
+/// key of [`CtrlType::SetHashKey`] or the table of [`CtrlType::SetHashMapping`].
+///
+/// The bytes are copied into a fresh page of ours, granted read-only to the backend; dropping the
+/// value ends the grant (the page stays out of reuse while the backend still maps it).
+///
+/// # Examples
+///
+/// ```
+/// use kernel::xen::{netif::CtrlArg, DomId};
+///
+/// // At most a page.
+/// assert_eq!(CtrlArg::new(DomId(0), &[0u8; 4097]).err(), Some(EINVAL));
+/// // Outside Xen there is no grant table.
+/// # if !kernel::xen::xen_domain() {
+/// assert!(CtrlArg::new(DomId(0), &[1, 2, 3]).is_err());
+/// # }
+/// ```
+pub struct CtrlArg {
+    grant: crate::xen::grant::Grant<crate::page::Page>,
+}
+
+impl CtrlArg {
+    /// Copies `data` (at most a page) to the start of a new page and grants it read-only to
+    /// domain `domid`.
+    pub fn new(domid: crate::xen::DomId, data: &[u8]) -> Result<Self> {
+        use crate::xen::grant::{
+            Access,
+            Grant,
+            UnusedRef, //
+        };
+        if data.len() > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let gref = UnusedRef::alloc()?;
+        let page = crate::page::Page::alloc_page(GFP_KERNEL | crate::alloc::flags::__GFP_ZERO)?;
+        // SAFETY: `page` was just allocated and is not shared with anything yet; `data` is valid
+        // for reads of `data.len()` bytes, which fit in the page (checked above).
+        unsafe { page.write_raw(data.as_ptr(), 0, data.len())? };
+        Ok(Self {
+            grant: Grant::new(gref, domid, page, Access::ReadOnly),
+        })
+    }
+
+    /// Returns the reference to put into the request.
+    pub fn gref(&self) -> crate::xen::grant::GrantRef {
+        self.grant.gref()
+    }
+}
 
 /// Returns the Toeplitz hash of `buf` with `key` (`xen_netif_toeplitz_hash()`).
 ///

@@ -122,6 +122,16 @@ use core::{
     },
 };
 
+/// A uevent action sent with [`Device::uevent`] (`enum kobject_action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Uevent {
+    /// The device is ready for use (`KOBJ_ONLINE`): a backend's hotplug scripts set it up.
+    Online = bindings::kobject_action_KOBJ_ONLINE,
+    /// The device goes away (`KOBJ_OFFLINE`): the hotplug scripts tear it down.
+    Offline = bindings::kobject_action_KOBJ_OFFLINE,
+}
+
 /// The state of one end of a xenbus device (`enum xenbus_state`), as in its `state` node.
 ///
 /// # Examples
@@ -919,6 +929,37 @@ impl Device<device::Bound> {
             xenstore::read_bool_or(self.nodename(), c"online", false),
             Ok(true)
         )
+    }
+
+    /// Sends a uevent for this device with `vars` (`NAME=value` each) added to the bus's own
+    /// variables (`kobject_uevent_env()`), e.g. for the toolstack's udev rules that run the
+    /// hotplug scripts of a backend.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{prelude::*, xen::xenbus};
+    ///
+    /// fn online(dev: &xenbus::Device<kernel::device::Bound>, vif: &CStr) -> Result {
+    ///     dev.uevent(xenbus::Uevent::Online, &[c"script=/etc/xen/scripts/vif-bridge", vif])
+    /// }
+    /// ```
+    pub fn uevent(&self, action: Uevent, vars: &[&CStr]) -> Result {
+        let mut envp = KVec::with_capacity(vars.len() + 1, GFP_KERNEL)?;
+        for v in vars {
+            envp.push(v.as_char_ptr().cast_mut(), GFP_KERNEL)?;
+        }
+        envp.push(core::ptr::null_mut(), GFP_KERNEL)?;
+        // SAFETY: By the type invariant `self.as_raw()` is a valid `struct xenbus_device`, whose
+        // kobject is initialised while it is bound. `envp` is a NULL-terminated array of
+        // NUL-terminated strings that outlive the call; `kobject_uevent_env()` only reads them.
+        to_result(unsafe {
+            bindings::kobject_uevent_env(
+                &raw mut (*self.as_raw()).dev.kobj,
+                action as bindings::kobject_action,
+                envp.as_mut_ptr(),
+            )
+        })
     }
 
     /// Switches this end to [`State::Closed`] and signals the shutdown code, which waits for it

@@ -10,10 +10,14 @@ Checks (each a RIG-CHECK):
   back-mq<N>-*             the frontend reloaded with max_queues=N (N = 2, 4; the backend with
                            max_queues=4 for N = 4): N queues negotiated, N queues in dom0, every
                            queue's event channels fire under iperf3 -P 16 both ways
+  back-uevents             during the first requeue (network-detach, backend reload,
+                           network-attach): the backend sent `offline` and `online` uevents
+                           for the vif with `vif=vif<id>.0` and `script=<the xenstore script>`,
+                           which udev-driven toolstacks use to run the hotplug scripts
   back-g2g-*               a second domU (same image, its own overlay /dev/vde, 10.0.0.3) on the
                            bridge: ping and iperf3 from the first domU to it through both vifs
 """
-import json, os, re, subprocess, time
+import json, os, re, socket, subprocess, time
 
 C_STATS = ["rx_gso_checksum_fixup", "tx_zerocopy_sent", "tx_zerocopy_success", "tx_zerocopy_fail", "tx_frag_overflow"]
 MAC2, DOMU2_IP = "00:16:3e:00:00:03", "10.0.0.3"
@@ -99,9 +103,52 @@ def rate(d, ag, domid, vif):
             "rate node removed: iperf3 TX %.1f Mbit/s%s" % (mbps2, "" if rc2 == 0 else " | " + out[-300:]))
 
 
-def requeue(d, ag, domid, ifn, fq, bq):
+class Uevents:
+    """The kernel's uevents (NETLINK_KOBJECT_UEVENT, group 1: what udev receives), buffered from
+    creation until read()."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.sock.bind((0, 1))
+        self.sock.settimeout(0.5)
+
+    def read(self):
+        events = []
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except (socket.timeout, BlockingIOError):
+                break
+            fields = data.split(b"\0")
+            ev = dict(f.decode(errors="replace").split("=", 1) for f in fields[1:] if b"=" in f)
+            events.append(ev)
+        self.sock.close()
+        return events
+
+
+def check_uevents(d, domid, events, script):
+    """back-uevents: offline (detach) and online (attach) for our vif, with its variables."""
+    path = "backend/vif/%d/0" % domid
+    mine = [e for e in events if e.get("SUBSYSTEM") == "xen-backend" and e.get("XENBUS_PATH") == path]
+    want = {"vif": "vif%d.0" % domid}
+    if script:
+        want["script"] = script
+    got = {a: [e for e in mine if e.get("ACTION") == a] for a in ("offline", "online")}
+    ok = all(any(all(e.get(k) == v for k, v in want.items()) for e in got[a]) for a in got)
+    open(os.path.join(d.OUT, "uevents.json"), "w").write(json.dumps(events, indent=1))
+    d.check("back-uevents", ok, "want %s in offline and online events of %s; got %s" % (
+        want, path, [{k: e.get(k) for k in ("ACTION", "vif", "script")} for e in mine]))
+
+
+def requeue(d, ag, domid, ifn, fq, bq, uevents=False):
     """Reconnect the vif with the frontend's max_queues=fq and the backend's max_queues=bq (None:
-    default). Returns (ifn, vif)."""
+    default). Returns (ifn, vif). With uevents, checks the backend's uevents on the way."""
+    script = None
+    if uevents:
+        rc, out = d.sh("xenstore-read /local/domain/0/backend/vif/%d/0/script" % domid, 10, True)
+        script = out.strip() if rc == 0 else None
+        listener = Uevents()
     if ifn:
         ag.run("ip link set %s down" % ifn, 20)
     rc, out = d.sh("xl network-detach domu %s" % d.MAC, 60)
@@ -112,6 +159,8 @@ def requeue(d, ag, domid, ifn, fq, bq):
     rca, oa = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % d.MAC, 60)
     vif = d.vif_up(60)
     ifn = d.domu_net_up(ag) if rca == 0 else None
+    if uevents:
+        check_uevents(d, domid, listener.read(), script)
     ok = rcb == 0 and rcf == 0 and rca == 0 and vif is not None and ifn is not None
     if ifn and vif:
         d.wait_for(lambda: ag.run("ping -c 1 -W 1 %s" % d.DOM0_IP, 10, True)[0] == 0, 30, 1)
@@ -122,7 +171,7 @@ def requeue(d, ag, domid, ifn, fq, bq):
 def multiqueue(d, ag, domid, ifn, n, bq):
     d.mark("BACK-MQ%d" % n)
     name = "back-mq%d" % n
-    ok, ifn, vif, info = requeue(d, ag, domid, ifn, n, bq)
+    ok, ifn, vif, info = requeue(d, ag, domid, ifn, n, bq, uevents=(n == 2))
     if not d.check(name + "-connect", ok, info):
         return ifn, vif
     rc, out = d.sh("xenstore-read /local/domain/%d/device/vif/0/multi-queue-num-queues; "

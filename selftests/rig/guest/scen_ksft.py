@@ -194,6 +194,7 @@ def run(d, ag, domid, ifn, vif):
         env = ("NETIF=%s LOCAL_V4=%s REMOTE_V4=%s LOCAL_V6=%s REMOTE_V6=%s REMOTE_TYPE=ssh REMOTE_ARGS=root@%s "
                "PYTHONPATH=%s/pylib PYTHONDONTWRITEBYTECODE=1 NO_COLOR=1 "
                % (netif, local, remote, local6, remote6, remote, KSFT))
+        netlink_check(d, phase, runner, netif, d.FRONT if phase == "domu" else d.BACK)
         for script, name, tmo in TESTS:
             if script == "net/netdevice.sh" and phase == "dom0":
                 script = "net/netdevice-netif.sh"   # the stock script only finds eth*/enp*
@@ -255,6 +256,51 @@ def run(d, ag, domid, ifn, vif):
             "%d test files: pass %d skip %d fail %d; regressions vs C in: %s; %s" % (
                 len(results), tot["pass"], tot["skip"], tot["fail"], ", ".join(bad) or "none",
                 " ".join("%s/%s=%s" % (r["phase"], r["test"], r["status"]) for r in results)))
+
+
+NETLINK_PROBE = (
+    "import json, socket\n"
+    "from lib.py import NetdevFamily\n"
+    "nf = NetdevFamily()\n"
+    "idx = socket.if_nametoindex(%r)\n"
+    "out = {'queues': nf.queue_get({'ifindex': idx}, dump=True), 'napis': nf.napi_get({'ifindex': idx}, dump=True)}\n"
+    "try:\n"
+    "    out['qstats'] = nf.qstats_get({'ifindex': idx}, dump=True)\n"
+    "except Exception as e:\n"
+    "    out['qstats_error'] = str(e)\n"
+    "print('NETLINK-JSON ' + json.dumps(out))\n")
+
+
+def netlink_check(d, phase, runner, netif, driver):
+    """What netdev netlink (ynl, the selftests' library) reports for the device under test:
+    the queues and their NAPI contexts, the per-queue statistics. The Rust drivers link each
+    queue their NAPI context serves (both queues of a netfront ring pair, the RX queues of a
+    vif) and report qstats; the C drivers do neither (recorded, not checked)."""
+    rc, out = runner("cd %s/drivers/net && PYTHONPATH=%s/pylib PYTHONDONTWRITEBYTECODE=1 python3 -c %s 2>&1"
+                     % (KSFT, KSFT, shq(NETLINK_PROBE % netif)), 60, True)
+    m = re.search(r"NETLINK-JSON (.*)", out or "")
+    res = json.loads(m.group(1)) if m else None
+    open(os.path.join(d.OUT, "ksft", "%s-netlink.json" % phase), "w").write(json.dumps(res, indent=1) if res else out or "")
+    if res is None:
+        d.check("ksft-%s-netlink" % phase, False, "rc=%s %s" % (rc, (out or "")[-300:]))
+        return
+    napi_ids = {n["id"] for n in res["napis"]}
+    linked = {(q["type"], q["id"]): q.get("napi-id") for q in res["queues"]}
+    want = [k for k in linked if driver == "rs" and (k[0] == "rx" or phase == "domu")]
+    unlinked = [k for k in want if linked[k] not in napi_ids]
+    qs = (res.get("qstats") or [{}])[0]
+    detail = "driver=%s queues=%s napis=%s qstats=%s" % (
+        driver, sorted(linked.items()), sorted(napi_ids),
+        {k: v for k, v in qs.items() if k != "ifindex"} or res.get("qstats_error"))
+    if driver != "rs":
+        d.check("ksft-%s-netlink" % phase, True, "C driver, recorded only: " + detail)
+        return
+    ok = bool(want) and not unlinked and all(qs.get(k, 0) > 0 for k in ("rx-packets", "tx-packets", "rx-bytes", "tx-bytes"))
+    d.check("ksft-%s-netlink" % phase, ok, ("queues without their NAPI context: %s; " % unlinked if unlinked else "") + detail)
+
+
+def shq(s):
+    return "'" + s.replace("'", "'\\''") + "'"
 
 
 def restore(d, ag, phase, ifn, vif):
