@@ -1828,10 +1828,8 @@ mod tests {
             let group = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x7b];
             let before = data.rx_mode.lock().0;
             // SAFETY: `dev` is registered and RTNL is held; `group` is 6 bytes.
-            assert_eq!(
-                unsafe { bindings::dev_mc_add(dev.as_raw(), group.as_ptr()) },
-                0
-            );
+            let added = unsafe { bindings::dev_mc_add(dev.as_raw(), group.as_ptr()) };
+            assert_eq!(added, 0);
             let (n, last, allmulti) = *data.rx_mode.lock();
             assert_eq!((n, last, allmulti), (before + 1, group, false));
             // SAFETY: As above.
@@ -1840,10 +1838,8 @@ mod tests {
             // SAFETY: As above.
             assert_eq!(unsafe { bindings::dev_set_allmulti(dev.as_raw(), -1) }, 0);
             // SAFETY: As above.
-            assert_eq!(
-                unsafe { bindings::dev_mc_del(dev.as_raw(), group.as_ptr()) },
-                0
-            );
+            let deleted = unsafe { bindings::dev_mc_del(dev.as_raw(), group.as_ptr()) };
+            assert_eq!(deleted, 0);
             let (n, _, allmulti) = *data.rx_mode.lock();
             assert_eq!((n, allmulti), (before, false));
         }
