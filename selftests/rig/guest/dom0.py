@@ -224,20 +224,27 @@ def toolstack():
                  "xen-init-dom0 rc=%d, xenconsoled rc=%d, bridge rc=%d %s%s%s" % (rc1, rc2, rc3, o1[-300:], o2[-300:], o3[-300:]))
 
 
-def start_domu():
-    cfg = """name = "domu"
+def domu_config(name, mac, root, memory, vcpus, cmdline=""):
+    """The xl configuration of a rig domU: our kernel, its root overlay on dom0's disk `root`, the
+    shared read-only rig disk, one vif on xenbr0."""
+    return """name = "%s"
 type = "pv"
 kernel = "/rig/bzImage"
 cmdline = "root=/dev/xvda rw console=hvc0 init=/sbin/rig-init rig.role=domu rig.disk=/dev/xvdb loglevel=4 kunit.autorun=0 %s"
 memory = %d
 vcpus = %d
-disk = [ 'format=raw, vdev=xvda, access=rw, script=/rig/block-rig, target=/dev/vdc',
+disk = [ 'format=raw, vdev=xvda, access=rw, script=/rig/block-rig, target=%s',
          'format=raw, vdev=xvdb, access=ro, script=/rig/block-rig, target=/dev/vdb' ]
 vif = [ 'bridge=xenbr0,mac=%s' ]
 on_poweroff = "destroy"
 on_reboot = "destroy"
 on_crash = "preserve"
-""" % (CONF.get("domu_cmdline", ""), CONF.get("domu_mem", 512), CONF.get("domu_vcpus", 1), MAC)
+""" % (name, cmdline, memory, vcpus, root, mac)
+
+
+def start_domu():
+    cfg = domu_config("domu", MAC, "/dev/vdc", CONF.get("domu_mem", 512), CONF.get("domu_vcpus", 1),
+                      CONF.get("domu_cmdline", ""))
     open("/run/domu.cfg", "w").write(cfg)
     sh("modprobe xen-blkback", 30)
     # the domU console, without the agent's protocol lines, onto dom0's console

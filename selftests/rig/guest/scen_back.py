@@ -200,19 +200,7 @@ def guest_to_guest(d, ag, domid):
     if not os.path.exists("/dev/vde"):
         d.check("back-g2g-create", False, "no /dev/vde (run.py gives it to the back-features scenario)")
         return
-    cfg = """name = "domu2"
-type = "pv"
-kernel = "/rig/bzImage"
-cmdline = "root=/dev/xvda rw console=hvc0 init=/sbin/rig-init rig.role=domu rig.disk=/dev/xvdb loglevel=4 kunit.autorun=0"
-memory = 384
-vcpus = 1
-disk = [ 'format=raw, vdev=xvda, access=rw, script=/rig/block-rig, target=/dev/vde',
-         'format=raw, vdev=xvdb, access=ro, script=/rig/block-rig, target=/dev/vdb' ]
-vif = [ 'bridge=xenbr0,mac=%s' ]
-on_poweroff = "destroy"
-on_reboot = "destroy"
-on_crash = "preserve"
-""" % MAC2
+    cfg = d.domu_config("domu2", MAC2, "/dev/vde", 384, 1)
     open("/run/domu2.cfg", "w").write(cfg)
     rc, out = d.sh("xl -v create /run/domu2.cfg", 120)
     rc2, o2 = d.sh("xl domid domu2", 20)
