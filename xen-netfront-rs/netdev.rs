@@ -147,14 +147,14 @@ impl NetPriv {
         .max(1)
     }
 
-    /// Returns whether a reconnect started by `ethtool -L` is under way, and ends it if
-    /// `done`.
-    pub(crate) fn reconnecting(&self, done: bool) -> bool {
-        if done {
-            self.reconnect.xchg(0, Relaxed) != 0
-        } else {
-            self.reconnect.load(Relaxed) != 0
-        }
+    /// Returns whether a reconnect started by `ethtool -L` is under way.
+    pub(crate) fn is_reconnecting(&self) -> bool {
+        self.reconnect.load(Relaxed) != 0
+    }
+
+    /// Ends the reconnect started by `ethtool -L`; returns whether one was under way.
+    pub(crate) fn end_reconnect(&self) -> bool {
+        self.reconnect.xchg(0, Relaxed) != 0
     }
 
     /// Takes the queues out (under the queue lock: in-flight transmits finish first, later
@@ -372,7 +372,7 @@ impl ethtool::Operations for NetPriv {
         if n == dev.real_num_tx_queues() {
             return Ok(());
         }
-        if this.xdev.state() != xenbus::State::Connected || this.reconnecting(false) {
+        if this.xdev.state() != xenbus::State::Connected || this.is_reconnecting() {
             return Err(EBUSY);
         }
         this.wanted_queues.store(n, Relaxed);

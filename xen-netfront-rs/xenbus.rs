@@ -429,14 +429,16 @@ impl xb::Driver for NetFront {
                     reg.device().notify_peers();
                 }
             }
-            State::Closing | State::Closed if reconnecting(&this, false) => {
+            State::Closing | State::Closed if with_priv(&this, NetPriv::is_reconnecting) => {
                 // `ethtool -L`: close, and start over once the backend is closed too (it
                 // answers our Initialising with InitWait, then `connect` runs as usual).
                 let mut inner = this.inner.lock();
                 disconnect(&mut inner);
                 drop(inner);
                 let _ = dev.switch_state(State::Closed);
-                if dev.read_otherend_state() == State::Closed && reconnecting(&this, true) {
+                if dev.read_otherend_state() == State::Closed
+                    && with_priv(&this, NetPriv::end_reconnect)
+                {
                     let _ = dev.switch_state(State::Initialising);
                 }
             }
@@ -462,13 +464,10 @@ impl xb::Driver for NetFront {
     }
 }
 
-/// Whether a reconnect started by `ethtool -L` is under way (ending it if `done`).
-fn reconnecting(this: &Pin<&FrontData>, done: bool) -> bool {
+/// `f` of the netdev's private data, `false` without a netdev (`ethtool -L` reconnects).
+fn with_priv(this: &Pin<&FrontData>, f: fn(&NetPriv) -> bool) -> bool {
     let inner = this.inner.lock();
-    inner
-        .netdev
-        .as_ref()
-        .is_some_and(|reg| reg.data().reconnecting(done))
+    inner.netdev.as_ref().is_some_and(|reg| f(&reg.data()))
 }
 
 /// Waits up to `timeout_ms` for the backend to reach a state `ok` accepts.
