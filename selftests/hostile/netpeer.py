@@ -154,17 +154,24 @@ class Backend:
         self.port = None
         self.ring_idx = []
         self.kept = []          # gntdev indexes kept mapped on purpose (XSA-396 cases)
+        self.ctrl_mode = None   # control-ring behaviour (CTRL_MODES) when feature-ctrl-ring is offered
+        self.ctrl = self.ctrl_port = self.ctrl_thread = None
+        self.ctrl_idx = None
+        self.ctrl_log = []      # (id, type, data0, status answered) of each control request seen
         self.keep_rings = False
         self.stop = False
         self.events = []
         self.thread = None
 
     # -- xenstore nodes, as the toolstack would write them
-    def create(self, features=None, fe_keys=None):
+    def create(self, features=None, fe_keys=None, ctrl_mode=None):
         d, h = self.domid, self.handle
         feats = {"feature-sg": 1, "feature-gso-tcpv4": 1, "feature-gso-tcpv6": 1, "feature-ipv6-csum-offload": 1,
                  "feature-rx-copy": 1, "feature-rx-flip": 0, "feature-split-event-channels": 0}
         feats.update(features or {})
+        self.ctrl_mode = ctrl_mode
+        if ctrl_mode:
+            feats["feature-ctrl-ring"] = 1
         self.xs.rm(self.bep)
         self.xs.rm(self.fep)
 
@@ -240,6 +247,14 @@ class Backend:
         self.tx_rsp = self.tx.rsp_prod
         self.rx_cons = self.rx.rsp_prod
         self.rx_rsp = self.rx.rsp_prod
+        cref = self.xs.read(f + "/ctrl-ring-ref", "")
+        if self.ctrl_mode and cref:
+            cevt = self.xs.read(f + "/event-channel-ctrl", "")
+            self.ctrl_idx, cm = self.gd.map(self.domid, int(cref), True)
+            self.ctrl = Ring(cm, CTRL_ENTRY, CTRL_RING_SIZE)
+            self.ctrl_port = self.ev.bind_interdomain(self.domid, int(cevt))
+            self.ctrl_thread = threading.Thread(target=self._ctrl_serve, args=(self.ctrl,), daemon=True)
+            self.ctrl_thread.start()
         self.set_state(XB_CONNECTED)
         self.connects += 1
         self.events.append("fe Connected -> be Connected (tx-ring-ref %d rx-ring-ref %d evtchn %s -> port %d)" % (txr, rxr, evt, self.port))
@@ -250,11 +265,56 @@ class Backend:
         if self.port is not None:
             self.ev.unbind(self.port)
             self.port = None
+        if self.ctrl is not None:
+            ring, self.ctrl = self.ctrl, None
+            self.ctrl_thread.join(2)
+            self.ev.unbind(self.ctrl_port)
+            self.gd.unmap(self.ctrl_idx)
+            self.ctrl_port = self.ctrl_idx = self.ctrl_thread = None
         if not self.keep_rings:
             for i in self.ring_idx:
                 self.gd.unmap(i)
             self.ring_idx = []
         self.tx = self.rx = None
+
+    def _ctrl_answer(self, rid, rtype, data):
+        """The response (id, type, status, data) to one control request in self.ctrl_mode, or
+        None to leave it unanswered."""
+        m = self.ctrl_mode
+        if m == "silent":
+            return None
+        if m == "bad-id":
+            return (rid ^ 0x5a5a, rtype, CTRL_STATUS_SUCCESS, 0)
+        if m == "bad-status":
+            return (rid, rtype, 0x1234, 0)
+        value = 0
+        if rtype == CTRL_GET_HASH_FLAGS:
+            value = 0xffffffff if m == "garbage" else 0xf      # IPv4, IPv4+TCP, IPv6, IPv6+TCP
+        elif rtype == CTRL_GET_HASH_MAPPING_SIZE:
+            value = 0xffffffff if m == "garbage" else 128
+        elif rtype == CTRL_SET_HASH_KEY and m == "arg-kept":
+            idx, _ = self.gd.map(self.domid, data[0], False)    # XSA-396: never unmapped until release_kept()
+            self.kept.append(idx)
+        return (rid, rtype, CTRL_STATUS_SUCCESS, value)
+
+    def _ctrl_serve(self, ring):
+        """Answers the frontend's control requests (polled) until the ring is disconnected."""
+        cons = 0   # a fresh ring: the frontend starts at 0
+        rsp = 0
+        while self.ctrl is ring and not self.stop:
+            prod = ring.req_prod
+            while cons != prod and (prod - cons) & 0xffffffff <= CTRL_RING_SIZE:
+                rid, rtype, d0, d1, d2 = ring.get(cons, CTRL_REQ)
+                cons = (cons + 1) & 0xffffffff
+                a = self._ctrl_answer(rid, rtype, (d0, d1, d2))
+                self.ctrl_log.append((rid, rtype, d0, None if a is None else a[2]))
+                if a is None:
+                    continue
+                ring.put(rsp, CTRL_RSP, *a)
+                rsp = (rsp + 1) & 0xffffffff
+                ring.rsp_prod = (rsp + 1000) & 0xffffffff if self.ctrl_mode == "prod-jump" else rsp
+                self.ev.notify(self.ctrl_port)
+            time.sleep(0.005)
 
     def release_kept(self):
         for i in self.kept:
@@ -620,6 +680,39 @@ def bc_event_storm(be, res, ctx):
     res.info("events_per_s", round(n / (time.time() - t0)))
 
 
+def bc_ctrl(be, res, ctx):
+    """Control-ring cases (the attack happened at connect time, when the frontend set up RSS):
+    wait until the frontend is done with the ring, and record what it asked and got."""
+    end = time.time() + 15
+    while time.time() < end and not (ctx.peer.blind or ctx.rss_logged()):
+        time.sleep(0.5)
+    res.info("ctrl_requests", be.ctrl_log[:16])
+    res.check("ctrl-requests-seen", len(be.ctrl_log) > 0, "%d control requests, first %s"
+              % (len(be.ctrl_log), be.ctrl_log[:1]))
+
+
+# Control-ring behaviours of the hostile backend (feature-ctrl-ring offered; Backend._ctrl_answer).
+# The C netfront has no control ring: these cases run against frontends that use it (front=rs).
+CTRL_RSS_ON = r"RSS: Toeplitz, hash types 0xf, 128 mapping entries"
+# the error's name, or its number where the kernel has no CONFIG_SYMBOLIC_ERRNAME (the rig's)
+CTRL_RSS_OFF = r"RSS setup failed \((%s)\): RSS stays off"
+CTRL_ETIMEDOUT, CTRL_EPROTO = r"ETIMEDOUT|Error\(-?110\)", r"EPROTO|Error\(-?71\)"
+CTRL_CASES = {
+    "ctrl-good": dict(ctrl_mode="good", desc="control ring answered correctly (control case)", log=[CTRL_RSS_ON]),
+    "ctrl-silent": dict(ctrl_mode="silent", desc="control requests never answered",
+                        log=[CTRL_RSS_OFF % CTRL_ETIMEDOUT]),
+    "ctrl-bad-id": dict(ctrl_mode="bad-id", desc="control response with another request's id",
+                        log=[CTRL_RSS_OFF % CTRL_EPROTO]),
+    "ctrl-bad-status": dict(ctrl_mode="bad-status", desc="control response with an unknown status",
+                            log=[CTRL_RSS_OFF % CTRL_EPROTO]),
+    "ctrl-prod-jump": dict(ctrl_mode="prod-jump", xsa="XSA-391 hardening",
+                           desc="control rsp_prod beyond rsp_cons + ring size", log=[CTRL_RSS_OFF % CTRL_EPROTO]),
+    "ctrl-garbage": dict(ctrl_mode="garbage", desc="GET_HASH_FLAGS and GET_HASH_MAPPING_SIZE answer 0xffffffff",
+                         log=[CTRL_RSS_ON]),
+    "ctrl-arg-kept": dict(ctrl_mode="arg-kept", xsa="XSA-396",
+                          desc="the backend keeps the SET_HASH_KEY argument page mapped", log=[CTRL_RSS_ON]),
+}
+
 # expect: broken = the frontend must mark itself broken (and ignore the device until reconnect);
 #         drop = the packet is dropped, the device keeps working; survive = no crash, keeps working
 BACK_CASES = {
@@ -668,12 +761,20 @@ BACK_CASES = {
     "event-storm": dict(fn=bc_event_storm, expect="survive", xsa="XSA-391",
                         desc="event channel storm from the backend", log=[]),
 }
+for _c, _m in CTRL_CASES.items():
+    BACK_CASES[_c] = dict(_m, fn=bc_ctrl, expect="works", front="rs")
 
 
 class BackCtx:
     def __init__(self, peer, be, storm_secs=5):
         self.peer, self.be, self.storm_secs = peer, be, storm_secs
         self.ifn = None
+        self.connect_marker = None
+
+    def rss_logged(self):
+        """Whether the frontend logged the outcome of its RSS setup since the device was created."""
+        lines = self.peer.log_since(self.connect_marker) or []
+        return any(re.search(r"RSS: Toeplitz|RSS setup failed", ln) for ln in lines)
 
     def send_tx(self, n):
         """Make the domU transmit n frames on the hostile vif (AF_PACKET, no IP needed)."""
@@ -696,7 +797,10 @@ def run_backend_case(case, domid, handle, peer, storm_secs=5, rebind="yes", conn
     ctx = BackCtx(peer, be, storm_secs)
     res.info("vif", "%d/%d mac %s" % (domid, handle, mac))
     try:
-        be.create(fe_keys=meta.get("fe_keys"))
+        if meta.get("ctrl_mode") and not peer.blind:
+            # the control ring is attacked while the frontend connects: its log counts from here
+            ctx.connect_marker = peer.mark("backend-connect-" + case)
+        be.create(fe_keys=meta.get("fe_keys"), ctrl_mode=meta.get("ctrl_mode"))
         ok = be.wait_connected(connect_timeout)
         if not res.check("connect", ok, "fe state %d be state %d; %s" % (be.fe_state(), be.be_state(), be.events[-3:])):
             res.info("exit", 2)
@@ -722,7 +826,7 @@ def run_backend_case(case, domid, handle, peer, storm_secs=5, rebind="yes", conn
         if peer.blind:
             res.check("frontend-state", be.fe_state() in (XB_CONNECTED,), "fe state %d (blind: no peer log)" % be.fe_state())
             return res.emit()
-        lines = peer.log_since(marker)
+        lines = peer.log_since(ctx.connect_marker or marker)
         want = list(meta.get("log", []))
         found, missing, oops, forb = scan_log(lines, want, [r"Disabled for further use"] if meta["expect"] != "broken" else [])
         res.check("peer-alive", peer.alive(), "domU answers")
