@@ -651,57 +651,51 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     let st = &mut *tx;
     let free_slots = st.map.as_ref().map(|m| m.nr_free());
     let mut reserved = 0usize;
-    if let Some(pkt) = st.held.take() {
-        match st.credit.take(u64::from(pkt.reqs[0].size), now) {
-            Ok(()) => {
-                reserved += pkt.nr_reqs;
-                let _ = pkts.push(pkt, GFP_ATOMIC);
-            }
-            Err(wait) => {
-                st.held = Some(pkt);
-                limited = Some(wait);
-            }
+    match st.ring.requests() {
+        Err(e) => {
+            fatal = Some(Fatal::Impossible {
+                prod: e.prod,
+                cons: e.cons,
+            })
         }
-    }
-    if limited.is_none() {
-        match st.ring.requests() {
-            Err(e) => {
-                fatal = Some(Fatal::Impossible {
-                    prod: e.prod,
-                    cons: e.cons,
-                })
-            }
-            Ok(mut reqs) => {
-                while pkts.len() < limit {
-                    if free_slots.is_some_and(|free| free < reserved + MAX_SLOTS) {
-                        short = true;
-                        break;
-                    }
-                    let Some(first) = reqs.next() else { break };
-                    match read_packet(first.request(), &mut reqs, fatal_slots) {
-                        Ok(mut pkt) if pkt.mcast.is_some() => {
-                            pkt.drop = Some(crate::interface::apply_mcast(
-                                ctx.device(),
-                                &core.shared,
-                                pkt.mcast,
-                            ));
-                            let _ = pkts.push(pkt, GFP_ATOMIC);
-                        }
-                        Ok(pkt) => match st.credit.take(u64::from(pkt.reqs[0].size), now) {
-                            Ok(()) => {
-                                reserved += pkt.nr_reqs;
+        Ok(mut reqs) => {
+            while pkts.len() < limit {
+                if free_slots.is_some_and(|free| free < reserved + MAX_SLOTS) {
+                    short = true;
+                    break;
+                }
+                // The packet held back by the credit goes first, then the ring's.
+                let pkt = match st.held.take() {
+                    Some(pkt) => pkt,
+                    None => {
+                        let Some(first) = reqs.next() else { break };
+                        match read_packet(first.request(), &mut reqs, fatal_slots) {
+                            Ok(mut pkt) if pkt.mcast.is_some() => {
+                                pkt.drop = Some(crate::interface::apply_mcast(
+                                    ctx.device(),
+                                    &core.shared,
+                                    pkt.mcast,
+                                ));
                                 let _ = pkts.push(pkt, GFP_ATOMIC);
+                                continue;
                             }
-                            Err(wait) => {
-                                st.held = Some(pkt);
-                                limited = Some(wait);
+                            Ok(pkt) => pkt,
+                            Err(why) => {
+                                fatal = Some(why);
                                 break;
                             }
-                        },
-                        Err(why) => {
-                            fatal = Some(why);
-                            break;
                         }
+                    }
+                };
+                match st.credit.take(u64::from(pkt.reqs[0].size), now) {
+                    Ok(()) => {
+                        reserved += pkt.nr_reqs;
+                        let _ = pkts.push(pkt, GFP_ATOMIC);
+                    }
+                    Err(wait) => {
+                        st.held = Some(pkt);
+                        limited = Some(wait);
+                        break;
                     }
                 }
             }
