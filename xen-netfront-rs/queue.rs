@@ -94,12 +94,23 @@ pub(crate) fn tx_data_slots(len: usize) -> usize {
     len.div_ceil(PAGE_SIZE).max(1)
 }
 
-/// The event channel of a queue; its handler schedules the queue's NAPI poll.
+/// An event channel of a queue; its handler schedules the queue's NAPI poll.
 pub(crate) type Evtchn = evtchn::Registration<Irq>;
+
+/// The event channels of a queue: one for both rings, or one per ring when the backend offers
+/// `feature-split-event-channels` (C: `setup_netfront_single`/`setup_netfront_split`).
+pub(crate) struct Channels {
+    /// The TX ring's channel; also the RX ring's without `rx`.
+    pub(crate) tx: Pin<KBox<Evtchn>>,
+    /// The RX ring's own channel (split).
+    pub(crate) rx: Option<Pin<KBox<Evtchn>>>,
+}
 
 /// Interrupt handler: defers all work (and the EOI) to NAPI.
 pub(crate) struct Irq {
     pub(crate) queue: Arc<Napi<Queue>>,
+    /// Whether this is the RX ring's own channel (split event channels).
+    pub(crate) rx_only: bool,
 }
 
 impl evtchn::Handler for Irq {
@@ -108,7 +119,11 @@ impl evtchn::Handler for Irq {
             // A broken backend gets no more service: the channel stays masked.
             return Eoi::Deferred;
         }
-        self.queue.eoi_pending.store(1, Relaxed);
+        if self.rx_only {
+            self.queue.eoi_pending_rx.store(1, Relaxed);
+        } else {
+            self.queue.eoi_pending.store(1, Relaxed);
+        }
         self.queue.schedule();
         Eoi::Deferred
     }
@@ -185,10 +200,13 @@ pub(crate) struct Queue {
     tx: SpinLockBh<Tx>,
     #[pin]
     rx: SpinLockBh<Rx>,
-    /// The event channel; taken out (breaking the reference cycle) on disconnect.
+    /// The event channels; taken out (breaking the reference cycle) on disconnect.
     #[pin]
-    pub(crate) evtchn: SpinLockBh<Option<Pin<KBox<Evtchn>>>>,
+    pub(crate) evtchn: SpinLockBh<Option<Channels>>,
+    /// An event of the TX (or only) channel waits for its EOI.
     eoi_pending: Atomic<u32>,
+    /// An event of the RX ring's own channel waits for its EOI.
+    eoi_pending_rx: Atomic<u32>,
     pub(crate) broken: Atomic<u32>,
     pub(crate) tx_stats: QueueStats,
     pub(crate) rx_stats: QueueStats,
@@ -248,6 +266,7 @@ impl Queue {
             rx <- new_spinlock_bh!(rx),
             evtchn <- new_spinlock_bh!(None),
             eoi_pending: Atomic::new(0),
+            eoi_pending_rx: Atomic::new(0),
             broken: Atomic::new(0),
             tx_stats: QueueStats::new(),
             rx_stats: QueueStats::new(),
@@ -282,9 +301,17 @@ impl Queue {
         }
     }
 
-    fn notify(&self) {
-        if let Some(evt) = self.evtchn.lock().as_ref() {
-            evt.notify();
+    /// Notifies the backend of new TX requests.
+    fn notify_tx(&self) {
+        if let Some(ch) = self.evtchn.lock().as_ref() {
+            ch.tx.notify();
+        }
+    }
+
+    /// Notifies the backend of new RX requests.
+    fn notify_rx(&self) {
+        if let Some(ch) = self.evtchn.lock().as_ref() {
+            ch.rx.as_ref().unwrap_or(&ch.tx).notify();
         }
     }
 
@@ -329,7 +356,7 @@ impl Queue {
             posted && rx.ring.push_requests_and_check_notify()
         };
         if notify {
-            self.notify();
+            self.notify_rx();
         }
     }
 
@@ -433,7 +460,7 @@ impl Queue {
             notify
         };
         if notify {
-            self.notify();
+            self.notify_tx();
         }
         self.tx_stats.packet(len as u32);
         Ok(())
@@ -472,7 +499,7 @@ impl Queue {
             tx.ring.push_requests_and_check_notify()
         };
         if notify {
-            self.notify();
+            self.notify_tx();
         }
         Ok(())
     }
@@ -969,9 +996,22 @@ impl Poller for Queue {
                     ctx.napi().schedule();
                 }
             }
-            if ctx.eoi_pending.xchg(0, Full) != 0 {
-                if let Some(evt) = ctx.evtchn.lock().as_ref() {
-                    evt.lateeoi(!(tx_work || rx_work || done > 0));
+            let tx_eoi = ctx.eoi_pending.xchg(0, Full) != 0;
+            let rx_eoi = ctx.eoi_pending_rx.xchg(0, Full) != 0;
+            if let Some(ch) = ctx.evtchn.lock().as_ref() {
+                let rx_did = rx_work || done > 0;
+                match &ch.rx {
+                    // One channel for both rings: spurious if neither had work.
+                    None if tx_eoi => ch.tx.lateeoi(!(tx_work || rx_did)),
+                    None => {}
+                    Some(rx) => {
+                        if tx_eoi {
+                            ch.tx.lateeoi(!tx_work);
+                        }
+                        if rx_eoi {
+                            rx.lateeoi(!rx_did);
+                        }
+                    }
                 }
             }
         }

@@ -11,6 +11,8 @@ use crate::{
         NetPriv, //
     },
     queue::{
+        Channels,
+        Evtchn,
         Irq,
         Queue, //
     },
@@ -178,6 +180,14 @@ fn read_mac(dev: &xb::Device<Core<'_>>) -> Result<[u8; 6]> {
     xenstore::parse_mac(value.as_bytes())
 }
 
+/// Removes a node in a transaction if it exists.
+fn rm_stale(t: &xenstore::Transaction, dir: &CStr, node: &CStr) -> Result {
+    match t.rm(dir, node) {
+        Err(e) if e == ENOENT => Ok(()),
+        r => r,
+    }
+}
+
 /// Connects to a backend in InitWait (`xennet_connect` + `talk_to_netback`).
 fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     let features = read_backend_features(dev)?;
@@ -233,33 +243,48 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     }
 
     let ifname = ndev.name().to_str().unwrap_or("vif");
-    let mut keys_of: KVec<(u32, u32, u32)> = KVec::new();
+    let split = xenstore::read_bool_or(dev.otherend(), keys::FEATURE_SPLIT_EVENT_CHANNELS, false)?;
+    // Per queue: the ring references and the event channel ports (TX, and RX if split).
+    let mut keys_of: KVec<(u32, u32, u32, Option<u32>)> = KVec::new();
     for index in 0..num_queues {
         let tx_ring = RingPages::setup(dev, 1)?;
         let rx_ring = RingPages::setup(dev, 1)?;
         let queue = Arc::pin_init(
-            Napi::new(ndev, Queue::new(domid, index as u16, bounce, tx_ring, rx_ring)?),
-            GFP_KERNEL,
-        )?;
-        let port = UnboundPort::alloc(dev)?;
-        let port_nr = port.port().0;
-        let name = CString::try_from_fmt(fmt!("{}-q{}", ifname, index))?;
-        let evt = KBox::pin_init(
-            Registration::bind(
-                port,
-                name,
-                Ok::<_, Error>(Irq {
-                    queue: queue.clone(),
-                }),
+            Napi::new(
+                ndev,
+                Queue::new(domid, index as u16, bounce, tx_ring, rx_ring)?,
             ),
             GFP_KERNEL,
         )?;
-        *queue.evtchn.lock() = Some(evt);
+        // Named as C names them: "<ifname>-q<N>", or "-tx"/"-rx" after it when split.
+        let bind = |rx_only: bool, suffix: &str| -> Result<(Pin<KBox<Evtchn>>, u32)> {
+            let port = UnboundPort::alloc(dev)?;
+            let nr = port.port().0;
+            let name = CString::try_from_fmt(fmt!("{ifname}-q{index}{suffix}"))?;
+            let irq = Irq {
+                queue: queue.clone(),
+                rx_only,
+            };
+            let evt = KBox::pin_init(
+                Registration::bind(port, name, Ok::<_, Error>(irq)),
+                GFP_KERNEL,
+            )?;
+            Ok((evt, nr))
+        };
+        let (channels, tx_port, rx_port) = if split {
+            let (tx, tx_port) = bind(false, "-tx")?;
+            let (rx, rx_port) = bind(true, "-rx")?;
+            (Channels { tx, rx: Some(rx) }, tx_port, Some(rx_port))
+        } else {
+            let (tx, port) = bind(false, "")?;
+            (Channels { tx, rx: None }, port, None)
+        };
+        *queue.evtchn.lock() = Some(channels);
         // From here on `disconnect` undoes everything.
         inner.queues.push(queue.clone(), GFP_KERNEL)?;
         queue.refill_rx();
         let (tx_ref, rx_ref) = queue.ring_refs();
-        keys_of.push((tx_ref, rx_ref, port_nr), GFP_KERNEL)?;
+        keys_of.push((tx_ref, rx_ref, tx_port, rx_port), GFP_KERNEL)?;
     }
 
     // The control ring, towards a backend that offers one (the C driver has none).
@@ -285,16 +310,29 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         if multi {
             t.write_fmt(node, keys::MULTI_QUEUE_NUM_QUEUES, fmt!("{}", num_queues))?;
         }
-        for (index, &(tx_ref, rx_ref, port_nr)) in keys_of.iter().enumerate() {
-            if num_queues == 1 {
-                t.write_fmt(node, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
-                t.write_fmt(node, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
-                t.write_fmt(node, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+        for (index, &(tx_ref, rx_ref, tx_port, rx_port)) in keys_of.iter().enumerate() {
+            let queue_dir;
+            let dir = if num_queues == 1 {
+                node
             } else {
-                let dir = CString::try_from_fmt(fmt!("{}/queue-{}", node.to_str()?, index))?;
-                t.write_fmt(&dir, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
-                t.write_fmt(&dir, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
-                t.write_fmt(&dir, keys::EVENT_CHANNEL, fmt!("{}", port_nr))?;
+                queue_dir = CString::try_from_fmt(fmt!("{}/queue-{}", node.to_str()?, index))?;
+                &queue_dir
+            };
+            t.write_fmt(dir, keys::TX_RING_REF, fmt!("{}", tx_ref))?;
+            t.write_fmt(dir, keys::RX_RING_REF, fmt!("{}", rx_ref))?;
+            // The keys of the other layout, left by an earlier connection, go: a backend
+            // looks for the split keys first (C netback `connect_data_rings`).
+            match rx_port {
+                None => {
+                    rm_stale(t, dir, keys::EVENT_CHANNEL_TX)?;
+                    rm_stale(t, dir, keys::EVENT_CHANNEL_RX)?;
+                    t.write_fmt(dir, keys::EVENT_CHANNEL, fmt!("{}", tx_port))?;
+                }
+                Some(rx_port) => {
+                    rm_stale(t, dir, keys::EVENT_CHANNEL)?;
+                    t.write_fmt(dir, keys::EVENT_CHANNEL_TX, fmt!("{}", tx_port))?;
+                    t.write_fmt(dir, keys::EVENT_CHANNEL_RX, fmt!("{}", rx_port))?;
+                }
             }
         }
         if mcast_dynamic {
