@@ -221,6 +221,21 @@ def ctrl_checks(d, ag, domid, fdir, state, nq):
     d.sh("ip link del mc0", 20, True)
 
 
+EVTCHN_KEYS = ("event-channel", "event-channel-tx", "event-channel-rx")
+
+
+def evtchn_dir(d, fdir):
+    """Where the frontend's per-queue keys are: its directory, or queue-0/ with several queues."""
+    n = xs(d, "%s/multi-queue-num-queues" % fdir)
+    return "%s/queue-0" % fdir if n and n.isdigit() and int(n) > 1 else fdir
+
+
+def evtchn_keys(d, fdir):
+    """The event-channel keys of the frontend's (first) queue."""
+    qdir = evtchn_dir(d, fdir)
+    return [k for k in EVTCHN_KEYS if xs(d, "%s/%s" % (qdir, k)) is not None]
+
+
 def xs(d, path):
     rc, out = d.sh("xenstore-read %s" % path, 10, True)
     return out.strip() if rc == 0 else None
@@ -355,6 +370,44 @@ def steps(d, ag, domid, fdir, bdir, state):
         rc, out = ag.run("ethtool -L %s combined 1" % state["ifn"], 30, True)
         d.check("ft-ethtool-L", rc != 0 and "not supported" in out,
                 "C netfront: ethtool -L refused as expected: rc=%s %s" % (rc, out.strip()[-200:]))
+
+    # event channels: split (one for TX, one for RX per queue) when the backend offers it, as in
+    # every connect above; a single one per queue when it does not (the backend's
+    # feature-split-event-channels set to 0 by dom0, then a frontend reload).
+    d.mark("FT-EVTCHN")
+    split_keys = evtchn_keys(d, fdir)
+    feat = xs(d, "%s/feature-split-event-channels" % bdir)
+    d.sh("xenstore-write %s/feature-split-event-channels 0" % bdir, 10)
+    if d.FRONT == "c":
+        # The C netfront leaves the keys of an earlier split connection in place, and a backend
+        # looks for those first (C: connect_data_rings); xen-netfront-rs removes them itself.
+        qdir = evtchn_dir(d, fdir)
+        d.sh("xenstore-rm %s/event-channel-tx %s/event-channel-rx" % (qdir, qdir), 10, True)
+    ok, detail = reload_front(d, ag, domid, state, "")
+    single_keys = evtchn_keys(d, fdir)
+    d.sh("xenstore-write %s/feature-split-event-channels %s" % (bdir, feat or "0"), 10)
+    d.check("ft-evtchn-split-single",
+            feat == "1" and split_keys == ["event-channel-tx", "event-channel-rx"] and ok
+            and single_keys == ["event-channel"],
+            "offered=%s; split connect: %s; single connect: %s | %s" % (feat, split_keys, single_keys, detail))
+    if state["ifn"]:
+        traffic(d, ag, "ft-traffic-single-evtchn")
+
+    # hot unplug and plug of the vif by the toolstack, the frontend module staying loaded
+    d.mark("FT-DETACH-ATTACH")
+    if state["ifn"]:
+        ag.run("ip link set %s down" % state["ifn"], 20)
+    rcd, od = d.sh("xl network-detach domu %s" % d.MAC, 60)
+    gone = d.wait_for(lambda: not d.vifs() and d.domu_ifname(ag) is None, 60, 1)
+    rca, oa = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % d.MAC, 60)
+    state["vif"] = d.vif_up(60)
+    state["ifn"] = d.domu_net_up(ag) if rca == 0 else None
+    d.check("ft-detach-attach", rcd == 0 and gone and rca == 0 and state["ifn"] is not None and state["vif"] is not None,
+            "xl network-detach rc=%s gone=%s, network-attach rc=%s, domU netdev=%s, vif=%s %s"
+            % (rcd, gone, rca, state["ifn"], state["vif"], (od + oa).strip()[-200:]))
+    if state["ifn"]:
+        warm(d, ag)
+        traffic(d, ag, "ft-traffic-after-attach")
 
     # untrusted backend: module parameter, then the device's xenstore key
     d.mark("FT-TRUSTED")
