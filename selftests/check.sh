@@ -40,19 +40,25 @@ off="xen_superpages=off xen_global_pages=off"
 step pvmmu-off python3 selftests/rig/run.py boot --tag pvmmu-off --dom0-append "$off" --domu-append "$off"
 # A hostile backend (selftests/hostile) against the frontend: malformed responses, grants kept,
 # event storms; the frontend must mark itself broken, never crash, and reconnect afterwards.
-# The C netfront is the reference; xen-netfront-rs joins once selftests/rust-ready lists it.
+# The C netfront is the reference the cases were validated on (selftests/hostile/README.md);
+# xen-netfront-rs runs them once selftests/rust-ready lists it. The C drivers alone (hostile-back
+# with the C netfront, basic C/C) test nothing of ours: CI time keeps them to CHECK_REFERENCE=1
+# (and to a tree whose Rust drivers are not ready yet).
 ready=$(sed 's/#.*//' selftests/rust-ready 2>/dev/null | tr -s '\n\t' '  ')
+ref=${CHECK_REFERENCE:-0}
 fronts=c
-case " $ready " in *" front "*) fronts="c rs";; esac
+case " $ready " in *" front "*) fronts=rs; [ "$ref" = 1 ] && fronts="c rs";; esac
 for f in $fronts; do
 	step "hostile-back-$f" python3 selftests/rig/run.py hostile-back --front "$f" --back c
 done
 # Driver pairings (front/back): C against C always; each Rust driver joins, against the C peer
 # and against the other Rust driver, once selftests/rust-ready says it carries traffic.
 pairs="c/c"
+case " $ready " in *" front "*|*" back "*) [ "$ref" = 1 ] || pairs="";; esac
 case " $ready " in *" front "*) pairs="$pairs rs/c";; esac
 case " $ready " in *" back "*) pairs="$pairs c/rs";; esac
 case " $ready " in *" front "*) case " $ready " in *" back "*) pairs="$pairs rs/rs";; esac;; esac
+pairs=${pairs# }
 for pair in ${CHECK_PAIRS:-$pairs}; do
 	step "basic-$pair" python3 selftests/rig/run.py basic --front "${pair%/*}" --back "${pair#*/}"
 	# The 7.3 driver kselftests (selftests/ksft) with a Rust driver as the device under test and
@@ -76,11 +82,11 @@ case " $ready " in *" back "*) step back-features python3 selftests/rig/run.py b
 # reloads the backend with buffers completed (about 1.5 min).
 case " $ready " in *" back "*) step basic-c/rs-map python3 selftests/rig/run.py basic --front c --back rs \
 	--back-append tx_mode=1 --tag map;; esac
-# The hostile frontend's control-ring cases against the Rust backend (XSA-270 bounds, a bad
-# ctrl-ring-ref refused, request-multicast-control watch storm; about 2 min, the full
-# hostile-front scenario takes 7.5).
-case " $ready " in *" back "*) step hostile-front-ctrl python3 selftests/rig/run.py hostile-front --front c --back rs \
-	--cases good,ctrl-hash-overflow,xs-ctrl-ring-bad,watch-storm --tag ctrl;; esac
+# The hostile frontend (selftests/hostile, run in the domU) against the Rust backend: every case,
+# one fresh vif each (malformed requests, slot counts, extras, XSA-270 ctrl-ring bounds, xenstore
+# garbage, event and watch storms); dom0 disables only that vif and keeps serving the domU's
+# healthy one (about 7.5 min).
+case " $ready " in *" back "*) step hostile-front python3 selftests/rig/run.py hostile-front --front c --back rs;; esac
 # xl save / xl restore of the domU (guest/scen_features.py run_save_restore): the frontend
 # reconnects after restore and carries traffic; with the last pairing (both Rust drivers once ready).
 last=${CHECK_PAIRS:-$pairs}; last=${last##* }
