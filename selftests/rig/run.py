@@ -41,7 +41,8 @@ FEATURES_REQUIRED = [
     "ft-ping-v4-dom0-to-domu", "ft-ping-v4-domu-to-dom0", "ft-ping-v6-dom0-to-domu", "ft-ping-v6-domu-to-dom0",
     "ft-iperf-v6-tx", "ft-ping-65000-dom0-to-domu", "ft-ping-65000-domu-to-dom0", "ft-mtu-9000",
     "ft-ping-9000-dom0-to-domu", "ft-ping-9000-domu-to-dom0", "ft-offloads-off", "ft-traffic-offloads-off",
-    "ft-offloads-on", "ft-traffic-offloads-on", "ft-rxbuf-sysfs", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
+    "ft-offloads-on", "ft-traffic-offloads-on", "ft-xdp-mtu-9000-refused", "ft-xdp-attach", "ft-xdp-drop",
+    "ft-xdp-detach", "ft-xdp-ping-after-detach", "ft-rxbuf-sysfs", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
     "ft-traffic-max-queues-4", "ft-trusted-0-reload", "ft-trusted-0", "ft-trusted-key-0-reload", "ft-trusted-key-0",
     "ft-reload-under-traffic", "ft-traffic-after-reload", "ft-final-ping-dom0-to-domu"]
 SCENARIOS = {
