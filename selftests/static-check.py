@@ -152,14 +152,12 @@ def main():
                   for _, _, fs in os.walk(os.path.join(args.root, d)) for f in fs)
     found = unsafe_uses(args.root)
     r.check("drivers have Rust files", n_files > 0, f"{n_files} files in {', '.join(DRIVERS)}")
-    r.check("no unsafe in the drivers", not found,
-            ", ".join(found[:10]) + (" ..." if len(found) > 10 else ""))
+    r.check_none("no unsafe in the drivers", found, ", ", 10)
     r.metric("unsafe in drivers", len(found))
     missing = crate_roots_without_forbid(args.root)
     r.check("driver crate roots forbid unsafe_code", not missing, ", ".join(missing))
     bad = unsafe_blocks_without_safety(args.root)
-    r.check("every unsafe block in rust/kernel has its SAFETY comment right above", not bad,
-            ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+    r.check_none("every unsafe block in rust/kernel has its SAFETY comment right above", bad, ", ", 10)
 
     if not args.no_clippy:
         log = os.path.join(BUILD, "clippy.log")
@@ -170,13 +168,10 @@ def main():
         warnings = re.findall(r"^clippy: warning: (.*)$", p.stdout, flags=re.M)
         r.check("clippy build (CLIPPY=1) succeeds", p.returncode in (0, 1),
                 f"rc={p.returncode}, log {log}")
-        r.check("clippy: no warnings", p.returncode == 0 and not warnings,
-                "; ".join(warnings[:5]) + (" ..." if len(warnings) > 5 else ""))
+        r.check_none("clippy: no warnings", warnings or ([f"clippy.sh exited {p.returncode}"] if p.returncode else []))
         r.metric("clippy warnings", len(warnings))
 
-    r.save()
-    print(r.table())
-    return 0 if r.passed else 1
+    return r.finish()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,17 @@ class Result:
               flush=True)
         return bool(passed)
 
+    def check_none(self, name, found, sep="; ", show=5):
+        """A check that passes when `found` (a list of problems) is empty; the detail lists the
+        first `show` of them."""
+        return self.check(name, not found, sep.join(found[:show]) + (" ..." if len(found) > show else ""))
+
+    def finish(self):
+        """Saves the result, prints its table and returns the step's exit code."""
+        self.save()
+        print(self.table())
+        return 0 if self.passed else 1
+
     def metric(self, name, value, unit=""):
         self.metrics.append({"name": name, "value": value, "unit": unit})
 
