@@ -255,7 +255,7 @@ impl<'a> Bpf<'a> {
         let extack = unsafe { self.raw.__bindgen_anon_1.__bindgen_anon_1.extack };
         if !extack.is_null() {
             // SAFETY: `extack` is valid (type invariant); `msg` outlives it ('static).
-            unsafe { (*extack)._msg = msg.as_ptr().cast() };
+            unsafe { (*extack)._msg = msg.as_char_ptr() };
         }
     }
 }
@@ -387,10 +387,7 @@ impl RxqInfo {
         headroom: usize,
         len: usize,
     ) -> core::result::Result<Verdict, (Page, Error)> {
-        if headroom
-            .checked_add(len)
-            .map_or(true, |end| end > PAGE_SIZE)
-        {
+        if headroom.checked_add(len).is_none_or(|end| end > PAGE_SIZE) {
             return Err((page, EINVAL));
         }
         // SAFETY: `page` is an order-0 page we own; its kernel address is valid for PAGE_SIZE
