@@ -70,7 +70,7 @@ for pair in ${CHECK_PAIRS:-$pairs}; do
 	c/rs) step "ksft-$pair-dom0" python3 selftests/rig/run.py ksft --front c --back rs --ksft-phases dom0 --tag dom0 ;;
 	esac
 	# What a user of the frontend tries (guest/scen_features.py): v4/v6, big pings, MTU 9000,
-	# offload toggles, max_queues, trusted=0, reload under traffic.
+	# offload toggles, native XDP (drop program), max_queues, trusted=0, reload under traffic.
 	# (c/c validated the scenario, 34/34; CI time keeps it to the pairings with a Rust driver)
 	[ "$pair" = c/c ] || step "features-$pair" python3 selftests/rig/run.py features --front "${pair%/*}" --back "${pair#*/}"
 done

@@ -31,6 +31,13 @@ use kernel::{
             QueueStatsTx,
             Stats64, //
         },
+        xdp::{
+            self,
+            Bpf,
+            BpfCommand,
+            Prog,
+            XmitFrames, //
+        },
     },
     prelude::*,
     sync::{
@@ -39,11 +46,23 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
+        new_mutex,
         new_spinlock_bh,
         Arc,
+        Mutex,
         SpinLockBh, //
     },
-    xen::xenbus,
+    str::CString,
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
+    xen::{
+        netif::keys,
+        xenbus,
+        xenstore,
+        PAGE_SIZE, //
+    },
 };
 
 /// What the backend offers (`feature-*` keys in its directory).
@@ -53,6 +72,8 @@ pub(crate) struct BackendFeatures {
     pub(crate) gso_tcpv4: bool,
     pub(crate) gso_tcpv6: bool,
     pub(crate) ipv6_csum: bool,
+    /// Leaves the headroom XDP needs before received packets (`feature-xdp-headroom`).
+    pub(crate) xdp_headroom: bool,
 }
 
 impl BackendFeatures {
@@ -61,6 +82,7 @@ impl BackendFeatures {
             | u32::from(self.gso_tcpv4) << 1
             | u32::from(self.gso_tcpv6) << 2
             | u32::from(self.ipv6_csum) << 3
+            | u32::from(self.xdp_headroom) << 4
     }
 
     fn decode(v: u32) -> Self {
@@ -69,6 +91,7 @@ impl BackendFeatures {
             gso_tcpv4: v & 2 != 0,
             gso_tcpv6: v & 4 != 0,
             ipv6_csum: v & 8 != 0,
+            xdp_headroom: v & 16 != 0,
         }
     }
 
@@ -92,6 +115,13 @@ const STATS_QUEUES: usize = 8;
 /// Ethernet MTU without scatter-gather.
 const ETH_DATA_LEN: u32 = kernel::net::dev::ETH_DATA_LEN;
 
+/// Largest MTU with an XDP program: a packet and the XDP headroom in one page.
+pub(crate) const XDP_MAX_MTU: u32 = (PAGE_SIZE - xdp::PACKET_HEADROOM) as u32;
+
+/// How long attaching or detaching a program waits for the backend to take the new headroom
+/// (the C driver waits forever).
+const XDP_RECONFIGURE_TIMEOUT_MS: u32 = 5000;
+
 /// Private data of the net_device.
 #[pin_data]
 pub(crate) struct NetPriv {
@@ -114,6 +144,13 @@ pub(crate) struct NetPriv {
     backend_max_queues: Atomic<u32>,
     /// Non-zero while a close started by `ethtool -L` waits to connect again.
     reconnect: Atomic<u32>,
+    /// The XDP program, kept across reconnects; each queue has a reference too.
+    #[pin]
+    xdp_prog: SpinLockBh<Option<Prog>>,
+    old_xdp: [Counter; 3],
+    /// The backend's directory at the last connect (its `state` answers the XDP handshake).
+    #[pin]
+    otherend: Mutex<Option<CString>>,
 }
 
 impl NetPriv {
@@ -132,6 +169,9 @@ impl NetPriv {
             wanted_queues: Atomic::new(0),
             backend_max_queues: Atomic::new(1),
             reconnect: Atomic::new(0),
+            xdp_prog <- new_spinlock_bh!(None),
+            old_xdp: [Counter::new(), Counter::new(), Counter::new()],
+            otherend <- new_mutex!(None),
             mcast,
         })
     }
@@ -166,8 +206,101 @@ impl NetPriv {
             self.old_tx.absorb(&q.tx_stats);
             self.old_gso_checksum_fixup
                 .add(q.rx_gso_checksum_fixup.get());
+            for (old, c) in self
+                .old_xdp
+                .iter()
+                .zip([&q.xdp_drop, &q.xdp_tx, &q.xdp_redirect])
+            {
+                old.add(c.get());
+            }
         }
         core::mem::take(&mut *queues)
+    }
+
+    /// A reference to the XDP program, if one is attached.
+    pub(crate) fn xdp_prog(&self) -> Option<Prog> {
+        self.xdp_prog.lock().clone()
+    }
+
+    /// Whether an XDP program is attached.
+    pub(crate) fn has_xdp(&self) -> bool {
+        self.xdp_prog.lock().is_some()
+    }
+
+    /// Attaches, replaces or detaches the XDP program (`xennet_xdp_set`), under RTNL.
+    ///
+    /// When a program comes or goes while connected, the backend is asked for the new headroom
+    /// first: `xdp-headroom` is written, the frontend goes Reconfiguring and waits for the
+    /// backend's Reconfigured, at most [`XDP_RECONFIGURE_TIMEOUT_MS`], then goes Connected
+    /// again. If the backend does not answer in time, nothing changes and the request fails.
+    fn xdp_setup(&self, dev: &Device, bpf: &mut Bpf<'_>) -> Result {
+        let prog = bpf.prog();
+        if prog.is_some() && dev.mtu() > XDP_MAX_MTU {
+            bpf.set_error(c"XDP requires MTU less than 3840");
+            return Err(EINVAL);
+        }
+        if !self.backend().xdp_headroom {
+            bpf.set_error(c"backend does not offer XDP headroom (feature-xdp-headroom)");
+            return Err(EOPNOTSUPP);
+        }
+        let on = prog.is_some();
+        if on != self.has_xdp() && self.xdev.state() == xenbus::State::Connected {
+            if let Err(e) = self.reconfigure_headroom(on) {
+                bpf.set_error(c"backend did not acknowledge the XDP headroom change");
+                return Err(e);
+            }
+        }
+        let old = core::mem::replace(&mut *self.xdp_prog.lock(), prog.clone());
+        drop(old);
+        self.for_each_queue(|q| q.set_xdp_prog(prog.clone()));
+        Ok(())
+    }
+
+    /// The handshake of [`NetPriv::xdp_setup`].
+    fn reconfigure_headroom(&self, on: bool) -> Result {
+        let node = self.xdev.nodename();
+        let headroom = |on| if on { xdp::PACKET_HEADROOM } else { 0 };
+        // Written before the state change the backend reacts to (C writes it after).
+        xenstore::write_fmt(node, keys::XDP_HEADROOM, fmt!("{}", headroom(on)))?;
+        self.xdev.switch_state(xenbus::State::Reconfiguring)?;
+        let otherend = self.otherend.lock();
+        let backend_state = || {
+            otherend
+                .as_ref()
+                .and_then(|dir| xenstore::read(dir, c"state").ok())
+                .and_then(|v| xenbus::State::parse(v.as_bytes()).ok())
+        };
+        let mut waited = 0;
+        let acked = loop {
+            if backend_state() == Some(xenbus::State::Reconfigured) {
+                break true;
+            }
+            if waited >= XDP_RECONFIGURE_TIMEOUT_MS {
+                break false;
+            }
+            fsleep(Delta::from_millis(20));
+            waited += 20;
+        };
+        drop(otherend);
+        if !acked {
+            // Back to the headroom of the program we keep; a late backend sees it again at its
+            // next reconfiguration or connection.
+            let _ = xenstore::write_fmt(node, keys::XDP_HEADROOM, fmt!("{}", headroom(!on)));
+        }
+        let connected = self.xdev.switch_state(xenbus::State::Connected);
+        if !acked {
+            pr_warn!(
+                "{:?}: backend did not answer the XDP reconfiguration\n",
+                self.xdev.nodename()
+            );
+            return Err(ETIMEDOUT);
+        }
+        connected
+    }
+
+    /// Records the backend's directory (at connect).
+    pub(crate) fn set_otherend(&self, dir: CString) {
+        *self.otherend.lock() = Some(dir);
     }
 
     pub(crate) fn set_backend(&self, features: BackendFeatures) {
@@ -274,6 +407,10 @@ impl dev::Operations for NetPriv {
     }
 
     fn change_mtu(dev: &Device, this: Pin<&Self>, new_mtu: u32) -> Result {
+        if new_mtu > XDP_MAX_MTU && this.has_xdp() {
+            // Beyond the C driver, which lets the MTU grow under a program.
+            return Err(EINVAL);
+        }
         let max = if dev.features().contains(Features::SG) && this.backend().sg {
             dev.max_mtu()
         } else {
@@ -301,6 +438,31 @@ impl dev::Operations for NetPriv {
 
     fn set_rx_mode(_dev: &Device, this: Pin<&Self>, mode: &dev::RxMode<'_>) {
         this.mcast.set_wanted(McList::from_mode(mode));
+    }
+
+    fn bpf(dev: &Device, this: Pin<&Self>, bpf: &mut Bpf<'_>) -> Result {
+        if this.with_queue(0, |q| q.is_some_and(|q| q.is_broken())) {
+            return Err(ENODEV);
+        }
+        match bpf.command() {
+            BpfCommand::SetupProg => this.xdp_setup(dev, bpf),
+            BpfCommand::Other(_) => Err(EINVAL),
+        }
+    }
+
+    fn xdp_xmit(dev: &Device, this: Pin<&Self>, frames: &mut XmitFrames<'_>) -> Result {
+        let n = dev.real_num_tx_queues().max(1);
+        let index = kernel::cpu::CpuId::current().as_u32() % n;
+        this.with_queue(index as usize, |q| {
+            let Some(q) = q else {
+                return Err(ENETDOWN);
+            };
+            if q.is_broken() {
+                return Err(ENODEV);
+            }
+            q.xdp_xmit(dev, || frames.take());
+            Ok(())
+        })
     }
 
     fn get_stats64(_dev: &Device, this: Pin<&Self>, stats: &mut Stats64) {
@@ -345,6 +507,9 @@ impl ethtool::Operations for NetPriv {
         c"rx_queue_5_packets",
         c"rx_queue_6_packets",
         c"rx_queue_7_packets",
+        c"rx_xdp_drop",
+        c"rx_xdp_tx",
+        c"rx_xdp_redirect",
     ];
 
     fn get_drvinfo(_dev: &Device, _this: Pin<&Self>, info: &mut ethtool::DrvInfo) {
@@ -394,8 +559,18 @@ impl ethtool::Operations for NetPriv {
         // Under the queue lock, as `take_queues`.
         let queues = this.queues.lock();
         let mut sum = this.old_gso_checksum_fixup.get();
+        let mut xdp = [0u64; 3];
+        for (x, old) in xdp.iter_mut().zip(this.old_xdp.iter()) {
+            *x = old.get();
+        }
         for (index, q) in queues.iter().enumerate() {
             sum += q.rx_gso_checksum_fixup.get();
+            for (x, c) in xdp
+                .iter_mut()
+                .zip([&q.xdp_drop, &q.xdp_tx, &q.xdp_redirect])
+            {
+                *x += c.get();
+            }
             if index < STATS_QUEUES {
                 if let Some(v) = values.get_mut(1 + index) {
                     *v = q.rx_stats.packets.get();
@@ -404,6 +579,11 @@ impl ethtool::Operations for NetPriv {
         }
         if let Some(v) = values.first_mut() {
             *v = sum;
+        }
+        for (i, x) in xdp.into_iter().enumerate() {
+            if let Some(v) = values.get_mut(1 + STATS_QUEUES + i) {
+                *v = x;
+            }
         }
     }
 }
@@ -433,7 +613,11 @@ mod tests {
             gso_tcpv4: true,
             gso_tcpv6: true,
             ipv6_csum: true,
+            xdp_headroom: true,
         };
+        assert!(BackendFeatures::decode(full.encode()).xdp_headroom);
+        assert!(!BackendFeatures::decode(BackendFeatures::default().encode()).xdp_headroom);
+        assert_eq!(XDP_MAX_MTU, 3840);
         assert_eq!(full.fix(all), all);
         assert_eq!(BackendFeatures::decode(full.encode()).fix(all), all);
     }

@@ -9,8 +9,8 @@
 
 use kernel::{
     alloc::flags::{
-        GFP_ATOMIC,
         __GFP_ZERO, //
+        GFP_ATOMIC,
     },
     net::{
         dev::Device,
@@ -25,6 +25,13 @@ use kernel::{
             SkBuff, //
         },
         stats::QueueStats,
+        xdp::{
+            self,
+            Frame,
+            Prog,
+            RxqInfo,
+            Verdict, //
+        },
     },
     page::Page,
     prelude::*,
@@ -56,8 +63,8 @@ use kernel::{
             Extra,
             ExtraInfo,
             RxFlag,
-            RxRequest,
             RxFrontRing,
+            RxRequest,
             Status,
             TxFlag,
             TxFlags,
@@ -139,6 +146,8 @@ enum Slot {
     Skb { pkt: u16, piece: u8 },
     /// A multicast filter update (`MCAST_ADD`/`MCAST_DEL` extra): no data.
     Mcast,
+    /// An XDP frame (`XDP_TX` or `ndo_xdp_xmit`) granted in place, returned when answered.
+    Xdp(Grant<Frame>),
 }
 
 /// TX side of a queue.
@@ -161,6 +170,12 @@ struct Tx {
 /// A received packet being assembled across slots.
 struct Partial {
     skb: SkBuff,
+    /// The first data slot (page, offset, size), held back until the packet is complete or a
+    /// second data slot arrives: its XDP headroom comes in an extra after it, and a
+    /// single-slot packet goes through the XDP program as a page.
+    head: Option<(Page, usize, usize)>,
+    /// Headroom the backend says it left before the data (`XDP` extra).
+    xdp_headroom: Option<u16>,
     /// Flags of the first slot.
     csum_blank: bool,
     data_validated: bool,
@@ -174,6 +189,18 @@ struct Partial {
     slots: u32,
     /// The packet is dropped once complete (a bad slot was seen).
     bad: bool,
+}
+
+/// What became of a complete received packet.
+enum Done {
+    /// For the stack.
+    Skb(SkBuff),
+    /// `XDP_TX`: to send back to the backend.
+    Tx(Frame),
+    /// `XDP_REDIRECT`: flush at the end of the poll.
+    Redirected,
+    /// Dropped (and counted).
+    Dropped,
 }
 
 /// RX side of a queue.
@@ -211,19 +238,32 @@ pub(crate) struct Queue {
     pub(crate) tx_stats: QueueStats,
     pub(crate) rx_stats: QueueStats,
     pub(crate) rx_gso_checksum_fixup: kernel::net::stats::Counter,
+    /// Packets the XDP program dropped (or aborted on), sent back out, redirected.
+    pub(crate) xdp_drop: kernel::net::stats::Counter,
+    pub(crate) xdp_tx: kernel::net::stats::Counter,
+    pub(crate) xdp_redirect: kernel::net::stats::Counter,
+    /// The XDP program, run on single-slot packets; a copy of the device's.
+    #[pin]
+    xdp_prog: SpinLockBh<Option<Prog>>,
+    /// XDP information of the RX queue (memory model: whole pages).
+    #[pin]
+    xdp_rxq: RxqInfo,
     tx_ring_refs: u32,
     rx_ring_refs: u32,
 }
 
 impl Queue {
-    /// Creates the queue with freshly granted ring pages.
-    pub(crate) fn new(
+    /// Creates the queue with freshly granted ring pages, for RX queue `index` of `dev`, with
+    /// the device's XDP program if any.
+    pub(crate) fn new<'a>(
+        dev: &'a Device,
         domid: DomId,
         index: u16,
         bounce: bool,
         tx_ring: RingPages,
         rx_ring: RingPages,
-    ) -> Result<impl PinInit<Self, Error>> {
+        prog: Option<Prog>,
+    ) -> Result<impl PinInit<Self, Error> + 'a> {
         let tx_ring_refs = tx_ring.grefs()[0].0;
         let rx_ring_refs = rx_ring.grefs()[0].0;
         let mut free_ids = KVec::with_capacity(TX_RING, GFP_KERNEL)?;
@@ -258,6 +298,7 @@ impl Queue {
             spare: KVec::new(),
             partial: None,
         };
+        let rxq_index = u32::from(index);
         Ok(try_pin_init!(Self {
             domid,
             bounce,
@@ -271,9 +312,111 @@ impl Queue {
             tx_stats: QueueStats::new(),
             rx_stats: QueueStats::new(),
             rx_gso_checksum_fixup: kernel::net::stats::Counter::new(),
+            xdp_drop: kernel::net::stats::Counter::new(),
+            xdp_tx: kernel::net::stats::Counter::new(),
+            xdp_redirect: kernel::net::stats::Counter::new(),
+            xdp_prog <- new_spinlock_bh!(prog),
+            xdp_rxq <- RxqInfo::new(dev, rxq_index, 0),
             tx_ring_refs,
             rx_ring_refs,
         }? Error))
+    }
+
+    /// Replaces the XDP program (`None`: detach); the old one is released here.
+    pub(crate) fn set_xdp_prog(&self, prog: Option<Prog>) {
+        let old = core::mem::replace(&mut *self.xdp_prog.lock(), prog);
+        drop(old);
+    }
+
+    /// Sends XDP frames (`xennet_xdp_xmit`): each one in a single request, granted in place
+    /// (read-only) to a trusted backend, copied into a page of ours for an untrusted one. A frame
+    /// that does not fit in one page or is shorter than an Ethernet header is dropped. Returns
+    /// the number of frames taken (sent or dropped); stops, leaving the rest, when the ring is
+    /// full.
+    pub(crate) fn xdp_xmit(&self, dev: &Device, mut next: impl FnMut() -> Option<Frame>) -> usize {
+        let mut taken = 0;
+        if self.is_broken() {
+            return 0;
+        }
+        let mut sent: u32 = 0;
+        let mut bytes: u64 = 0;
+        let notify = {
+            let mut guard = self.tx.lock();
+            let tx = &mut *guard;
+            // Keep the room one packet of the stack needs, as `send_mcast`.
+            while tx.ring.free_requests() > TX_MAX_SLOTS && !tx.free_ids.is_empty() {
+                let Some(frame) = next() else {
+                    break;
+                };
+                taken += 1;
+                let len = frame.len();
+                if frame.has_frags() || !frame.in_one_page() || len < skb::ETH_HLEN as usize {
+                    self.tx_stats.dropped.inc();
+                    continue;
+                }
+                let Ok(gref) = tx.refs.claim() else {
+                    self.tx_stats.dropped.inc();
+                    continue;
+                };
+                let Some(id) = tx.free_ids.pop() else {
+                    tx.refs.release(gref);
+                    self.tx_stats.dropped.inc();
+                    continue;
+                };
+                let (slot, gref, offset) = if self.bounce {
+                    // XSA-403: nothing but the packet in what the backend sees.
+                    let mut page = match tx.spare.pop() {
+                        Some(p) => p,
+                        None => match Page::alloc_page(GFP_ATOMIC | __GFP_ZERO) {
+                            Ok(p) => p,
+                            Err(_) => {
+                                tx.refs.release(gref);
+                                let _ = tx.free_ids.push(id, GFP_ATOMIC);
+                                self.tx_stats.dropped.inc();
+                                continue;
+                            }
+                        },
+                    };
+                    if frame.copy_to_page_zero_rest(&mut page).is_err() {
+                        let _ = tx.spare.push(page, GFP_ATOMIC);
+                        tx.refs.release(gref);
+                        let _ = tx.free_ids.push(id, GFP_ATOMIC);
+                        self.tx_stats.dropped.inc();
+                        continue;
+                    }
+                    // The copy is sent: the frame goes back to its owner now.
+                    drop(frame);
+                    let grant = Grant::new(gref, self.domid, page, Access::ReadOnly);
+                    let gref = grant.gref().0;
+                    (Slot::Bounce(grant), gref, 0)
+                } else {
+                    let offset = frame.offset_in_page() % PAGE_SIZE;
+                    let grant = Grant::new(gref, self.domid, frame, Access::ReadOnly);
+                    let gref = grant.gref().0;
+                    (Slot::Xdp(grant), gref, offset)
+                };
+                tx.slots[usize::from(id)] = slot;
+                let req = TxRequest {
+                    gref,
+                    offset: offset as u16,
+                    flags: TxFlags::empty(),
+                    id,
+                    size: len as u16,
+                };
+                let _ = tx.ring.push_request(req.into());
+                sent += 1;
+                bytes += len as u64;
+            }
+            sent > 0 && tx.ring.push_requests_and_check_notify()
+        };
+        if notify {
+            self.notify_tx();
+        }
+        // Counted as packets of the queue, as the C driver does.
+        self.tx_stats.packets.add(u64::from(sent));
+        self.tx_stats.bytes.add(bytes);
+        let _ = dev;
+        taken
     }
 
     /// Grant references of the TX and RX ring pages, for xenstore.
@@ -289,7 +432,11 @@ impl Queue {
     /// logs it, as is the final "Disabled for further use" (log monitoring relies on them).
     fn mark_broken(&self, dev: &Device, why: &str) {
         if self.broken.xchg(1, Full) == 0 {
-            pr_err!("{:?}: backend misbehaved: {}; Disabled for further use\n", dev.name(), why);
+            pr_err!(
+                "{:?}: backend misbehaved: {}; Disabled for further use\n",
+                dev.name(),
+                why
+            );
             dev.carrier_off();
         }
     }
@@ -539,7 +686,11 @@ impl Queue {
                 pkt,
                 piece: i as u8,
             };
-            let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
+            let mut flags = if i == 0 {
+                first_flags
+            } else {
+                TxFlags::empty()
+            };
             if i + 1 < pieces.len() {
                 flags |= TxFlag::MoreData;
             }
@@ -624,7 +775,11 @@ impl Queue {
                 }
             };
             let grant = Grant::new(gref, domid, page, Access::ReadOnly);
-            let mut flags = if i == 0 { first_flags } else { TxFlags::empty() };
+            let mut flags = if i == 0 {
+                first_flags
+            } else {
+                TxFlags::empty()
+            };
             if i + 1 < data_slots {
                 flags |= TxFlag::MoreData;
             }
@@ -633,7 +788,11 @@ impl Queue {
                 offset: 0,
                 flags,
                 id,
-                size: if i == 0 { len as u16 } else { tx_piece(len, i) as u16 },
+                size: if i == 0 {
+                    len as u16
+                } else {
+                    tx_piece(len, i) as u16
+                },
             };
             tx.slots[usize::from(id)] = Slot::Bounce(grant);
             let _ = tx.ring.push_request(req.into());
@@ -694,6 +853,19 @@ impl Queue {
                             }
                         },
                         Slot::Mcast => {}
+                        Slot::Xdp(grant) => match grant.end() {
+                            Ok((gref, frame)) => {
+                                tx.refs.release(gref);
+                                // Returns the frame's memory to its owner.
+                                drop(frame);
+                            }
+                            Err(grant) => {
+                                // Still mapped: the frame is leaked, never returned.
+                                drop(grant);
+                                bad = Some("TX: Grant still in use by backend domain");
+                                break 'outer;
+                            }
+                        },
                         Slot::Skb { pkt, piece } => {
                             let pkt = usize::from(pkt);
                             let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut)
@@ -707,7 +879,9 @@ impl Queue {
                                 break 'outer;
                             }
                             if granted.is_done() {
-                                if let Some(Ok(skb)) = tx.packets[pkt].take().map(GrantedSkb::into_skb) {
+                                if let Some(Ok(skb)) =
+                                    tx.packets[pkt].take().map(GrantedSkb::into_skb)
+                                {
                                     skb.consume();
                                 }
                                 let _ = tx.free_pkts.push(pkt as u16, GFP_ATOMIC);
@@ -746,6 +920,11 @@ impl Queue {
         let mut work = false;
         let mut bad: Option<&str> = None;
         let mut ready: KVec<SkBuff> = KVec::new();
+        let mut xdp_tx: KVec<Frame> = KVec::new();
+        let mut redirected = false;
+        // The program for this poll: our own reference, so that a detach meanwhile frees it
+        // only after this poll.
+        let prog = self.xdp_prog.lock().clone();
         {
             let mut guard = self.rx.lock();
             let rx = &mut *guard;
@@ -788,6 +967,7 @@ impl Queue {
                             match extra.check() {
                                 Ok(Extra::Gso(g)) => p.gso = Some(g),
                                 Ok(Extra::Hash(h)) => p.hash = Some(h),
+                                Ok(Extra::Xdp { headroom }) => p.xdp_headroom = Some(headroom),
                                 Ok(_) => {}
                                 Err(e) => {
                                     Self::warn_rx(dev, format_args!("{e}"));
@@ -799,6 +979,7 @@ impl Queue {
                             let rsp = slot.response();
                             p.more_data = rsp.flags.contains(RxFlag::MoreData);
                             p.slots += 1;
+                            Self::flush_head(p);
                             Self::add_data(dev, p, page, &rsp, &mut rx.spare);
                             if p.slots == RX_MAX_SLOTS + 1 {
                                 Self::warn_rx(dev, format_args!("Too many slots"));
@@ -819,6 +1000,8 @@ impl Queue {
                             };
                             let mut p = Partial {
                                 skb,
+                                head: None,
+                                xdp_headroom: None,
                                 csum_blank: rsp.flags.contains(RxFlag::CsumBlank),
                                 data_validated: rsp.flags.contains(RxFlag::DataValidated),
                                 want_extra: rsp.flags.contains(RxFlag::ExtraInfo),
@@ -828,7 +1011,7 @@ impl Queue {
                                 slots: 1,
                                 bad: false,
                             };
-                            Self::add_data(dev, &mut p, page, &rsp, &mut rx.spare);
+                            Self::hold_head(dev, &mut p, page, &rsp, &mut rx.spare);
                             rx.partial = Some(p);
                         }
                     }
@@ -838,8 +1021,17 @@ impl Queue {
                         .is_some_and(|p| !p.want_extra && !p.more_data);
                     if complete {
                         if let Some(p) = rx.partial.take() {
-                            if let Some(skb) = self.finish(dev, p) {
-                                let _ = ready.push(skb, GFP_ATOMIC);
+                            match self.complete(dev, p, prog.as_ref()) {
+                                Done::Skb(skb) => {
+                                    let _ = ready.push(skb, GFP_ATOMIC);
+                                }
+                                Done::Tx(frame) => {
+                                    if xdp_tx.push(frame, GFP_ATOMIC).is_err() {
+                                        self.tx_stats.dropped.inc();
+                                    }
+                                }
+                                Done::Redirected => redirected = true,
+                                Done::Dropped => {}
                             }
                             done += 1;
                             if done >= budget {
@@ -875,10 +1067,137 @@ impl Queue {
         for skb in ready.drain_all() {
             ctx.gro_receive(skb);
         }
+        if !xdp_tx.is_empty() {
+            let n = xdp_tx.len();
+            let mut frames = xdp_tx.drain_all();
+            let taken = self.xdp_xmit(dev, || frames.next());
+            // The frames the ring had no room for are dropped (returned) with `frames`.
+            self.tx_stats.dropped.add((n - taken) as u64);
+        }
+        if redirected {
+            xdp::flush();
+        }
+        drop(prog);
         if !self.is_broken() {
             self.refill_rx();
         }
         (done, work)
+    }
+
+    /// Keeps the first data slot of a packet aside (see [`Partial::head`]).
+    fn hold_head(
+        dev: &Device,
+        p: &mut Partial,
+        page: Page,
+        rsp: &netif::RxResponse,
+        spare: &mut KVec<Page>,
+    ) {
+        match rsp.data() {
+            Ok((offset, size)) if size > 0 => p.head = Some((page, offset, size)),
+            Ok(_) => {
+                // Empty slot: no empty frags (XSA-448).
+                let _ = spare.push(page, GFP_ATOMIC);
+            }
+            Err(_) => {
+                Self::warn_rx(
+                    dev,
+                    format_args!("rx->offset: {}, size: {}", rsp.offset, rsp.status),
+                );
+                let _ = spare.push(page, GFP_ATOMIC);
+                p.bad = true;
+            }
+        }
+    }
+
+    /// Where the data of the first slot really is: a backend that announces an XDP headroom
+    /// and answers with offset 0 (the C netback) counts the headroom in the size; the C
+    /// netfront takes the offset from the extra the same way. [`None`] if nothing is left.
+    fn head_data(p: &Partial, offset: usize, size: usize) -> Option<(usize, usize)> {
+        match p.xdp_headroom.map(usize::from) {
+            Some(h) if h > 0 && offset == 0 => (size > h).then(|| (h, size - h)),
+            _ => Some((offset, size)),
+        }
+    }
+
+    /// Adds the held first slot to the packet, once it is known not to go through XDP.
+    fn flush_head(p: &mut Partial) {
+        if let Some((page, offset, size)) = p.head.take() {
+            let added = match Self::head_data(p, offset, size) {
+                Some((offset, size)) => p
+                    .skb
+                    .add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
+                    .is_ok(),
+                None => false,
+            };
+            if !added {
+                p.bad = true;
+            }
+        }
+    }
+
+    /// Runs the XDP program on a complete single-slot packet, if one is attached
+    /// (`xennet_run_xdp`); otherwise, or if it passes the packet, prepares it for the stack.
+    /// While a program is attached, packets of several slots are dropped, as in C.
+    fn complete(&self, dev: &Device, mut p: Partial, prog: Option<&Prog>) -> Done {
+        if let Some(prog) = prog {
+            let head = if p.slots == 1 && !p.bad {
+                p.head
+                    .take()
+                    .and_then(|(page, o, s)| Self::head_data(&p, o, s).map(|(o, s)| (page, o, s)))
+            } else {
+                None
+            };
+            let Some((page, offset, size)) = head else {
+                self.rx_stats.dropped.inc();
+                p.skb.drop_reason(DropReason::NotSpecified);
+                return Done::Dropped;
+            };
+            let verdict = self.xdp_rxq.run(prog, page, offset, size);
+            if matches!(
+                verdict,
+                Ok(Verdict::Drop { .. } | Verdict::Tx(_) | Verdict::Redirected)
+            ) {
+                // Received as far as the device is concerned: XDP is the first layer of the
+                // stack (netdev qstats semantics). A passed packet is counted by `finish`.
+                self.rx_stats.packet(size as u32);
+            }
+            match verdict {
+                Ok(Verdict::Pass { page, offset, len }) => {
+                    // The program may have moved the data: this is where it is now.
+                    p.head = Some((page, offset, len));
+                    p.xdp_headroom = None;
+                }
+                Ok(Verdict::Drop { page, .. }) => {
+                    // The program may have written anything into the page: not reused for RX.
+                    drop(page);
+                    self.xdp_drop.inc();
+                    self.rx_stats.dropped.inc();
+                    p.skb.consume();
+                    return Done::Dropped;
+                }
+                Ok(Verdict::Tx(frame)) => {
+                    self.xdp_tx.inc();
+                    p.skb.consume();
+                    return Done::Tx(frame);
+                }
+                Ok(Verdict::Redirected) => {
+                    self.xdp_redirect.inc();
+                    p.skb.consume();
+                    return Done::Redirected;
+                }
+                Err((page, _)) => {
+                    drop(page);
+                    self.rx_stats.errors.inc();
+                    p.skb.drop_reason(DropReason::NotSpecified);
+                    return Done::Dropped;
+                }
+            }
+        }
+        Self::flush_head(&mut p);
+        match self.finish(dev, p) {
+            Some(skb) => Done::Skb(skb),
+            None => Done::Dropped,
+        }
     }
 
     fn add_data(
@@ -890,7 +1209,10 @@ impl Queue {
     ) {
         match rsp.data() {
             Ok((offset, size)) if size > 0 => {
-                if p.skb.add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32).is_err() {
+                if p.skb
+                    .add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
+                    .is_err()
+                {
                     p.bad = true;
                 }
             }

@@ -29,6 +29,10 @@ use kernel::{
             QueueLink,
             QueueType, //
         },
+        xdp::{
+            self,
+            Features, //
+        },
     },
     prelude::*,
     str::CString,
@@ -172,6 +176,7 @@ fn read_backend_features(dev: &xb::Device<Core<'_>>) -> Result<BackendFeatures> 
         gso_tcpv4: xenstore::read_bool_or(be, keys::FEATURE_GSO_TCPV4, false)?,
         gso_tcpv6: xenstore::read_bool_or(be, keys::FEATURE_GSO_TCPV6, false)?,
         ipv6_csum: xenstore::read_bool_or(be, keys::FEATURE_IPV6_CSUM_OFFLOAD, false)?,
+        xdp_headroom: xenstore::read_bool_or(be, keys::FEATURE_XDP_HEADROOM, false)?,
     })
 }
 
@@ -218,9 +223,16 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     };
     let ndev = reg.device();
     reg.data().set_backend(features);
+    reg.data()
+        .set_otherend(CString::try_from_fmt(fmt!("{}", dev.otherend().to_str()?))?);
     {
         let rtnl = RtnlGuard::lock();
         ndev.update_features(&rtnl);
+        // As C, whatever the backend offers (attaching checks it).
+        ndev.set_xdp_features(
+            &rtnl,
+            Features::BASIC | Features::REDIRECT | Features::NDO_XMIT,
+        );
     }
 
     let domid = dev.otherend_id();
@@ -252,7 +264,15 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
         let queue = Arc::pin_init(
             Napi::new(
                 ndev,
-                Queue::new(domid, index as u16, bounce, tx_ring, rx_ring)?,
+                Queue::new(
+                    ndev,
+                    domid,
+                    index as u16,
+                    bounce,
+                    tx_ring,
+                    rx_ring,
+                    reg.data().xdp_prog(),
+                )?,
             ),
             GFP_KERNEL,
         )?;
@@ -343,6 +363,15 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
             t.write_fmt(node, keys::CTRL_RING_REF, fmt!("{}", gref))?;
             t.write_fmt(node, keys::EVENT_CHANNEL_CTRL, fmt!("{}", port))?;
         }
+        if features.xdp_headroom {
+            // The headroom the program needs, or none (`talk_to_netback_xdp`).
+            let headroom = if reg.data().has_xdp() {
+                xdp::PACKET_HEADROOM
+            } else {
+                0
+            };
+            t.write_fmt(node, keys::XDP_HEADROOM, fmt!("{}", headroom))?;
+        }
         t.write(node, keys::REQUEST_RX_COPY, c"1")?;
         t.write(node, keys::FEATURE_RX_NOTIFY, c"1")?;
         t.write(node, keys::FEATURE_SG, c"1")?;
@@ -360,6 +389,10 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
     {
         let rtnl = RtnlGuard::lock();
         let data = reg.data();
+        // The program as of now (attaching and detaching hold RTNL too).
+        for q in published.iter() {
+            q.set_xdp_prog(data.xdp_prog());
+        }
         // The old (empty) list is dropped under the lock, which is fine.
         *data.queues.lock() = published;
         // Beyond the C driver: netdev netlink shows which NAPI context serves which queue
@@ -457,7 +490,9 @@ impl xb::Driver for NetFront {
                 // The multicast filter, through queue 0, once the backend is connected.
                 if inner.mcast_dynamic {
                     if let (Some(m), Some(q)) = (inner.mcast.as_ref(), inner.queues.first()) {
-                        if let Ok(node) = CString::try_from_fmt(fmt!("{}", dev.nodename().to_str().unwrap_or(""))) {
+                        if let Ok(node) =
+                            CString::try_from_fmt(fmt!("{}", dev.nodename().to_str().unwrap_or("")))
+                        {
                             m.connect(node, q.clone());
                         }
                     }

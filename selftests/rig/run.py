@@ -41,7 +41,8 @@ FEATURES_REQUIRED = [
     "ft-ping-v4-dom0-to-domu", "ft-ping-v4-domu-to-dom0", "ft-ping-v6-dom0-to-domu", "ft-ping-v6-domu-to-dom0",
     "ft-iperf-v6-tx", "ft-ping-65000-dom0-to-domu", "ft-ping-65000-domu-to-dom0", "ft-mtu-9000",
     "ft-ping-9000-dom0-to-domu", "ft-ping-9000-domu-to-dom0", "ft-offloads-off", "ft-traffic-offloads-off",
-    "ft-offloads-on", "ft-traffic-offloads-on", "ft-rxbuf-sysfs", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
+    "ft-offloads-on", "ft-traffic-offloads-on", "ft-xdp-mtu-9000-refused", "ft-xdp-attach", "ft-xdp-drop",
+    "ft-xdp-detach", "ft-xdp-ping-after-detach", "ft-rxbuf-sysfs", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
     "ft-traffic-max-queues-4", "ft-trusted-0-reload", "ft-trusted-0", "ft-trusted-key-0-reload", "ft-trusted-key-0",
     "ft-reload-under-traffic", "ft-traffic-after-reload", "ft-final-ping-dom0-to-domu"]
 SCENARIOS = {
@@ -123,6 +124,19 @@ def tool_bin(name):
     return out
 
 
+def bpf_obj(name):
+    """A BPF object from tools/<name>.c for the guests (clang -target bpf, cached)."""
+    src = os.path.join(HERE, "tools", name + ".c")
+    out = os.path.join(RIG, name + ".o")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        clang = shutil.which("clang-19") or shutil.which("clang") or "clang-19"
+        r = subprocess.run([clang, "-target", "bpf", "-O2", "-c", src, "-o", out + ".tmp"])
+        if r.returncode:
+            die("cannot build %s (clang-19 comes with scripts/deps.sh)" % src)
+        os.rename(out + ".tmp", out)
+    return out
+
+
 def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
@@ -139,6 +153,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
     for tool in ("fpstress", "tlbbench"):
         shutil.copy(tool_bin(tool), os.path.join(st, tool))
+    shutil.copy(bpf_obj("xdp_drop.bpf"), os.path.join(st, "xdp_drop.bpf.o"))
     shutil.copy(os.path.join(kdir, "arch/x86/boot/bzImage"), os.path.join(st, "bzImage"))
     mods_src = os.path.join(kdir, "mods/lib/modules", krel)
     if not os.path.isdir(mods_src):

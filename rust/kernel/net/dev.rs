@@ -86,6 +86,9 @@ use core::{
     ptr::NonNull, //
 };
 
+#[cfg(CONFIG_BPF_SYSCALL)]
+use crate::net::xdp;
+
 /// Length of an Ethernet (MAC) address (`ETH_ALEN`).
 pub const ETH_ALEN: usize = bindings::ETH_ALEN as usize;
 
@@ -431,6 +434,14 @@ impl Device {
         unsafe { bindings::netdev_update_features(self.as_raw()) };
     }
 
+    /// Sets the XDP features the device advertises (`xdp_set_features_flag()`, which notifies
+    /// netlink listeners); the caller holds RTNL.
+    #[cfg(CONFIG_BPF_SYSCALL)]
+    pub fn set_xdp_features(&self, _rtnl: &Rtnl, features: super::xdp::Features) {
+        // SAFETY: `self.0` is valid and RTNL is held, as the notifier needs.
+        unsafe { bindings::xdp_set_features_flag(self.as_raw(), features.bits()) };
+    }
+
     /// Returns the MAC address.
     pub fn mac_addr(&self) -> [u8; ETH_ALEN] {
         let mut addr = [0u8; ETH_ALEN];
@@ -742,6 +753,24 @@ pub trait Operations: Sized + Send + Sync {
 
     /// Handles a transmit timeout on queue `txqueue` (`ndo_tx_timeout`).
     fn tx_timeout(_dev: &Device, _this: Pin<&Self>, _txqueue: u32) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Handles a BPF request (`ndo_bpf`), for native XDP: [`xdp::BpfCommand::SetupProg`]
+    /// attaches, replaces or (without a program) detaches the program; refuse what the device
+    /// cannot do with [`EINVAL`] or [`EOPNOTSUPP`] and a message
+    /// ([`xdp::Bpf::set_error`]). Called with RTNL held.
+    #[cfg(CONFIG_BPF_SYSCALL)]
+    fn bpf(_dev: &Device, _this: Pin<&Self>, _bpf: &mut xdp::Bpf<'_>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Transmits XDP frames of other devices, or redirected to this one (`ndo_xdp_xmit`);
+    /// called in softirq context. The driver takes the frames it sends (or drops) in order
+    /// from `frames`; the caller returns the rest. An error with no frame taken is returned to
+    /// the caller as is.
+    #[cfg(CONFIG_BPF_SYSCALL)]
+    fn xdp_xmit(_dev: &Device, _this: Pin<&Self>, _frames: &mut xdp::XmitFrames<'_>) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -1327,6 +1356,55 @@ impl<T: Operations> Adapter<T> {
     ///
     /// Only called by the stack, as the `net_device_ops` callback of a device created by
     /// [`Registration<T>`].
+    #[cfg(CONFIG_BPF_SYSCALL)]
+    unsafe extern "C" fn bpf_callback(
+        dev: *mut bindings::net_device,
+        bpf: *mut bindings::netdev_bpf,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: The stack calls `ndo_bpf` with a device whose operations we installed and
+            // a valid request, under RTNL.
+            let ((d, this), mut bpf) = unsafe { (Self::args(dev), xdp::Bpf::from_raw(bpf)) };
+            T::bpf(d, this, &mut bpf)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
+    #[cfg(CONFIG_BPF_SYSCALL)]
+    unsafe extern "C" fn xdp_xmit_callback(
+        dev: *mut bindings::net_device,
+        n: c_int,
+        frames: *mut *mut bindings::xdp_frame,
+        flags: u32,
+    ) -> c_int {
+        if flags & !bindings::XDP_XMIT_FLAGS_MASK != 0 {
+            return EINVAL.to_errno();
+        }
+        let n = usize::try_from(n).unwrap_or(0);
+        if n == 0 || frames.is_null() {
+            return 0;
+        }
+        // SAFETY: The stack calls `ndo_xdp_xmit` with a device whose operations we installed,
+        // and `n` frames it hands over; the ones we do not take (counted in the return value)
+        // it frees itself.
+        let ((d, this), raw) = unsafe { (Self::args(dev), core::slice::from_raw_parts(frames, n)) };
+        // SAFETY: As above: the frames pass to whoever takes them.
+        let mut xf =
+            unsafe { xdp::XmitFrames::from_raw(raw, flags & bindings::XDP_XMIT_FLUSH != 0) };
+        match T::xdp_xmit(d, this, &mut xf) {
+            Err(e) if xf.taken() == 0 => e.to_errno(),
+            _ => xf.taken() as c_int,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Only called by the stack, as the `net_device_ops` callback of a device created by
+    /// [`Registration<T>`].
     unsafe extern "C" fn tx_timeout_callback(dev: *mut bindings::net_device, txqueue: c_uint) {
         // SAFETY: The stack calls `ndo_tx_timeout` with a device whose operations we installed.
         let (d, this) = unsafe { Self::args(dev) };
@@ -1465,6 +1543,18 @@ impl<T: Operations> Adapter<T> {
         },
         ndo_set_rx_mode: if T::HAS_SET_RX_MODE {
             Some(Self::set_rx_mode_callback)
+        } else {
+            None
+        },
+        #[cfg(CONFIG_BPF_SYSCALL)]
+        ndo_bpf: if T::HAS_BPF {
+            Some(Self::bpf_callback)
+        } else {
+            None
+        },
+        #[cfg(CONFIG_BPF_SYSCALL)]
+        ndo_xdp_xmit: if T::HAS_XDP_XMIT {
+            Some(Self::xdp_xmit_callback)
         } else {
             None
         },

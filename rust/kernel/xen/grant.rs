@@ -244,6 +244,18 @@ unsafe impl Grantable for Page {
     }
 }
 
+// SAFETY: A frame owns its buffer (returned with `xdp_return_frame()` when dropped), so the page
+// holding its data stays allocated and unused by others while the frame lives. Given up while the
+// other domain may still access it, the frame is leaked (the default `into_page_ref`): its memory
+// is never returned, never reused.
+#[cfg(all(CONFIG_RUST_NETDEV_ABSTRACTIONS, CONFIG_BPF_SYSCALL))]
+unsafe impl Grantable for crate::net::xdp::Frame {
+    fn gfn(&self) -> Gfn {
+        // SAFETY: `page_ptr()` is the valid `struct page` of the frame's data.
+        Gfn(unsafe { bindings::xen_page_to_gfn(self.page_ptr()) } as u64)
+    }
+}
+
 /// Access to memory granted to another domain (`gnttab_grant_foreign_access_ref()`).
 ///
 /// The grant owns the memory: nothing else in this kernel can use it while the other domain

@@ -14,6 +14,13 @@ xenstore keys), never a driver's internals.
   ft-traffic-offloads-off   ping + 3 s iperf3 TX with them off
   ft-offloads-on        back on: ethtool -k reports the state from before
   ft-traffic-offloads-on
+  ft-xdp-mtu-9000-refused  with MTU 9000, attaching an XDP program natively fails (both drivers:
+                        PAGE_SIZE - XDP_PACKET_HEADROOM is the limit)
+  ft-xdp-attach         ip link set <if> xdpdrv obj xdp_drop.bpf.o (tools/): attached in driver
+                        mode, the frontend's xenstore xdp-headroom is 256 (backend reconfigured)
+  ft-xdp-drop           10 pings dom0 -> domU all lost, the domU's rx dropped+errors grow by >= 10
+  ft-xdp-detach         xdpdrv off: no program, xdp-headroom 0
+  ft-xdp-ping-after-detach  pings answered again
   ft-max-queues-1/-4    frontend reloaded with max_queues=N: xenstore multi-queue-num-queues (when
                         the backend offers multi-queue) = min(N, backend's multi-queue-max-queues),
                         queue-<i> directories, the domU's netdev has that many TX queues; traffic
@@ -241,6 +248,55 @@ def xs(d, path):
     return out.strip() if rc == 0 else None
 
 
+def rx_drop_counters(ag, ifn):
+    """rx dropped + rx errors of the domU netdev (the C netfront counts XDP verdicts other than
+    pass as errors, the Rust one XDP drops as dropped), or None."""
+    rc, out = ag.run("ip -s -j link show %s" % ifn, 20, True)
+    try:
+        rx = __import__("json").loads(out)[0]["stats64"]["rx"]
+        return rx.get("dropped", 0) + rx.get("errors", 0)
+    except Exception:
+        return None
+
+
+def xdp_checks(d, ag, fdir, state):
+    """Native XDP with a drop program: refused above the MTU limit, attached (xdp-headroom 256
+    in xenstore), pings from dom0 all lost and counted as dropped, detached (headroom 0), pings
+    answered again."""
+    ifn = state["ifn"]
+    if not ifn:
+        d.check("ft-xdp-attach", False, "no link")
+        return
+    obj = "/rig/xdp_drop.bpf.o"
+    # Above PAGE_SIZE - XDP_PACKET_HEADROOM (3840) both drivers refuse a program.
+    rc, out = ag.run("ip link set %s mtu 9000 && ip link set dev %s xdpdrv obj %s sec xdp; rc=$?; "
+                     "ip link set %s mtu 1500; exit $rc" % (ifn, ifn, obj, ifn), 30, True)
+    d.check("ft-xdp-mtu-9000-refused", rc not in (0, None), "rc=%s %s" % (rc, out.strip()[-200:]))
+    before = rx_drop_counters(ag, ifn)
+    rc, out = ag.run("ip link set dev %s xdpdrv obj %s sec xdp && ip -d -j link show %s" % (ifn, obj, ifn), 60, True)
+    try:
+        mode = __import__("json").loads(out[out.index("["):])[0].get("xdp", {}).get("mode")
+    except Exception:
+        mode = None
+    headroom = xs(d, "%s/xdp-headroom" % fdir)
+    # mode 1: XDP_ATTACHED_DRV (native)
+    d.check("ft-xdp-attach", rc == 0 and mode == 1 and headroom == "256",
+            "rc=%s xdp mode=%s xdp-headroom=%s %s" % (rc, mode, headroom, "" if rc == 0 else out.strip()[-300:]))
+    n = 10
+    rc, out = d.sh("ping -c %d -i 0.2 -W 1 %s" % (n, d.DOMU_IP), 60, True)
+    loss, _ = d.parse_ping(out)
+    after = rx_drop_counters(ag, ifn)
+    moved = (after - before) if None not in (before, after) else None
+    d.check("ft-xdp-drop", loss == 100.0 and moved is not None and moved >= n,
+            "dom0->domU loss=%s%% (want 100), rx dropped+errors moved by %s (want >= %d)" % (loss, moved, n))
+    rc, out = ag.run("ip link set dev %s xdpdrv off && ip -d -j link show %s" % (ifn, ifn), 60, True)
+    headroom = xs(d, "%s/xdp-headroom" % fdir)
+    d.check("ft-xdp-detach", rc == 0 and '"xdp"' not in out and headroom == "0",
+            "rc=%s xdp-headroom=%s %s" % (rc, headroom, "" if rc == 0 else out.strip()[-300:]))
+    warm(d, ag)
+    d.ping_check("ft-xdp-ping-after-detach", d.sh, d.DOMU_IP, 5)
+
+
 def steps(d, ag, domid, fdir, bdir, state):
     ifn, vif = state["ifn"], state["vif"]
     warm(d, ag)
@@ -301,6 +357,10 @@ def steps(d, ag, domid, fdir, bdir, state):
     d.check("ft-offloads-on", rc == 0 and rc2 == 0 and all(a == b for a, b in same.values()),
             "ethtool -K rc=%s %s; (before, now): %s" % (rc, out.strip()[-200:], same))
     traffic(d, ag, "ft-traffic-offloads-on")
+
+    # native XDP (both netfronts have it)
+    d.mark("FT-XDP")
+    xdp_checks(d, ag, fdir, state)
 
     # max_queues
     # sysfs rxbuf_* (C: xennet_dev_group): read as the RX ring size, numbers written are ignored
