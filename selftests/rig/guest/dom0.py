@@ -607,7 +607,7 @@ def scenario():
                 check("final-ping-dom0-to-domu", False, "no link after reloads")
         if SCEN in ("run", "basic") and os.path.exists("/rig/pvmmu.py"):  # issue 6: after traffic
             import pvmmu
-            pvmmu.final(ag.run, check, metric)
+            pvmmu.final(ag.run, check, metric, sh)
 
 
 AG = None

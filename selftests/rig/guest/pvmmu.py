@@ -189,13 +189,58 @@ def one_domain(dom, run, check, metric, xen_cmdline):
 XEN_CMDLINE = ""
 
 
-def final(agent_run, check, metric):
+def mem_total_kb(agent_run):
+    rc, out = agent_run("grep MemTotal /proc/meminfo", 20, True)
+    m = re.search(r"(\d+) kB", out) if rc == 0 else None
+    return int(m.group(1)) if m else None
+
+
+def balloon(sh, agent_run, check, metric):
+    """Stage A2 with the balloon: xl mem-set takes 128 MiB away from the domU and gives it back.
+    The balloon driver zaps each page's direct-map PTE (update_va_mapping, which Xen refuses under
+    a superpage), so every chunk it takes a page from must be split first by the hook; the domU
+    must survive, the split count must grow, and no kernel entry may become global."""
+    import time
+    d0 = dlp_state(agent_run)
+    m0 = mem_total_kb(agent_run)
+    rc, out = sh("xl mem-set domu 384m", 30, True)
+    m1 = None
+    for _ in range(60):
+        time.sleep(1)
+        m1 = mem_total_kb(agent_run)
+        if m1 is not None and m0 is not None and m1 <= m0 - 120 * 1024:
+            break
+    d1 = dlp_state(agent_run)
+    rc2, _ = sh("xl mem-set domu 512m", 30, True)
+    m2 = None
+    for _ in range(60):
+        time.sleep(1)
+        m2 = mem_total_kb(agent_run)
+        if m2 is not None and m0 is not None and m2 >= m0 - 8 * 1024:
+            break
+    d2 = dlp_state(agent_run)
+    c, _ = census(agent_run)
+    if d1:
+        metric("pvmmu-domu-direct_splits-balloon", d1[2], "chunks")
+    ok = (rc == 0 and rc2 == 0 and None not in (d0, d1, d2, m0, m1, m2) and m1 <= m0 - 120 * 1024 and
+          m2 >= m0 - 8 * 1024 and d1[2] > d0[2] and d2[0] == d2[1] + d2[2] and
+          c.get("kernel_global") == 0 and c.get("direct_2m") == d2[1])
+    check("pvmmu-domu-direct-2m-balloon", ok,
+          "MemTotal kB %s -> %s (mem-set 384m, rc %s) -> %s (512m, rc %s); %s (installed, 2M, splits, "
+          "candidates): %s -> %s -> %s; census direct_2m=%s kernel_global=%s" % (
+              m0, m1, rc, m2, rc2, DLP, d0, d1, d2, c.get("direct_2m"), c.get("kernel_global")))
+
+
+def final(agent_run, check, metric, sh=None):
     """After the network traffic (basic, run): the domU's direct map check again (it still has
-    2M entries with xen_superpages=all on a Xen that accepts them, no global kernel entry)."""
+    2M entries with xen_superpages=all on a Xen that accepts them, no global kernel entry), then,
+    with the 2 MiB direct map active, the balloon test (balloon())."""
     try:
         _, cmdline = agent_run("cat /proc/cmdline", 20, True)
-        direct_map("domu", agent_run, check, metric, cmdline, xen_accepts_superpages(XEN_CMDLINE),
-                   dmesg_pvmmu(agent_run), "-after-traffic")
+        accepts = xen_accepts_superpages(XEN_CMDLINE)
+        direct_map("domu", agent_run, check, metric, cmdline, accepts, dmesg_pvmmu(agent_run), "-after-traffic")
+        if sh and accepts and param(cmdline, "xen_superpages") == "all":
+            balloon(sh, agent_run, check, metric)
     except Exception as e:  # a bug here must not stop the scenario
         check("pvmmu-domu-exception-after-traffic", False, repr(e))
 
