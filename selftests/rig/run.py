@@ -453,7 +453,7 @@ def main():
             if "xen_superpages=all" in append.split():   # stage A2: the direct map too
                 required += ["pvmmu-%s-direct-2m" % dom]
                 if dom == "domu" and a.scenario in ("basic", "run"):
-                    required += ["pvmmu-domu-direct-2m-after-traffic"]
+                    required += ["pvmmu-domu-direct-2m-after-traffic", "pvmmu-domu-direct-2m-balloon"]
     if a.scenario == "features" and a.front == "rs":
         # the control ring (RSS) and the multicast filter: frontends that have them (scen_features.py)
         required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered",
