@@ -34,10 +34,12 @@ step images bash selftests/rig/images.sh
 # QEMU/Xen flags the rig uses (selftests/rig/README.md: the TCG XSAVE bug).
 step fpstress python3 selftests/rig/run.py fpstress
 # PV MMU patches (patches/01xx): the basic runs check the default census (no global kernel
-# entry, user entries global, superpages refused cleanly by stock Xen); this boot checks that
-# the kernel parameters turn both features off.
+# entry, user entries global, superpages refused cleanly by stock Xen, direct map all 4k); this
+# boot checks that the kernel parameters turn both features off (dom0), and that the domU asking
+# for the 2 MiB direct map too (xen_superpages=all) falls back cleanly on stock Xen (no 2 MiB entry).
 off="xen_superpages=off xen_global_pages=off"
-step pvmmu-off python3 selftests/rig/run.py boot --tag pvmmu-off --dom0-append "$off" --domu-append "$off"
+step pvmmu-off python3 selftests/rig/run.py boot --tag pvmmu-off --dom0-append "$off" \
+	--domu-append "xen_superpages=all xen_global_pages=off"
 # A hostile backend (selftests/hostile) against the frontend: malformed responses, grants kept,
 # event storms; the frontend must mark itself broken, never crash, and reconnect afterwards.
 # The C netfront is the reference the cases were validated on (selftests/hostile/README.md);
@@ -93,11 +95,12 @@ last=${CHECK_PAIRS:-$pairs}; last=${last##* }
 step "save-restore-$last" python3 selftests/rig/run.py save-restore --front "${last%/*}" --back "${last#*/}"
 # PV superpages (issue 6): our patched Xen 4.17 (scripts/xen.sh, bookworm dom0 with xen-utils-4.17)
 # with pv-superpages: dom0 and domU map kernel text/rodata with 2 MiB pages (census, revert and
-# split checks required), no global kernel entry, and the network scenario passes on it with the
-# last pairing above (Rust against Rust once both are ready).
+# split checks required), the domU (xen_superpages=all) its direct map too (2 MiB entries present
+# before and after the traffic, patches/0104), no global kernel entry, and the network scenario
+# passes on it with the last pairing above (Rust against Rust once both are ready).
 step images-4.17 bash selftests/rig/images.sh 4.17
 step "pvmmu-4.17-basic-$last" python3 selftests/rig/run.py basic --xen 4.17 --xen-append pv-superpages --tag pvsp \
-	--front "${last%/*}" --back "${last#*/}"
+	--domu-append xen_superpages=all --front "${last%/*}" --back "${last#*/}"
 
 echo
 echo "=== summary ($(( $(date +%s) - start )) s)"

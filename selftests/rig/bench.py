@@ -5,7 +5,8 @@
   selftests/rig/bench.py --pvmmu [-n 3] [--pairs rs/rs]      (issue 6: PV MMU patches on vs off)
 
 --pvmmu compares the guest-kernel PV MMU features on and off (dom0 and domU booted with
-xen_superpages=off xen_global_pages=off for "off") for one driver pair, with iperf3 and the TLB
+xen_superpages=off xen_global_pages=off for "off"; "on" is the defaults plus xen_superpages=all in
+the domU: 2 MiB kernel image and direct map, patches/0104) for one driver pair, with iperf3 and the TLB
 microbenchmark (tools/tlbbench.c) in the domU; on our patched Xen 4.17 (build/rig417, made by
 `selftests/rig/images.sh 4.17`) with pv-superpages when it exists, else on stock Xen 4.20 (which
 refuses superpages: only user-global mappings differ). Ratios are on/off.
@@ -30,8 +31,9 @@ BUILD = os.environ.get("BUILD", os.path.join(TOP, "build"))
 METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbps", True),
            ("ping-dom0-to-domu-rtt", False), ("ping-domu-to-dom0-rtt", False),
            ("time-domu-ready", False), ("time-total", False),
-           ("tlb-user-ns", False), ("tlb-kernel-ns", False),
-           ("pvmmu-domu-image_2m", True), ("pvmmu-domu-kernel_global", True), ("pvmmu-domu-user_global", True)]
+           ("tlb-user-ns", False), ("tlb-kernel-ns", False), ("tlb-direct-ns", False),
+           ("pvmmu-domu-image_2m", True), ("pvmmu-domu-direct_2m", True), ("pvmmu-domu-direct_2m-after-traffic", True),
+           ("pvmmu-domu-kernel_global", True), ("pvmmu-domu-user_global", True)]
 PVMMU_OFF = "xen_superpages=off xen_global_pages=off"
 
 
@@ -85,7 +87,7 @@ def main():
         xen = ["--xen", "4.17", "--xen-append", "pv-superpages"] if os.path.exists(
             os.path.join(BUILD, "rig417", "base.img")) else []
         variants = [("pvmmu-off", front, back, xen + ["--tlbbench", "--dom0-append", PVMMU_OFF, "--domu-append", PVMMU_OFF]),
-                    ("pvmmu-on", front, back, xen + ["--tlbbench"])]
+                    ("pvmmu-on", front, back, xen + ["--tlbbench", "--domu-append", "xen_superpages=all"])]
     else:
         # a backend "X-map" is backend X with tx_mode=1 (guest TX by grant map, issue 5)
         variants = [("%s/%s" % (f, b), f, b.split("-")[0], ["--back-append", "tx_mode=1"] if b.endswith("-map") else [])

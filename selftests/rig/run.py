@@ -465,6 +465,10 @@ def main():
         for dom, append in (("dom0", a.dom0_append), ("domu", a.domu_append)):
             if "xen_superpages=off" not in append.split():
                 required += ["pvmmu-%s-superpages-on" % dom, "pvmmu-%s-superpages-revert" % dom]
+            if "xen_superpages=all" in append.split():   # stage A2: the direct map too
+                required += ["pvmmu-%s-direct-2m" % dom]
+                if dom == "domu" and a.scenario in ("basic", "run"):
+                    required += ["pvmmu-domu-direct-2m-after-traffic", "pvmmu-domu-direct-2m-balloon"]
     if a.scenario == "features" and a.front == "rs":
         # the control ring (RSS) and the multicast filter: frontends that have them (scen_features.py)
         required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered",

@@ -559,6 +559,8 @@ def scenario():
             r = json.loads(m.group(1))
             metric("tlb-user-ns", r["user_ns"], "ns/access")
             metric("tlb-kernel-ns", r["kernel_ns"], "ns/iteration")
+            if "direct_ns" in r:
+                metric("tlb-direct-ns", r["direct_ns"], "ns/read")
     if SCEN == "boot":
         return
     if SCEN == "fpstress":
@@ -629,6 +631,9 @@ def scenario():
                 ping_check("final-ping-domu-to-dom0", ag.run, DOM0_IP)
             else:
                 check("final-ping-dom0-to-domu", False, "no link after reloads")
+        if SCEN in ("run", "basic") and os.path.exists("/rig/pvmmu.py"):  # issue 6: after traffic
+            import pvmmu
+            pvmmu.final(ag.run, check, metric, sh)
 
 
 AG = None

@@ -6,7 +6,11 @@ the same kernel), and asserts what each domain must show given its own kernel co
 (xen_superpages=, xen_global_pages=) and the hypervisor's (pv-superpages, patched Xen 4.17 only):
 
   always            kernel_global == 0 (no global kernel mapping in a 64-bit PV guest),
-                    direct_2m == direct_1g == 0 (the direct map stays 4k), user_present > 0
+                    direct_1g == 0, user_present > 0
+  direct map        direct_2m == 0 unless xen_superpages=all on a Xen that accepts superpages;
+                    then (patches/0104) direct_2m > 0, between the 2M counts of
+                    /sys/kernel/debug/xen_direct_large_pages read before and after the census,
+                    and again > 0 after the network traffic (final(), basic and run)
   superpages off    image_2m == 0, large-pages file "0 0 0", dmesg "disabled (xen_superpages=off)"
   on, Xen refuses   image_2m == 0, large-pages file "0 0 N" (N > 0 candidates), dmesg "refuses"
   on, Xen accepts   image_2m == mapped > 0, large=1; debugfs revert to 4k and back works;
@@ -20,6 +24,7 @@ import re
 
 CENSUS = "/sys/kernel/debug/xen_pt_census"
 KLP = "/sys/kernel/debug/xen_kernel_large_pages"
+DLP = "/sys/kernel/debug/xen_direct_large_pages"
 FIELDS = ["image_2m", "image_4k", "direct_1g", "direct_2m", "direct_4k", "modules_4k",
           "kernel_global", "user_present", "user_global", "user_b52"]
 
@@ -70,6 +75,52 @@ def klp_state(run):
     return tuple(int(x) for x in m.groups()) if m else None
 
 
+def dlp_state(run):
+    """patches/0104: (installed, 2M now, splits, candidates), or None."""
+    rc, out = run("cat %s" % DLP, 30, True)
+    m = re.match(r"\s*(\d+) (\d+) (\d+) (\d+)\s*$", out) if rc == 0 else None
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def direct_map(dom, run, check, metric, cmdline, accepts, dm, when=""):
+    """The direct map's 2M entries (stage A2): present exactly with xen_superpages=all on a Xen
+    that accepts superpages.  Splits are one-way and happen at any time (a new page table in a
+    2M chunk), so the census must lie between the 2M counts read just before and after it."""
+    d0 = dlp_state(run)
+    c, raw = census(run)
+    d1 = dlp_state(run)
+    if not c:
+        check("pvmmu-%s-direct-map%s" % (dom, when), False, raw[:300])
+        return
+    if when:
+        metric("pvmmu-%s-direct_2m%s" % (dom, when), c["direct_2m"], "entries")
+    if d1:
+        metric("pvmmu-%s-direct_installed%s" % (dom, when), d1[0], "chunks")
+        metric("pvmmu-%s-direct_splits%s" % (dom, when), d1[2], "chunks")
+        metric("pvmmu-%s-direct_candidates%s" % (dom, when), d1[3], "chunks")
+    detail = "cmdline xen_superpages=%s, Xen pv-superpages=%s, census direct_2m=%d direct_4k=%d " \
+             "direct_1g=%d, %s before/after (installed, 2M, splits, candidates): %s / %s | %s" % (
+                 param(cmdline, "xen_superpages"), accepts, c["direct_2m"], c["direct_4k"], c["direct_1g"],
+                 DLP, d0, d1, dm[:200])
+    if param(cmdline, "xen_superpages") == "all" and accepts:
+        ok = (d0 is not None and d1 is not None and c["direct_1g"] == 0 and c["direct_4k"] > 0 and
+              d1[0] > 0 and d1[1] <= c["direct_2m"] <= d0[1] and c["direct_2m"] > 0 and
+              d1[0] == d1[1] + d1[2] and c["kernel_global"] == 0 and "direct map:" in dm)
+        check("pvmmu-%s-direct-2m%s" % (dom, when), ok, detail)
+    else:
+        ok = (c["direct_1g"] == 0 and c["direct_2m"] == 0 and c["direct_4k"] > 0 and
+              (d1 is None or d1[:3] == (0, 0, 0)))
+        if param(cmdline, "xen_superpages") == "all":   # stock Xen: the probe must have failed cleanly
+            ok = ok and "direct map: hypervisor refuses PV superpages" in dm
+        check("pvmmu-%s-direct-map-4k%s" % (dom, when), ok, detail)
+
+
+def dmesg_pvmmu(run):
+    _, dm = run("dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|"
+                "PV superpage install|user mappings kept|direct map)'", 20, True)
+    return dm.strip()
+
+
 def one_domain(dom, run, check, metric, xen_cmdline):
     run("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug", 30, True)
     _, cmdline = run("cat /proc/cmdline", 20, True)
@@ -82,18 +133,16 @@ def one_domain(dom, run, check, metric, xen_cmdline):
     for f in FIELDS:
         metric("pvmmu-%s-%s" % (dom, f), c[f], "entries")
     klp = klp_state(run)
-    _, dm = run("dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|"
-                "PV superpage install|user mappings kept)'", 20, True)
-    dm = dm.strip()
+    dm = dmesg_pvmmu(run)
     summary = ", ".join("%s=%d" % (f, c[f]) for f in FIELDS)
 
     # always
     check("pvmmu-%s-no-kernel-global" % dom, c["kernel_global"] == 0, summary)
-    check("pvmmu-%s-direct-map-4k" % dom, c["direct_1g"] == 0 and c["direct_2m"] == 0 and c["direct_4k"] > 0, summary)
 
     # superpages
     sp_off = param(cmdline, "xen_superpages") == "off"
     accepts = xen_accepts_superpages(xen_cmdline)
+    direct_map(dom, run, check, metric, cmdline, accepts, dm)
     detail = "cmdline xen_superpages=%s, Xen pv-superpages=%s, large-pages file %s, image_2m=%d image_4k=%d | %s" % (
         param(cmdline, "xen_superpages"), accepts, klp, c["image_2m"], c["image_4k"], dm[:300])
     if sp_off:
@@ -101,7 +150,7 @@ def one_domain(dom, run, check, metric, xen_cmdline):
         check("pvmmu-%s-superpages-off" % dom, ok, detail)
     elif not accepts:
         ok = (c["image_2m"] == 0 and klp is not None and klp[:2] == (0, 0) and klp[2] > 0 and
-              "hypervisor refuses PV superpages" in dm)
+              "xen: hypervisor refuses PV superpages" in dm)
         check("pvmmu-%s-superpages-refused" % dom, ok, detail)
     else:
         ok = klp is not None and klp[0] == 1 and klp[1] > 0 and c["image_2m"] == klp[1] and "2M chunks mapped" in dm
@@ -137,11 +186,71 @@ def one_domain(dom, run, check, metric, xen_cmdline):
         check("pvmmu-%s-user-global-on" % dom, ok, detail)
 
 
+XEN_CMDLINE = ""
+
+
+def mem_total_kb(agent_run):
+    rc, out = agent_run("grep MemTotal /proc/meminfo", 20, True)
+    m = re.search(r"(\d+) kB", out) if rc == 0 else None
+    return int(m.group(1)) if m else None
+
+
+def balloon(sh, agent_run, check, metric):
+    """Stage A2 with the balloon: xl mem-set takes 128 MiB away from the domU and gives it back.
+    The balloon driver zaps each page's direct-map PTE (update_va_mapping, which Xen refuses under
+    a superpage), so every chunk it takes a page from must be split first by the hook; the domU
+    must survive, the split count must grow, and no kernel entry may become global."""
+    import time
+    d0 = dlp_state(agent_run)
+    m0 = mem_total_kb(agent_run)
+    rc, out = sh("xl mem-set domu 384m", 30, True)
+    m1 = None
+    for _ in range(60):
+        time.sleep(1)
+        m1 = mem_total_kb(agent_run)
+        if m1 is not None and m0 is not None and m1 <= m0 - 120 * 1024:
+            break
+    d1 = dlp_state(agent_run)
+    rc2, _ = sh("xl mem-set domu 512m", 30, True)
+    m2 = None
+    for _ in range(60):
+        time.sleep(1)
+        m2 = mem_total_kb(agent_run)
+        if m2 is not None and m0 is not None and m2 >= m0 - 8 * 1024:
+            break
+    d2 = dlp_state(agent_run)
+    c, _ = census(agent_run)
+    if d1:
+        metric("pvmmu-domu-direct_splits-balloon", d1[2], "chunks")
+    ok = (rc == 0 and rc2 == 0 and None not in (d0, d1, d2, m0, m1, m2) and m1 <= m0 - 120 * 1024 and
+          m2 >= m0 - 8 * 1024 and d1[2] > d0[2] and d2[0] == d2[1] + d2[2] and
+          c.get("kernel_global") == 0 and c.get("direct_2m") == d2[1])
+    check("pvmmu-domu-direct-2m-balloon", ok,
+          "MemTotal kB %s -> %s (mem-set 384m, rc %s) -> %s (512m, rc %s); %s (installed, 2M, splits, "
+          "candidates): %s -> %s -> %s; census direct_2m=%s kernel_global=%s" % (
+              m0, m1, rc, m2, rc2, DLP, d0, d1, d2, c.get("direct_2m"), c.get("kernel_global")))
+
+
+def final(agent_run, check, metric, sh=None):
+    """After the network traffic (basic, run): the domU's direct map check again (it still has
+    2M entries with xen_superpages=all on a Xen that accepts them, no global kernel entry), then,
+    with the 2 MiB direct map active, the balloon test (balloon())."""
+    try:
+        _, cmdline = agent_run("cat /proc/cmdline", 20, True)
+        accepts = xen_accepts_superpages(XEN_CMDLINE)
+        direct_map("domu", agent_run, check, metric, cmdline, accepts, dmesg_pvmmu(agent_run), "-after-traffic")
+        if sh and accepts and param(cmdline, "xen_superpages") == "all":
+            balloon(sh, agent_run, check, metric)
+    except Exception as e:  # a bug here must not stop the scenario
+        check("pvmmu-domu-exception-after-traffic", False, repr(e))
+
+
 def step(sh, agent_run, check, metric):
     """The issue-6 step: dom0 first (sh), then the domU (the console agent's run)."""
+    global XEN_CMDLINE
     _, info = sh("xl info", 30, True)
     m = re.search(r"^xen_commandline\s*:\s*(.*)$", info, re.M)
-    xen_cmdline = m.group(1) if m else ""
+    xen_cmdline = XEN_CMDLINE = m.group(1) if m else ""
     m = re.search(r"^xen_version\s*:\s*(\S+)", info, re.M)
     check("pvmmu-xen-info", m is not None, "xen %s, command line: %s" % (m.group(1) if m else "?", xen_cmdline))
     for dom, run in (("dom0", sh), ("domu", agent_run)):
