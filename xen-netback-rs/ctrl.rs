@@ -227,7 +227,7 @@ impl Ctrl {
                     let rsp = cfg.process(req, num_queues, |gref, buf| {
                         Self::copy_from_grant(self.domid, scratch, gref, buf)
                     });
-                    *self.shared.hash.lock() = cfg;
+                    self.shared.set_hash(cfg);
                     // A slot is free for each request taken.
                     let _ = ring.push_response(rsp);
                 }

@@ -8,6 +8,23 @@
 //! by the table size, a new table is staged and only installed once every entry is a valid
 //! queue). Reading the granted key or mapping page is left to a closure, so that the checks run
 //! without Xen (KUnit).
+//!
+//! Where this differs from C:
+//!
+//! - The multicast filter (towards the frontend, with `request-multicast-control` on) looks at
+//!   the destination address: every multicast frame (group bit set, not broadcast) must have been
+//!   added with `MCAST_ADD`. C filters only frames with `skb->pkt_type == PACKET_MULTICAST`,
+//!   which `eth_type_trans` sets on the port a frame came in on: multicast forwarded by the bridge
+//!   from another port or the uplink is filtered alike, but multicast that dom0's own stack sends
+//!   through the bridge (`PACKET_HOST`) passes C's filter and not this one. A frame too short for
+//!   a destination address is dropped here. The rest is as C: 64 addresses, duplicates kept, one
+//!   copy removed per `MCAST_DEL`, the list cleared at disconnect.
+//! - The hash input: IPv4 options and IPv6 hop-by-hop, routing and destination options headers
+//!   are skipped, fragments are hashed on their addresses, as C's flow dissector does; the headers
+//!   must lie in the first `HASH_HEADER_BYTES` (256) bytes (C reads as far as needed). One
+//!   in-band 802.1Q tag is looked past. C's dissector, called without
+//!   `FLOW_DISSECTOR_F_STOP_AT_ENCAP`, hashes the inner addresses of IP-in-IP and GRE packets;
+//!   this hashes the outer ones.
 
 use kernel::{
     prelude::*,
@@ -200,11 +217,28 @@ impl HashConfig {
     /// The hash of a frame and what it covers, if hashing is on and an enabled type applies
     /// (C: `xenvif_set_skb_hash`).
     pub(crate) fn hash(&self, frame: &[u8]) -> Option<(u32, HashType)> {
+        self.hash_cached(frame, &mut HashCache::none())
+    }
+
+    /// As [`HashConfig::hash`], looking the hash up in `cache` first and remembering it there
+    /// when it had to be computed (C: `xenvif_find_hash`, `xenvif_new_hash`). `cache` must hold
+    /// hashes computed with this configuration's key only.
+    pub(crate) fn hash_cached(
+        &self,
+        frame: &[u8],
+        cache: &mut HashCache,
+    ) -> Option<(u32, HashType)> {
         if self.alg == HashAlgorithm::None || self.flags == 0 {
             return None;
         }
         let (kind, input, n) = hash_input(frame, self.flags)?;
-        Some((toeplitz_hash(&self.key, &input[..n]), kind))
+        let input = &input[..n];
+        if let Some(val) = cache.find(input) {
+            return Some((val, kind));
+        }
+        let val = toeplitz_hash(&self.key, input);
+        cache.insert(input, val);
+        Some((val, kind))
     }
 
     /// The queue of a frame's hash (C: `xenvif_select_queue`).
@@ -217,17 +251,129 @@ impl HashConfig {
     }
 }
 
+/// Most entries of the hash cache, whatever `hash_cache_size` asks for (C has no bound; each
+/// lookup walks the entries under a lock, as C's list walk).
+pub(crate) const HASH_CACHE_MAX: usize = 1024;
+
+/// Longest hash input: two IPv6 addresses and two ports.
+const HASH_INPUT_MAX: usize = 36;
+
+/// One computed hash and the bytes it was computed from (C: `struct xenvif_hash_cache_entry`).
+#[derive(Clone, Copy)]
+struct CacheEntry {
+    tag: [u8; HASH_INPUT_MAX],
+    len: u8,
+    val: u32,
+    /// Stamp of the last use: the entry with the smallest is evicted first.
+    seq: u64,
+}
+
+/// The Toeplitz hashes computed last, keyed by the bytes hashed (C: `struct xenvif_hash_cache`,
+/// `xenvif_find_hash`, `xenvif_add_hash`, `xenvif_flush_hash`): at most `capacity` entries, the
+/// least recently used one replaced when full. Capacity 0: nothing is cached.
+///
+/// The entries are valid for one key only: [`HashCache::flush`] when the key changes.
+pub(crate) struct HashCache {
+    entries: KVec<CacheEntry>,
+    capacity: usize,
+    seq: u64,
+}
+
+impl HashCache {
+    /// An empty cache without room (`hash_cache_size=0`).
+    pub(crate) const fn none() -> Self {
+        Self {
+            entries: KVec::new(),
+            capacity: 0,
+            seq: 0,
+        }
+    }
+
+    /// A cache of `capacity` entries (at most [`HASH_CACHE_MAX`]), allocated now so that filling
+    /// it later does not allocate.
+    pub(crate) fn new(capacity: usize) -> Result<Self> {
+        let capacity = capacity.min(HASH_CACHE_MAX);
+        Ok(Self {
+            entries: KVec::with_capacity(capacity, GFP_KERNEL)?,
+            capacity,
+            seq: 0,
+        })
+    }
+
+    fn stamp(&mut self) -> u64 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// The cached hash of `data`, if any; a hit makes the entry the most recently used.
+    pub(crate) fn find(&mut self, data: &[u8]) -> Option<u32> {
+        let seq = self.stamp();
+        let e = self
+            .entries
+            .iter_mut()
+            .find(|e| usize::from(e.len) == data.len() && e.tag[..data.len()] == *data)?;
+        e.seq = seq;
+        Some(e.val)
+    }
+
+    /// Remembers that `data` hashes to `val`, in place of the least recently used entry when
+    /// full. Inputs longer than an entry's tag are not cached.
+    pub(crate) fn insert(&mut self, data: &[u8], val: u32) {
+        if self.capacity == 0 || data.len() > HASH_INPUT_MAX {
+            return;
+        }
+        let mut tag = [0u8; HASH_INPUT_MAX];
+        tag[..data.len()].copy_from_slice(data);
+        let entry = CacheEntry {
+            tag,
+            len: data.len() as u8,
+            val,
+            seq: self.stamp(),
+        };
+        if self.entries.len() < self.capacity {
+            // Within the capacity allocated by `new`: does not allocate.
+            let _ = self.entries.push(entry, GFP_ATOMIC);
+        } else if let Some(oldest) = self.entries.iter_mut().min_by_key(|e| e.seq) {
+            *oldest = entry;
+        }
+    }
+
+    /// Forgets every entry (C: `xenvif_flush_hash`).
+    pub(crate) fn flush(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Number of entries cached.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Most entries.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
 /// `ETH_P_IP`, `ETH_P_IPV6`, `ETH_P_8021Q`.
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const IPPROTO_TCP: u8 = 6;
+/// IPv6 extension headers the hash input looks past (`NEXTHDR_*`).
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_DEST: u8 = 60;
+/// Most IPv6 extension headers walked (the flow dissector's `MAX_FLOW_DISSECT_HDRS`).
+const MAX_EXT_HEADERS: usize = 15;
 
 /// The input of the Toeplitz hash for an Ethernet frame: source and destination addresses, then
 /// (for the TCP types) source and destination ports, in network order, for the first enabled type
 /// in `flags` that applies, the TCP one first (C: `xenvif_set_skb_hash` with the flow dissector).
 ///
-/// IPv4 fragments and IPv6 packets with extension headers are hashed on their addresses only.
+/// IPv6 hop-by-hop, routing and destination options headers are skipped to find the TCP header
+/// (within `frame`: the caller passes the first `HASH_HEADER_BYTES` of the packet). IPv4 and IPv6
+/// fragments are hashed on their addresses only.
 pub(crate) fn hash_input(frame: &[u8], flags: u32) -> Option<(HashType, [u8; 36], usize)> {
     let mut off = 12;
     let mut proto = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
@@ -271,8 +417,29 @@ pub(crate) fn hash_input(frame: &[u8], flags: u32) -> Option<(HashType, [u8; 36]
                 return None;
             }
             out[..32].copy_from_slice(&hdr[8..40]);
-            if on(HashTypeFlag::Ipv6Tcp) && hdr[6] == IPPROTO_TCP {
-                if let Some(ports) = l3.get(40..44) {
+            // The extension headers before the transport header, as the flow dissector walks
+            // them (hop-by-hop, routing, destination options; a fragment header ends the walk:
+            // no ports for fragments).
+            let (mut next, mut l4) = (hdr[6], 40usize);
+            let mut frag = false;
+            for _ in 0..MAX_EXT_HEADERS {
+                match next {
+                    NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => match l3.get(l4..l4 + 2) {
+                        Some(h) => {
+                            next = h[0];
+                            l4 += (usize::from(h[1]) + 1) * 8;
+                        }
+                        None => break,
+                    },
+                    NEXTHDR_FRAGMENT => {
+                        frag = true;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            if on(HashTypeFlag::Ipv6Tcp) && next == IPPROTO_TCP && !frag {
+                if let Some(ports) = l3.get(l4..l4 + 4) {
                     out[32..36].copy_from_slice(ports);
                     return Some((HashType::Ipv6Tcp, out, 36));
                 }
@@ -472,6 +639,81 @@ mod tests {
         assert_eq!(c.hash(&f6), Some((0x40207d3d, HashType::Ipv6Tcp)));
         c.flags = HashTypeFlag::Ipv6 as u32;
         assert_eq!(c.hash(&f6), Some((0x2cc18cd5, HashType::Ipv6)));
+        // Extension headers before TCP: hop-by-hop (8 bytes), then destination options (16
+        // bytes): the same input, so the same hash.
+        c.flags = 0xf;
+        let mut x6 = [0u8; 102];
+        x6[..54].copy_from_slice(&f6[..54]);
+        x6[20] = NEXTHDR_HOP;
+        x6[54] = NEXTHDR_DEST;
+        x6[62] = IPPROTO_TCP;
+        x6[63] = 1;
+        x6[78..82].copy_from_slice(&f6[54..58]);
+        assert_eq!(c.hash(&x6), Some((0x40207d3d, HashType::Ipv6Tcp)));
+        // The TCP header cut off: addresses only.
+        assert_eq!(c.hash(&x6[..80]), Some((0x2cc18cd5, HashType::Ipv6)));
+        // A fragment header on the way: addresses only.
+        x6[54] = NEXTHDR_FRAGMENT;
+        assert_eq!(c.hash(&x6), Some((0x2cc18cd5, HashType::Ipv6)));
+        // A header that claims to reach past the frame.
+        x6[54] = NEXTHDR_DEST;
+        x6[63] = 255;
+        assert_eq!(c.hash(&x6), Some((0x2cc18cd5, HashType::Ipv6)));
+        c.flags = HashTypeFlag::Ipv6Tcp as u32;
+        assert_eq!(c.hash(&x6), None);
+    }
+
+    #[test]
+    fn hash_cache() -> Result {
+        let mut c = HashConfig::new();
+        c.alg = HashAlgorithm::Toeplitz;
+        c.flags = 0xf;
+        c.key[0] = 0x6d;
+        let f = ipv4_tcp(false);
+        let (want, kind) = c.hash(&f).unwrap();
+        assert_eq!(kind, HashType::Ipv4Tcp);
+        // Size 0: nothing is kept.
+        let mut none = HashCache::new(0)?;
+        assert_eq!(c.hash_cached(&f, &mut none), Some((want, kind)));
+        assert_eq!(none.len(), 0);
+        // A miss computes and remembers the hash (of the 12 bytes hashed); a hit returns it
+        // without computing: a wrong value planted in the cache is what comes back.
+        let mut cache = HashCache::new(2)?;
+        assert_eq!(cache.capacity(), 2);
+        assert_eq!(c.hash_cached(&f, &mut cache), Some((want, kind)));
+        assert_eq!(cache.len(), 1);
+        let input = hash_input(&f, 0xf).unwrap();
+        assert_eq!(cache.find(&input.1[..input.2]), Some(want));
+        cache.flush();
+        cache.insert(&input.1[..input.2], 0x1234);
+        assert_eq!(c.hash_cached(&f, &mut cache), Some((0x1234, kind)));
+        // The same addresses hashed as IPv4 only are another entry (8 bytes).
+        c.flags = HashTypeFlag::Ipv4 as u32;
+        let v4 = c.hash(&f);
+        assert_eq!(v4.map(|(_, k)| k), Some(HashType::Ipv4));
+        assert_eq!(c.hash_cached(&f, &mut cache), v4);
+        assert_eq!(cache.len(), 2);
+        // Full: the least recently used entry goes. Use the 12-byte one, then add a third.
+        assert_eq!(cache.find(&input.1[..input.2]), Some(0x1234));
+        cache.insert(&[1, 2, 3], 7);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.find(&input.1[..input.2]), Some(0x1234));
+        assert_eq!(cache.find(&input.1[..8]), None);
+        assert_eq!(cache.find(&[1, 2, 3]), Some(7));
+        // A prefix is not a match, nor a longer input.
+        assert_eq!(cache.find(&[1, 2]), None);
+        assert_eq!(cache.find(&[1, 2, 3, 0]), None);
+        // Inputs longer than a tag are not cached.
+        cache.insert(&[0u8; HASH_INPUT_MAX + 1], 9);
+        assert_eq!(cache.find(&[0u8; HASH_INPUT_MAX + 1]), None);
+        // Flush: the next lookup computes again.
+        cache.flush();
+        assert_eq!(cache.len(), 0);
+        c.flags = 0xf;
+        assert_eq!(c.hash_cached(&f, &mut cache), Some((want, kind)));
+        // The size is bounded.
+        assert_eq!(HashCache::new(usize::MAX / 2)?.capacity(), HASH_CACHE_MAX);
+        Ok(())
     }
 
     #[test]

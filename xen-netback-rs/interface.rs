@@ -3,6 +3,7 @@
 //! The `vif<domid>.<handle>` network device and its queues (C: `interface.c`).
 
 use crate::hash::{
+    HashCache,
     HashConfig,
     McastList, //
 };
@@ -44,11 +45,9 @@ use kernel::{
             Release, //
         },
         new_mutex,
-        new_spinlock,
         new_spinlock_bh,
         Arc,
         Mutex,
-        SpinLock,
         SpinLockBh, //
     },
     time::{
@@ -81,8 +80,9 @@ use kernel::{
 /// (`XENVIF_RX_QUEUE_BYTES`: half a ring of full pages).
 pub(crate) const RX_QUEUE_MAX_BYTES: usize = 128 * 4096;
 
-/// Bytes of a frame's headers read to compute its hash: Ethernet, a VLAN tag, IPv6, TCP ports.
-pub(crate) const HASH_HEADER_BYTES: usize = 128;
+/// Bytes of a frame's headers read to compute its hash: Ethernet, a VLAN tag, IPv6 and up to 180
+/// bytes of its extension headers, TCP ports.
+pub(crate) const HASH_HEADER_BYTES: usize = 256;
 
 /// Delay before the guest-RX worker looks again at a frontend short of buffers.
 pub(crate) const RX_RETRY_MSECS: u32 = 10;
@@ -177,6 +177,9 @@ pub(crate) struct VifShared {
     /// The hash configuration of the control ring (C: `vif->hash`).
     #[pin]
     pub(crate) hash: SpinLockBh<HashConfig>,
+    /// The hashes computed with the current key (`hash_cache_size`). Taken under `hash` only.
+    #[pin]
+    pub(crate) hash_cache: SpinLockBh<HashCache>,
     /// Non-zero while the frontend asks for multicast filtering (`request-multicast-control`).
     pub(crate) multicast_control: Atomic<u32>,
     /// The multicast addresses the frontend subscribed to (`MCAST_ADD`/`MCAST_DEL`).
@@ -186,6 +189,7 @@ pub(crate) struct VifShared {
 
 impl VifShared {
     pub(crate) fn new() -> Result<Arc<Self>> {
+        let cache = HashCache::new(crate::hash_cache_size())?;
         Arc::pin_init(
             pin_init!(Self {
                 rate_bytes: Atomic::new(u64::MAX),
@@ -195,6 +199,7 @@ impl VifShared {
                 xdp_headroom: Atomic::new(0),
                 num_queues: Atomic::new(0),
                 hash <- new_spinlock_bh!(HashConfig::new()),
+                hash_cache <- new_spinlock_bh!(cache),
                 multicast_control: Atomic::new(0),
                 mcast <- new_spinlock_bh!(McastList::new()),
             }),
@@ -205,7 +210,7 @@ impl VifShared {
     /// Forgets what the frontend set through its control ring and its multicast extras
     /// (disconnect; C: `xenvif_deinit_hash`, `xenvif_mcast_addr_list_free`).
     pub(crate) fn reset_ctrl(&self) {
-        *self.hash.lock() = HashConfig::new();
+        self.set_hash(HashConfig::new());
         self.mcast.lock().clear();
         self.multicast_control.store(0, Relaxed);
     }
@@ -224,12 +229,30 @@ impl VifShared {
     /// The hash to send with a frame towards the frontend, if it enabled hashing and a type
     /// applies (C: `xenvif_set_skb_hash`, the `HASH` extra of `rx.c`).
     pub(crate) fn hash_of(&self, frame: &[u8]) -> Option<kernel::xen::netif::Hash> {
-        let (value, type_) = self.hash.lock().hash(frame)?;
+        let (value, type_) = {
+            let cfg = self.hash.lock();
+            let mut cache = self.hash_cache.lock();
+            cfg.hash_cached(frame, &mut cache)?
+        };
         Some(kernel::xen::netif::Hash {
             type_,
             algorithm: kernel::xen::netif::HashAlgorithm::Toeplitz,
             value,
         })
+    }
+
+    /// Installs a new hash configuration; the cached hashes go if the key changed (C:
+    /// `xenvif_set_hash_key` flushes the cache). Also on a change of the algorithm or the flags:
+    /// not needed for correctness (the cache is keyed by the bytes hashed), but it keeps what
+    /// `ctrl` in debugfs shows in step with the configuration.
+    pub(crate) fn set_hash(&self, new: HashConfig) {
+        let mut cfg = self.hash.lock();
+        let flush = cfg.key != new.key || cfg.flags != new.flags || cfg.alg != new.alg;
+        *cfg = new;
+        // Under the `hash` lock: no hash computed with the old key is added after the flush.
+        if flush {
+            self.hash_cache.lock().flush();
+        }
     }
 
     /// Sets the `rate` limit; the queues pick it up at their next poll.
@@ -289,8 +312,9 @@ pub(crate) struct Core {
     pub(crate) index: u16,
     pub(crate) domid: DomId,
     pub(crate) fe: FrontendFeatures,
+    /// Bottom halves off: the NAPI poll takes it, and so do debugfs readers in process context.
     #[pin]
-    pub(crate) tx: SpinLock<TxState>,
+    pub(crate) tx: SpinLockBh<TxState>,
     #[pin]
     pub(crate) rx: Mutex<RxState>,
     /// Packets waiting to be sent to the frontend.
@@ -463,7 +487,7 @@ impl Queue {
                         index,
                         domid,
                         fe,
-                        tx <- new_spinlock!(TxState {
+                        tx <- new_spinlock_bh!(TxState {
                             ring: tx_ring,
                             held: None,
                             credit: crate::tx::Credit::UNLIMITED,
@@ -662,7 +686,11 @@ impl dev::Operations for Vif {
                 None
             } else {
                 let hash = match skb.copy_bits(0, &mut hdr[..len]) {
-                    Ok(()) => cfg.hash(&hdr[..len]).map_or(0, |(h, _)| h),
+                    Ok(()) => {
+                        let mut cache = this.shared.hash_cache.lock();
+                        cfg.hash_cached(&hdr[..len], &mut cache)
+                            .map_or(0, |(h, _)| h)
+                    }
                     Err(_) => 0,
                 };
                 Some(cfg.queue(hash, n))

@@ -27,6 +27,7 @@ use kernel::{
 };
 
 mod ctrl;
+mod debugfs;
 mod hash;
 mod interface;
 mod rx;
@@ -76,6 +77,12 @@ pub(crate) fn rx_stall_timeout_msecs() -> u32 {
     module_parameters::rx_stall_timeout_msecs.value().max(1)
 }
 
+/// Entries of each vif's cache of Toeplitz hashes (`hash_cache_size`; 0: no cache), read when
+/// the vif is created, at most `hash::HASH_CACHE_MAX`.
+pub(crate) fn hash_cache_size() -> usize {
+    module_parameters::hash_cache_size.value() as usize
+}
+
 /// Whether `feature-xdp-headroom` is offered (`provides_xdp_headroom`).
 pub(crate) fn provides_xdp_headroom() -> bool {
     module_parameters::provides_xdp_headroom.value()
@@ -101,13 +108,28 @@ impl kernel::Module for NetBackModule {
             pr_info!("not running on Xen: no vif backend\n");
             return Ok(Self { _driver: None });
         }
-        let driver = KBox::pin_init(
+        debugfs::init()?;
+        let driver = match KBox::pin_init(
             driver::Registration::new(<Self as kernel::ModuleMetadata>::NAME, module),
             GFP_KERNEL,
-        )?;
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                debugfs::exit();
+                return Err(e);
+            }
+        };
         Ok(Self {
             _driver: Some(driver),
         })
+    }
+}
+
+impl Drop for NetBackModule {
+    fn drop(&mut self) {
+        // Every vif, and its debugfs directory, is gone with the driver; then the root goes.
+        drop(self._driver.take());
+        debugfs::exit();
     }
 }
 
@@ -149,7 +171,7 @@ module! {
         },
         hash_cache_size: u32 {
             default: 64,
-            description: "Number of flows in the hash cache (accepted; the hash is computed per packet)",
+            description: "Number of flows in the hash cache",
         },
     },
 }

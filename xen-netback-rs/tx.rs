@@ -132,6 +132,11 @@ impl Credit {
         self.usec == 0
     }
 
+    /// Bytes per window, window (µs), credit left: for debugfs.
+    pub(crate) fn describe(&self) -> (u64, u64, u64) {
+        (self.bytes, self.usec, self.remaining)
+    }
+
     fn refill(&mut self) {
         let max_burst = self
             .bytes

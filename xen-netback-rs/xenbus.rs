@@ -243,6 +243,8 @@ struct Inner {
     vif: Arc<VifShared>,
     ctrl: Option<CtrlConn>,
     mcast_watch: Option<Pin<KBox<Watch<McastWatch>>>>,
+    /// `xen-netback/<vif>/` in debugfs while connected.
+    debugfs: Option<crate::debugfs::VifDir>,
 }
 
 impl Inner {
@@ -264,6 +266,9 @@ impl Inner {
 
     /// Stops serving the frontend (C: `xenvif_disconnect_data`).
     fn disconnect(&mut self) {
+        // The files go first: removing them waits for their readers and writers, which use the
+        // queues (C: `xenvif_debugfs_delif` in `backend_disconnect`).
+        drop(self.debugfs.take());
         self.disconnect_ctrl();
         if self.conns.is_empty() {
             return;
@@ -475,6 +480,7 @@ impl NetBack {
                 vif: vif.clone(),
                 ctrl: None,
                 mcast_watch: None,
+                debugfs: None,
             }),
             GFP_KERNEL,
         )?;
@@ -618,7 +624,14 @@ impl NetBack {
             // disconnect).
             *c.queue.napi.zc.queue.lock() = Some(c.queue.clone());
         }
+        // Diagnostics: not fatal if it cannot be created (C: `xenvif_debugfs_addif`).
+        let mut debug = KVec::with_capacity(shared.len(), GFP_KERNEL)?;
+        for q in shared.iter() {
+            debug.push(q.clone(), GFP_KERNEL)?;
+        }
         *inner.vif().queues.lock() = shared;
+        inner.debugfs =
+            crate::debugfs::add_vif(ifname, debug, inner.vif.clone(), inner.ctrl.is_some());
         ndev.carrier_on();
         ndev.wake_all_queues();
         for c in inner.conns.iter() {

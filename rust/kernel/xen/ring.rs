@@ -189,6 +189,30 @@ const fn need_notify(old: RingIdx, new: RingIdx, event: RingIdx) -> bool {
     new.wrapping_sub(event) < new.wrapping_sub(old)
 }
 
+/// A snapshot of the indices of a back ring, for diagnostics (what C netback's debugfs file
+/// `io_ring_q<N>` shows).
+///
+/// The indices published in the shared page are read once each, without ordering: the other
+/// domain may change them at any time, and they are not checked. Do not use them to access the
+/// ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackRingIndices {
+    /// The number of slots of the ring.
+    pub size: u32,
+    /// The request producer index the frontend published (`sring->req_prod`).
+    pub req_prod: RingIdx,
+    /// The index at which the frontend notifies the backend of new requests (`req_event`).
+    pub req_event: RingIdx,
+    /// The response producer index the backend published (`sring->rsp_prod`).
+    pub rsp_prod: RingIdx,
+    /// The index at which the backend notifies the frontend of new responses (`rsp_event`).
+    pub rsp_event: RingIdx,
+    /// The index of the next request the backend consumes (`req_cons`).
+    pub req_cons: RingIdx,
+    /// The index the backend writes its next response to (`rsp_prod_pvt`).
+    pub rsp_prod_pvt: RingIdx,
+}
+
 /// The other domain broke the ring protocol.
 ///
 /// It published a producer index that is behind this end's consumer index, or further ahead of
@@ -617,6 +641,20 @@ where
         self.rsp_prod_pvt
     }
 
+    /// Returns a snapshot of the indices of the ring, for diagnostics.
+    pub fn indices(&self) -> BackRingIndices {
+        let header = self.shared.header();
+        BackRingIndices {
+            size: self.shared.size,
+            req_prod: header.req_prod.load(Relaxed),
+            req_event: header.req_event.load(Relaxed),
+            rsp_prod: header.rsp_prod.load(Relaxed),
+            rsp_event: header.rsp_event.load(Relaxed),
+            req_cons: self.req_cons,
+            rsp_prod_pvt: self.rsp_prod_pvt,
+        }
+    }
+
     /// Reads and checks the request producer index.
     fn req_prod(&self) -> Result<RingIdx, ProtocolError> {
         let prod = self.shared.header().req_prod.load(Relaxed);
@@ -1037,6 +1075,15 @@ mod tests {
         assert!(front.final_check_for_responses()?);
         assert_eq!(take_responses(&mut front)?, [23]);
         assert_eq!(front.free_requests(), 4);
+        // What a diagnostic dump shows.
+        let i = back.indices();
+        assert_eq!((i.size, i.req_prod, i.req_cons), (4, 4, 4));
+        assert_eq!((i.rsp_prod, i.rsp_prod_pvt), (4, 4));
+        assert_eq!((i.req_event, i.rsp_event), (4, 4));
+        front.push_request(14)?;
+        front.push_requests();
+        assert_eq!(back.indices().req_prod, 5);
+        assert_eq!(back.indices().req_cons, 4);
         Ok(())
     }
 

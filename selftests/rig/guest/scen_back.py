@@ -16,6 +16,15 @@ Checks (each a RIG-CHECK):
                            which udev-driven toolstacks use to run the hotplug scripts
   back-g2g-*               a second domU (same image, its own overlay /dev/vde, 10.0.0.3) on the
                            bridge: ping and iperf3 from the first domU to it through both vifs
+  back-debugfs-*           C netback's debugfs files: xen-netback/<vif>/io_ring_q<N> (mode 0600,
+                           C's ring lines; the TX and RX request producers move with traffic), one
+                           per queue; writing "kick" succeeds and the link still carries traffic,
+                           anything else is refused; xen-netback/<vif>/ctrl (mode 0400) exactly when
+                           the frontend has a control ring, with C's "Hash Algorithm:" line
+  back-rebind-*            the vif's xenbus device unbound from and bound again to the backend
+                           driver with the guest connected (sysfs unbind/bind): the vif goes and
+                           comes back (the hotplug script's work redone by hand: bridge, link,
+                           hotplug-status), the guest carries traffic again, no kernel warning
 """
 import json, os, re, socket, subprocess, time
 
@@ -248,6 +257,147 @@ def guest_to_guest(d, ag, domid):
         d.sh("xl destroy domu2", 60)
 
 
+DBG = "/sys/kernel/debug/xen-netback"
+RING_RE = re.compile(r"^(TX|RX): nr_ents (\d+)\nreq prod (\d+) \((-?\d+)\) cons (\d+) \((-?\d+)\) event (\d+) \((-?\d+)\)\n"
+                     r"rsp prod (\d+) \(base\) pvt (\d+) \((-?\d+)\) event (\d+) \((-?\d+)\)$", re.M)
+
+
+def read_io_ring(path):
+    """{"TX"|"RX": {"nr_ents", "req_prod", "req_cons", "rsp_prod"}} from an io_ring_q<N> file."""
+    try:
+        text = open(path).read()
+    except OSError as e:
+        return None, str(e)
+    rings = {}
+    for m in RING_RE.finditer(text):
+        g = [int(x) for x in m.groups()[1:]]
+        rings[m.group(1)] = {"nr_ents": g[0], "req_prod": g[1], "req_cons": g[3], "rsp_prod": g[7]}
+    return rings, text
+
+
+def write_dbg(path, data):
+    """Writes data to a debugfs file in one write(2); returns 0 or the errno."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as e:
+        return e.errno
+    try:
+        os.write(fd, data)
+        return 0
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
+
+
+def debugfs(d, ag, domid, vif):
+    """back-debugfs-*: C netback's io_ring_q<N> and ctrl files of the vif."""
+    d.mark("BACK-DEBUGFS")
+    d.sh("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug", 30, True)
+    vdir = os.path.join(DBG, vif)
+    rc, out = d.sh("ls -l %s" % vdir, 20)
+    try:
+        files = sorted(os.listdir(vdir))
+    except OSError:
+        files = []
+    ring0 = os.path.join(vdir, "io_ring_q0")
+    modes = {f: oct(os.stat(os.path.join(vdir, f)).st_mode & 0o777) for f in files}
+    before, text0 = read_io_ring(ring0)
+    ok = (before is not None and set(before) == {"TX", "RX"} and modes.get("io_ring_q0") == "0o600"
+          and all(r["nr_ents"] == 256 for r in before.values()))
+    open(os.path.join(d.OUT, "io_ring_q0-before.txt"), "w").write(text0)
+    # Traffic both ways: the frontend's request producers move (TX: its packets, RX: its buffers).
+    d.sh("ping -c 20 -i 0.05 -s 1000 %s" % d.DOMU_IP, 30, True)
+    ag.run("ping -c 20 -i 0.05 -s 1000 %s" % d.DOM0_IP, 30, True)
+    after, text1 = read_io_ring(ring0)
+    open(os.path.join(d.OUT, "io_ring_q0-after.txt"), "w").write(text1)
+    moved = {}
+    if ok and after and set(after) == {"TX", "RX"}:
+        moved = {k: (after[k]["req_prod"] - before[k]["req_prod"]) % (1 << 32) for k in ("TX", "RX")}
+    d.check("back-debugfs-io-ring", ok and moved.get("TX", 0) >= 20 and moved.get("RX", 0) >= 20,
+            "%s: files %s modes %s; TX/RX req prod moved by %s over 40 pings; before %s after %s"
+            % (vdir, files, modes, moved, before, after))
+    # kick: accepted, harmless; anything else refused.
+    errs = [write_dbg(ring0, b"kick"), write_dbg(ring0, b"kick\n"), write_dbg(ring0, b"bogus"),
+            write_dbg(ring0, b"k" * 40)]
+    time.sleep(0.5)
+    rc, out = d.sh("ping -c 5 -W 2 %s" % d.DOMU_IP, 30, True)
+    d.check("back-debugfs-kick", errs[:2] == [0, 0] and errs[2] == 22 and errs[3] != 0 and rc == 0,
+            "write kick/kick\\n/bogus/40 bytes: errno %s (want 0 0 22 !0); ping after: rc=%d" % (errs, rc))
+    # ctrl: exactly when the frontend connected a control ring (C: `if (vif->ctrl_irq)`).
+    rc, ref = d.sh("xenstore-read /local/domain/%d/device/vif/0/ctrl-ring-ref" % domid, 10, True)
+    has_ctrl = rc == 0 and ref.strip() != ""
+    ctrl = os.path.join(vdir, "ctrl")
+    try:
+        ctext = open(ctrl).read()
+    except OSError:
+        ctext = None
+    if has_ctrl:
+        ok = ctext is not None and ctext.startswith("Hash Algorithm: ") and modes.get("ctrl") == "0o400"
+        if ok and ctext.startswith("Hash Algorithm: TOEPLITZ"):
+            ok = "\nHash Key:\n" in ctext and len(re.findall(r"^\[\s*\d+ - \s*\d+\]: ", ctext, re.M)) >= 5
+            if d.BACK == "rs" and "\nHash Flags:\n" in ctext:
+                # The Rust backend's own line: the hashes of the flows above were cached
+                # (hash_cache_size=64).
+                m = re.search(r"^Hash Cache: (\d+) of (\d+) entries$", ctext, re.M)
+                ok = ok and m is not None and int(m.group(1)) > 0 and m.group(2) == "64"
+        open(os.path.join(d.OUT, "ctrl.txt"), "w").write(ctext or "")
+    else:
+        ok = ctext is None
+    d.check("back-debugfs-ctrl", ok, "frontend control ring: %s; ctrl file: %s" % (
+        has_ctrl, "absent" if ctext is None else repr(ctext[:400])))
+
+
+def debugfs_queues(d, vif, n):
+    """One io_ring_q<N> file per queue."""
+    try:
+        files = sorted(f for f in os.listdir(os.path.join(DBG, vif)) if f.startswith("io_ring_q"))
+    except OSError:
+        files = []
+    want = sorted("io_ring_q%d" % i for i in range(n))
+    d.check("back-debugfs-mq%d" % n, files == want, "%s/%s: %s, want %s" % (DBG, vif, files, want))
+
+
+def rebind(d, ag, domid, ifn, vif):
+    """back-rebind-*: sysfs unbind and bind of the vif's backend device with the guest connected."""
+    d.mark("BACK-REBIND")
+    dev = "vif-%d-0" % domid
+    base = "/local/domain/0/backend/vif/%d/0" % domid
+    drv = os.path.realpath("/sys/bus/xen-backend/devices/%s/driver" % dev)
+    if not os.path.isdir(drv):
+        d.check("back-rebind-unbind", False, "%s has no driver" % dev)
+        return ifn, vif
+    d.sh("dmesg -c >/dev/null", 10, True)
+    rc, out = d.sh("echo %s > %s/unbind" % (dev, drv), 60)
+    gone = d.wait_for(lambda: not os.path.exists("/sys/class/net/%s" % vif), 30, 0.5)
+    rcs, states = d.sh("xenstore-read %s/state /local/domain/%d/device/vif/0/state" % (base, domid), 10, True)
+    d.check("back-rebind-unbind", rc == 0 and gone, "unbind rc=%d, %s gone=%s, states (back, front) after: %s %s"
+            % (rc, vif, gone, states.split(), out[-200:]))
+    rc, out = d.sh("echo %s > %s/bind" % (dev, drv), 60)
+    back = d.wait_for(lambda: os.path.exists("/sys/class/net/%s" % vif), 30, 0.5)
+    if back:
+        # What the hotplug script (vif-bridge online) did at attach; the toolstack does not run it
+        # for a rebind.
+        d.sh("ip link set %s master xenbr0 && ip link set %s up && xenstore-write %s/hotplug-status connected"
+             % (vif, vif, base), 30)
+    connected = d.wait_for(lambda: d.sh("xenstore-read %s/state" % base, 10, True)[1].strip() == "4", 30, 0.5)
+    d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 30, 1)
+    rcs, states = d.sh("xenstore-read %s/state /local/domain/%d/device/vif/0/state" % (base, domid), 10, True)
+    d.check("back-rebind-bind", rc == 0 and back and connected,
+            "bind rc=%d, %s back=%s, backend Connected=%s, states (back, front): %s %s"
+            % (rc, vif, back, connected, states.split(), out[-200:]))
+    d.ping_check("back-rebind-ping", d.sh, d.DOMU_IP, 10)
+    rc, mbps, out = iperf_run(d, ag, d.DOM0_IP, 3)
+    d.metric("back-rebind-iperf-mbps", round(mbps, 2), "Mbit/s")
+    rcd, dm = d.sh("dmesg", 20, True)
+    bad = [l for l in dm.splitlines() if re.search(r"WARNING:|BUG:|Oops|leak|refcount_t", l)]
+    open(os.path.join(d.OUT, "rebind-dmesg.txt"), "w").write(dm)
+    d.check("back-rebind-traffic", rc == 0 and mbps > 0 and not bad,
+            "iperf3 domU -> dom0 after rebind: %.1f Mbit/s; kernel warnings: %s%s"
+            % (mbps, bad[:5], "" if rc == 0 else " | " + out[-300:]))
+    return ifn, vif
+
+
 def run(d, ag, domid, ifn, vif):
     """d: the dom0.py module (helpers: sh, check, metric, mark, ping_check, wait_for, CONF, OUT)."""
     if not (ifn and vif):
@@ -260,10 +410,15 @@ def run(d, ag, domid, ifn, vif):
     time.sleep(1)
     try:
         stats_and_params(d, vif)
+        debugfs(d, ag, domid, vif)
         rate(d, ag, domid, vif)
         ifn, vif = multiqueue(d, ag, domid, ifn, 2, None)
         ifn, vif = multiqueue(d, ag, domid, ifn, 4, 4)
+        if vif:
+            debugfs_queues(d, vif, 4)
         guest_to_guest(d, ag, domid)
+        if ifn and vif:
+            ifn, vif = rebind(d, ag, domid, ifn, vif)
         d.mark("BACK-FINAL")
         if ifn and vif:
             d.ping_check("back-final-ping", d.sh, d.DOMU_IP, 5)
