@@ -150,10 +150,6 @@ def run(d, ag, domid, ifn, vif):
                    % (d.DOM0_IP, vif, vif, d.DOM0_IP, vif, DOM0_IP6, vif, vif), 30)
     rc2, o2 = ag.run("echo 0 > /proc/sys/net/ipv6/conf/%s/disable_ipv6; ip -6 addr add %s/64 dev %s nodad; "
                      "ip link set %s up" % (ifn, DOMU_IP6, ifn, ifn), 30)
-    # netpoll_basic.py drives netconsole through configfs (NETCONSOLE_DYNAMIC, kconfig/ksft.config)
-    nc = "grep -q ' /sys/kernel/config ' /proc/mounts || mount -t configfs configfs /sys/kernel/config; modprobe netconsole"
-    d.sh(nc, 30)
-    ag.run(nc, 30)
     ok = d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 30, 1)
     pings = [d.sh("ping -c 2 -W 2 %s" % d.DOMU_IP, 20)[0], d.sh("ping -6 -c 2 -W 2 %s" % DOMU_IP6, 20)[0],
              ag.run("ping -c 2 -W 2 %s" % d.DOM0_IP, 20)[0], ag.run("ping -6 -c 2 -W 2 %s" % DOM0_IP6, 20)[0]]
