@@ -1092,21 +1092,34 @@ impl Queue {
         rsp: &netif::RxResponse,
         spare: &mut KVec<Page>,
     ) {
+        if let Some((page, offset, size)) = Self::slot_data(dev, p, page, rsp, spare) {
+            p.head = Some((page, offset, size));
+        }
+    }
+
+    /// The data of a response's slot, with its page, if it has any. The page of an empty slot
+    /// goes back to `spare` (no empty frags: XSA-448), as does that of a bad one, which is
+    /// logged and makes the packet bad.
+    fn slot_data(
+        dev: &Device,
+        p: &mut Partial,
+        page: Page,
+        rsp: &netif::RxResponse,
+        spare: &mut KVec<Page>,
+    ) -> Option<(Page, usize, usize)> {
         match rsp.data() {
-            Ok((offset, size)) if size > 0 => p.head = Some((page, offset, size)),
-            Ok(_) => {
-                // Empty slot: no empty frags (XSA-448).
-                let _ = spare.push(page, GFP_ATOMIC);
-            }
+            Ok((offset, size)) if size > 0 => return Some((page, offset, size)),
+            Ok(_) => {}
             Err(_) => {
                 Self::warn_rx(
                     dev,
                     format_args!("rx->offset: {}, size: {}", rsp.offset, rsp.status),
                 );
-                let _ = spare.push(page, GFP_ATOMIC);
                 p.bad = true;
             }
         }
+        let _ = spare.push(page, GFP_ATOMIC);
+        None
     }
 
     /// Where the data of the first slot really is: a backend that announces an XDP headroom
@@ -1207,25 +1220,11 @@ impl Queue {
         rsp: &netif::RxResponse,
         spare: &mut KVec<Page>,
     ) {
-        match rsp.data() {
-            Ok((offset, size)) if size > 0 => {
-                if p.skb
-                    .add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
-                    .is_err()
-                {
-                    p.bad = true;
-                }
-            }
-            Ok(_) => {
-                // Empty slot: no empty frags (XSA-448).
-                let _ = spare.push(page, GFP_ATOMIC);
-            }
-            Err(_) => {
-                Self::warn_rx(
-                    dev,
-                    format_args!("rx->offset: {}, size: {}", rsp.offset, rsp.status),
-                );
-                let _ = spare.push(page, GFP_ATOMIC);
+        if let Some((page, offset, size)) = Self::slot_data(dev, p, page, rsp, spare) {
+            if p.skb
+                .add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
+                .is_err()
+            {
                 p.bad = true;
             }
         }
