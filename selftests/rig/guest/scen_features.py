@@ -439,10 +439,13 @@ def steps(d, ag, domid, fdir, bdir, state):
     feat = xs(d, "%s/feature-split-event-channels" % bdir)
     d.sh("xenstore-write %s/feature-split-event-channels 0" % bdir, 10)
     if d.FRONT == "c":
-        # The C netfront leaves the keys of an earlier split connection in place, and a backend
+        # The C netfront leaves the keys of earlier split connections in place, and a backend
         # looks for those first (C: connect_data_rings); xen-netfront-rs removes them itself.
-        qdir = evtchn_dir(d, fdir)
-        d.sh("xenstore-rm %s/event-channel-tx %s/event-channel-rx" % (qdir, qdir), 10, True)
+        # Here they go from every directory a connection may have used (the number of queues
+        # can change with the reload).
+        _, sub = d.sh("xenstore-list %s" % fdir, 10, True)
+        for qdir in [fdir] + ["%s/%s" % (fdir, q) for q in sub.split() if q.startswith("queue-")]:
+            d.sh("xenstore-rm %s/event-channel-tx; xenstore-rm %s/event-channel-rx" % (qdir, qdir), 10, True)
     ok, detail = reload_front(d, ag, domid, state, "")
     single_keys = evtchn_keys(d, fdir)
     d.sh("xenstore-write %s/feature-split-event-channels %s" % (bdir, feat or "0"), 10)
