@@ -203,21 +203,22 @@ def balloon(sh, agent_run, check, metric):
     import time
     d0 = dlp_state(agent_run)
     m0 = mem_total_kb(agent_run)
+
+    def settle(done):
+        """MemTotal of the domU once done(MemTotal) holds, or the last value after 60 s."""
+        m = None
+        for _ in range(60):
+            time.sleep(1)
+            m = mem_total_kb(agent_run)
+            if m is not None and m0 is not None and done(m):
+                break
+        return m
+
     rc, out = sh("xl mem-set domu 384m", 30, True)
-    m1 = None
-    for _ in range(60):
-        time.sleep(1)
-        m1 = mem_total_kb(agent_run)
-        if m1 is not None and m0 is not None and m1 <= m0 - 120 * 1024:
-            break
+    m1 = settle(lambda m: m <= m0 - 120 * 1024)
     d1 = dlp_state(agent_run)
     rc2, _ = sh("xl mem-set domu 512m", 30, True)
-    m2 = None
-    for _ in range(60):
-        time.sleep(1)
-        m2 = mem_total_kb(agent_run)
-        if m2 is not None and m0 is not None and m2 >= m0 - 8 * 1024:
-            break
+    m2 = settle(lambda m: m >= m0 - 8 * 1024)
     d2 = dlp_state(agent_run)
     c, _ = census(agent_run)
     if d1:
