@@ -2119,4 +2119,41 @@ mod tests {
         drop(reg);
         Ok(())
     }
+
+    #[test]
+    fn eth_type_trans_pkt_type() -> Result {
+        use crate::net::skb::PacketType;
+        let mac = [2, 0, 0, 0, 0, 0x43];
+        let mut opts = Options::new();
+        opts.name = c"rspkt%d";
+        opts.mac = Some(mac);
+        let reg = Registration::new(&opts, test_net())?;
+        let cases = [
+            (mac, PacketType::Host),
+            ([0xff; ETH_ALEN], PacketType::Broadcast),
+            ([0x01, 0x00, 0x5e, 1, 2, 3], PacketType::Multicast),
+            ([0x33, 0x33, 0, 0, 0, 1], PacketType::Multicast),
+            ([2, 0, 0, 0, 0, 0x44], PacketType::OtherHost),
+        ];
+        for (dst, want) in cases {
+            let mut skb = SkBuff::alloc(64, GFP_KERNEL)?;
+            skb.put_data(&dst)?;
+            skb.put_data(&[2, 0, 0, 0, 0, 1, 0x08, 0x00])?;
+            skb.put_zero(46)?;
+            // A new buffer counts as sent by this host.
+            assert_eq!(skb.pkt_type(), PacketType::Host);
+            assert_eq!(skb.eth_type_trans(reg.device())?, 0x0800);
+            assert_eq!(skb.pkt_type(), want);
+            assert_eq!(skb.len(), 46);
+            skb.consume();
+        }
+        // Shorter than an Ethernet header: refused, the buffer is left alone.
+        let mut skb = SkBuff::alloc(64, GFP_KERNEL)?;
+        skb.put_data(&[0xff; 10])?;
+        assert_eq!(skb.eth_type_trans(reg.device()).err(), Some(EINVAL));
+        assert_eq!((skb.len(), skb.pkt_type()), (10, PacketType::Host));
+        skb.consume();
+        drop(reg);
+        Ok(())
+    }
 }

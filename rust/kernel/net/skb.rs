@@ -94,6 +94,35 @@ impl Checksum {
     }
 }
 
+/// How a packet was addressed at the link layer (`skb->pkt_type`), as `eth_type_trans()`
+/// classifies a frame on the device it was received on. Packets the local stack sends keep
+/// [`PacketType::Host`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketType {
+    /// To this host (`PACKET_HOST`).
+    Host,
+    /// To the broadcast address (`PACKET_BROADCAST`).
+    Broadcast,
+    /// To a multicast group (`PACKET_MULTICAST`).
+    Multicast,
+    /// To another host (`PACKET_OTHERHOST`).
+    OtherHost,
+    /// Any other `PACKET_*` value (outgoing, loopback, ...).
+    Other(u8),
+}
+
+impl PacketType {
+    fn from_raw(v: u8) -> Self {
+        match u32::from(v) {
+            bindings::PACKET_HOST => Self::Host,
+            bindings::PACKET_BROADCAST => Self::Broadcast,
+            bindings::PACKET_MULTICAST => Self::Multicast,
+            bindings::PACKET_OTHERHOST => Self::OtherHost,
+            _ => Self::Other(v),
+        }
+    }
+}
+
 /// Segmentation offload type of a socket buffer (`skb_shinfo(skb)->gso_type`), a set of
 /// `SKB_GSO_*` flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -426,6 +455,13 @@ impl SkBuffRef {
                 .__bindgen_anon_1
                 .csum_offset
         }
+    }
+
+    /// Returns how the packet was addressed at the link layer (`skb->pkt_type`).
+    pub fn pkt_type(&self) -> PacketType {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant; `headers` is the named
+        // view of the header fields, which are always initialised.
+        PacketType::from_raw(unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref() }.pkt_type())
     }
 
     /// Returns the link-layer protocol (`skb->protocol`, in host byte order, e.g. `0x0800`).
