@@ -9,16 +9,13 @@
 //! queue). Reading the granted key or mapping page is left to a closure, so that the checks run
 //! without Xen (KUnit).
 //!
+//! The multicast filter (towards the frontend, with `request-multicast-control` on) is C's: it
+//! applies to frames that came in as multicast on another port of the bridge (`PACKET_MULTICAST`,
+//! see `VifShared::mcast_pass`), whose group must have been added with `MCAST_ADD`; 64 addresses,
+//! duplicates kept, one copy removed per `MCAST_DEL`, the list cleared at disconnect.
+//!
 //! Where this differs from C:
 //!
-//! - The multicast filter (towards the frontend, with `request-multicast-control` on) looks at
-//!   the destination address: every multicast frame (group bit set, not broadcast) must have been
-//!   added with `MCAST_ADD`. C filters only frames with `skb->pkt_type == PACKET_MULTICAST`,
-//!   which `eth_type_trans` sets on the port a frame came in on: multicast forwarded by the bridge
-//!   from another port or the uplink is filtered alike, but multicast that dom0's own stack sends
-//!   through the bridge (`PACKET_HOST`) passes C's filter and not this one. A frame too short for
-//!   a destination address is dropped here. The rest is as C: 64 addresses, duplicates kept, one
-//!   copy removed per `MCAST_DEL`, the list cleared at disconnect.
 //! - The hash input: IPv4 options and IPv6 hop-by-hop, routing and destination options headers
 //!   are skipped, fragments are hashed on their addresses, as C's flow dissector does; the headers
 //!   must lie in the first `HASH_HEADER_BYTES` (256) bytes (C reads as far as needed). One

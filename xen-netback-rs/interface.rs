@@ -23,6 +23,7 @@ use kernel::{
         },
         skb::{
             DropReason,
+            PacketType,
             SkBuff,
             SkBuffList,
             SkBuffRef, //
@@ -46,9 +47,11 @@ use kernel::{
         },
         new_mutex,
         new_spinlock_bh,
+        new_spinlock_irq,
         Arc,
         Mutex,
-        SpinLockBh, //
+        SpinLockBh,
+        SpinLockIrq, //
     },
     time::{
         msecs_to_jiffies,
@@ -174,17 +177,19 @@ pub(crate) struct VifShared {
     /// Number of queues the frontend connected (or is connecting): the bound of the entries of
     /// the hash mapping table.
     pub(crate) num_queues: Atomic<u32>,
-    /// The hash configuration of the control ring (C: `vif->hash`).
+    /// The hash configuration of the control ring (C: `vif->hash`). The locks of the transmit
+    /// path (queue selection, the multicast filter, the queues) are interrupt-safe: netpoll
+    /// (netconsole on the bridge) transmits with interrupts disabled.
     #[pin]
-    pub(crate) hash: SpinLockBh<HashConfig>,
+    pub(crate) hash: SpinLockIrq<HashConfig>,
     /// The hashes computed with the current key (`hash_cache_size`). Taken under `hash` only.
     #[pin]
-    pub(crate) hash_cache: SpinLockBh<HashCache>,
+    pub(crate) hash_cache: SpinLockIrq<HashCache>,
     /// Non-zero while the frontend asks for multicast filtering (`request-multicast-control`).
     pub(crate) multicast_control: Atomic<u32>,
     /// The multicast addresses the frontend subscribed to (`MCAST_ADD`/`MCAST_DEL`).
     #[pin]
-    pub(crate) mcast: SpinLockBh<McastList>,
+    pub(crate) mcast: SpinLockIrq<McastList>,
 }
 
 impl VifShared {
@@ -198,10 +203,10 @@ impl VifShared {
                 stalled: Atomic::new(0),
                 xdp_headroom: Atomic::new(0),
                 num_queues: Atomic::new(0),
-                hash <- new_spinlock_bh!(HashConfig::new()),
-                hash_cache <- new_spinlock_bh!(cache),
+                hash <- new_spinlock_irq!(HashConfig::new()),
+                hash_cache <- new_spinlock_irq!(cache),
                 multicast_control: Atomic::new(0),
-                mcast <- new_spinlock_bh!(McastList::new()),
+                mcast <- new_spinlock_irq!(McastList::new()),
             }),
             GFP_KERNEL,
         )
@@ -216,14 +221,15 @@ impl VifShared {
     }
 
     /// Whether a frame towards the frontend passes its multicast filter (C: `xenvif_start_xmit`
-    /// with `xenvif_mcast_match`): with filtering on, a multicast destination must have been
-    /// added. Broadcast is not multicast here (`PACKET_MULTICAST`).
-    pub(crate) fn mcast_pass(&self, dst: &[u8; 6]) -> bool {
-        let multicast = dst[0] & 1 != 0 && *dst != [0xff; 6];
-        if !multicast || self.multicast_control.load(Relaxed) == 0 {
+    /// with `xenvif_mcast_match`): with filtering on, a frame received as multicast on another
+    /// port (`PACKET_MULTICAST`) must be addressed to a group the frontend added. Broadcast and
+    /// what dom0's own stack sends (`PACKET_HOST`) pass, as in C.
+    pub(crate) fn mcast_pass(&self, skb: &SkBuffRef) -> bool {
+        if skb.pkt_type() != PacketType::Multicast || self.multicast_control.load(Relaxed) == 0 {
             return true;
         }
-        self.mcast.lock().contains(dst)
+        let mut dst = [0u8; 6];
+        skb.copy_bits(0, &mut dst).is_ok() && self.mcast.lock().contains(&dst)
     }
 
     /// The hash to send with a frame towards the frontend, if it enabled hashing and a type
@@ -317,9 +323,9 @@ pub(crate) struct Core {
     pub(crate) tx: SpinLockBh<TxState>,
     #[pin]
     pub(crate) rx: Mutex<RxState>,
-    /// Packets waiting to be sent to the frontend.
+    /// Packets waiting to be sent to the frontend (interrupt-safe: the transmit path).
     #[pin]
-    pub(crate) rxq: SpinLockBh<SkBuffList>,
+    pub(crate) rxq: SpinLockIrq<SkBuffList>,
     #[pin]
     pub(crate) notify: SpinLockBh<Notifiers>,
     /// Non-zero once the frontend misbehaved: the queue serves it no more.
@@ -506,7 +512,7 @@ impl Queue {
                             last_progress: now,
                             stalled: false,
                         }),
-                        rxq <- new_spinlock_bh!(SkBuffList::new()),
+                        rxq <- new_spinlock_irq!(SkBuffList::new()),
                         notify <- new_spinlock_bh!(Notifiers::default()),
                         disabled: Atomic::new(0),
                         tx_eoi: Atomic::new(0),
@@ -562,9 +568,10 @@ impl Queue {
 pub(crate) struct Vif {
     pub(crate) domid: DomId,
     pub(crate) shared: Arc<VifShared>,
-    /// The connected queues; empty while the frontend is not connected.
+    /// The connected queues; empty while the frontend is not connected (interrupt-safe: the
+    /// transmit path).
     #[pin]
-    pub(crate) queues: SpinLockBh<KVec<Arc<Queue>>>,
+    pub(crate) queues: SpinLockIrq<KVec<Arc<Queue>>>,
     /// The [`FrontendFeatures`] of the connected frontend, as bits.
     pub(crate) fe: Atomic<u32>,
     /// Counters of the queues of earlier connections, so that the device totals never go
@@ -579,7 +586,7 @@ impl Vif {
         pin_init!(Vif {
             domid,
             shared,
-            queues <- new_spinlock_bh!(KVec::new()),
+            queues <- new_spinlock_irq!(KVec::new()),
             fe: Atomic::new(0),
             old_from_guest: QueueStats::new(),
             old_to_guest: QueueStats::new(),
@@ -634,9 +641,8 @@ enum Xmit {
 impl dev::Operations for Vif {
     fn start_xmit(dev: &Device, this: Pin<&Self>, skb: SkBuff) -> NetdevTx {
         let index = skb.queue_mapping();
-        let mut dst = [0u8; 6];
-        if skb.copy_bits(0, &mut dst).is_err() || !this.shared.mcast_pass(&dst) {
-            // Not in the frontend's multicast filter (or no Ethernet header).
+        if !this.shared.mcast_pass(&skb) {
+            // Not in the frontend's multicast filter.
             if let Some(q) = this.queues.lock().get(usize::from(index)) {
                 q.napi.to_guest.dropped.inc();
             }

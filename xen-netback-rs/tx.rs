@@ -613,6 +613,11 @@ fn respond_copied(
 /// The NAPI poll of a queue: handles up to `budget` packets of the TX ring.
 pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     let core: &Core = ctx;
+    if budget == 0 {
+        // netpoll (netconsole on the bridge), interrupts disabled: guest TX waits for the next
+        // real poll (C's poll does no work with budget 0 either).
+        return 0;
+    }
     if core.is_disabled() {
         ctx.complete_done(0);
         return 0;

@@ -48,9 +48,11 @@ use kernel::{
         },
         new_mutex,
         new_spinlock_bh,
+        new_spinlock_irq,
         Arc,
         Mutex,
-        SpinLockBh, //
+        SpinLockBh,
+        SpinLockIrq, //
     },
     str::CString,
     time::{
@@ -125,9 +127,10 @@ const XDP_RECONFIGURE_TIMEOUT_MS: u32 = 5000;
 /// Private data of the net_device.
 #[pin_data]
 pub(crate) struct NetPriv {
-    /// The connected queues (none while disconnected).
+    /// The connected queues (none while disconnected). Interrupt-safe: the transmit path
+    /// looks its queue up here, with interrupts disabled under netpoll (netconsole).
     #[pin]
-    pub(crate) queues: SpinLockBh<KVec<Arc<Napi<Queue>>>>,
+    pub(crate) queues: SpinLockIrq<KVec<Arc<Napi<Queue>>>>,
     backend: Atomic<u32>,
     /// The backend's multicast filter.
     pub(crate) mcast: Arc<Mcast>,
@@ -160,7 +163,7 @@ impl NetPriv {
         xdev: ARef<xenbus::Device>,
     ) -> impl PinInit<Self> {
         pin_init!(Self {
-            queues <- new_spinlock_bh!(KVec::new()),
+            queues <- new_spinlock_irq!(KVec::new()),
             backend: Atomic::new(features.encode()),
             old_rx: QueueStats::new(),
             old_tx: QueueStats::new(),

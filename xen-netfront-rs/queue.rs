@@ -42,8 +42,10 @@ use kernel::{
             Relaxed, //
         },
         new_spinlock_bh,
+        new_spinlock_irq,
         Arc,
-        SpinLockBh, //
+        SpinLockBh,
+        SpinLockIrq, //
     },
     xen::{
         evtchn::{
@@ -223,13 +225,16 @@ pub(crate) struct Queue {
     bounce: bool,
     /// Index of the queue (netdev TX queue and `queue-N` in xenstore).
     index: u16,
+    /// Interrupt-safe (as C's `tx_lock`): netpoll (netconsole) transmits and reaps with
+    /// interrupts disabled.
     #[pin]
-    tx: SpinLockBh<Tx>,
+    tx: SpinLockIrq<Tx>,
     #[pin]
     rx: SpinLockBh<Rx>,
     /// The event channels; taken out (breaking the reference cycle) on disconnect.
+    /// Interrupt-safe: the transmit path notifies through them (netpoll included).
     #[pin]
-    pub(crate) evtchn: SpinLockBh<Option<Channels>>,
+    pub(crate) evtchn: SpinLockIrq<Option<Channels>>,
     /// An event of the TX (or only) channel waits for its EOI.
     eoi_pending: Atomic<u32>,
     /// An event of the RX ring's own channel waits for its EOI.
@@ -303,9 +308,9 @@ impl Queue {
             domid,
             bounce,
             index,
-            tx <- new_spinlock_bh!(tx),
+            tx <- new_spinlock_irq!(tx),
             rx <- new_spinlock_bh!(rx),
-            evtchn <- new_spinlock_bh!(None),
+            evtchn <- new_spinlock_irq!(None),
             eoi_pending: Atomic::new(0),
             eoi_pending_rx: Atomic::new(0),
             broken: Atomic::new(0),
@@ -915,6 +920,10 @@ impl Queue {
 
     /// Receives at most `budget` packets.
     fn rx_poll(&self, ctx: &PollContext<'_, Self>, budget: u32) -> (u32, bool) {
+        if budget == 0 {
+            // netpoll: transmit completions only, with interrupts disabled.
+            return (0, false);
+        }
         let dev = ctx.device();
         let mut done = 0u32;
         let mut work = false;

@@ -44,6 +44,7 @@ FEATURES_REQUIRED = [
     "ft-offloads-on", "ft-traffic-offloads-on", "ft-xdp-mtu-9000-refused", "ft-xdp-attach", "ft-xdp-drop",
     "ft-xdp-detach", "ft-xdp-ping-after-detach", "ft-rxbuf-sysfs", "ft-max-queues-1", "ft-traffic-max-queues-1", "ft-max-queues-4",
     "ft-traffic-max-queues-4", "ft-trusted-0-reload", "ft-trusted-0", "ft-trusted-key-0-reload", "ft-trusted-key-0",
+    "ft-netconsole", "ft-traffic-after-netconsole",
     "ft-reload-under-traffic", "ft-traffic-after-reload", "ft-final-ping-dom0-to-domu"]
 SCENARIOS = {
     "boot": {"timeout": 600, "required": COMMON_REQUIRED + PVMMU_REQUIRED},
@@ -70,7 +71,7 @@ SCENARIOS = {
     "back-features": {"timeout": 1500, "domu2": True, "required": COMMON_REQUIRED + ["frontend-load", "link-up",
                       "back-ethtool-stats", "back-module-params", "back-rate-limit", "back-rate-removed",
                       "back-mq2-negotiated", "back-mq2-tx", "back-mq2-rx", "back-mq4-negotiated", "back-mq4-tx", "back-mq4-rx",
-                      "back-uevents", "back-g2g-ping", "back-g2g-iperf", "back-final-ping"]},
+                      "back-uevents", "back-g2g-ping", "back-g2g-iperf", "back-netconsole", "back-final-ping"]},
     "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup", "hostile-front-final-ping"]},
 }
 
@@ -472,9 +473,11 @@ def main():
     if a.scenario == "features" and a.front == "rs":
         # the control ring (RSS) and the multicast filter: frontends that have them (scen_features.py)
         required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered",
-                     "ft-mcast-unfiltered", "ft-ethtool-L-1", "ft-traffic-ethtool-L-1"]
+                     "ft-mcast-local-passes", "ft-mcast-unfiltered", "ft-xdp-kept-over-reconnect", "ft-ethtool-L-1", "ft-traffic-ethtool-L-1"]
     elif a.scenario == "features":
         required += ["ft-ethtool-L"]   # the C frontend refuses ethtool -L
+    if a.scenario == "hostile-front" and a.back == "rs" and not a.cases:
+        required.append("hostile-front-map-mode")   # the map-mode pass (guest/scen_hostile.py)
     missing = [n for n in required if n not in seen]
     if a.scenario == "basic" and a.back == "c" and "back-rmmod-busy-refused" not in seen:
         missing.append("back-rmmod-busy-refused")

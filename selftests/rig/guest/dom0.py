@@ -344,6 +344,42 @@ def ping_check(name, runner, dst, count=10):
     return ok
 
 
+NC_RX = r"""
+import re, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 6666))
+s.settimeout(0.3)
+got, end = set(), time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        b = s.recv(4096)
+    except socket.timeout:
+        continue
+    got.update(int(m) for m in re.findall(rb"rig-netconsole-(\d+)", b))
+print("NCRX got=%d" % len(got), flush=True)
+"""
+
+
+def netconsole_check(name, tx_run, rx_run, dev, local_ip, remote_ip, remote_mac, n=20):
+    """netconsole (netpoll: transmits with interrupts disabled, polls with budget 0) on `dev` of
+    the domain `tx_run` runs in, towards a UDP listener in the other one: at least n-2 of n
+    kernel messages must arrive; the target is removed afterwards. One check; True if passed."""
+    rx_run("cat > /tmp/ncrx.py <<'EOF'\n%sEOF\n(python3 /tmp/ncrx.py %s 10 >/tmp/ncrx.log 2>&1 &); sleep 1"
+           % (NC_RX, remote_ip), 30)
+    t = "/sys/kernel/config/netconsole/rig"
+    rc, out = tx_run("grep -q ' /sys/kernel/config ' /proc/mounts || mount -t configfs configfs /sys/kernel/config; "
+                     "modprobe netconsole && mkdir -p {t} && echo {dev} > {t}/dev_name && echo {l} > {t}/local_ip && "
+                     "echo {r} > {t}/remote_ip && echo 6666 > {t}/remote_port && echo {m} > {t}/remote_mac && "
+                     "echo 1 > {t}/enabled && for i in $(seq {n}); do echo \"<3>rig-netconsole-$i\" > /dev/kmsg; sleep 0.05; done; "
+                     "sleep 2; echo 0 > {t}/enabled; rmdir {t}".format(t=t, dev=dev, l=local_ip, r=remote_ip, m=remote_mac, n=n), 60)
+    _, log = rx_run("sleep 6; cat /tmp/ncrx.log", 30)
+    m = re.search(r"NCRX got=(\d+)", log)
+    got = int(m.group(1)) if m else None
+    return check(name, rc == 0 and got is not None and got >= n - 2,
+                 "netconsole on %s (%s -> %s): %s of %d messages received; setup rc=%s %s"
+                 % (dev, local_ip, remote_ip, got, n, rc, "" if rc == 0 else out.strip()[-300:]))
+
+
 DIAGNOSED = set()
 
 

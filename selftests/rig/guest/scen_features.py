@@ -19,6 +19,10 @@ xenstore keys), never a driver's internals.
   ft-xdp-attach         ip link set <if> xdpdrv obj xdp_drop.bpf.o (tools/): attached in driver
                         mode, the frontend's xenstore xdp-headroom is 256 (backend reconfigured)
   ft-xdp-drop           10 pings dom0 -> domU all lost, the domU's rx dropped+errors grow by >= 10
+  ft-xdp-kept-over-reconnect  (rs frontend) the first ethtool -L reconnect (below) runs with the
+                        drop program attached: afterwards it is still attached natively, the
+                        xdp-headroom handshake ran again (256), it drops every ping (the C
+                        netfront loses its program on a reconnect); then detached
   ft-xdp-detach         xdpdrv off: no program, xdp-headroom 0
   ft-xdp-ping-after-detach  pings answered again
   ft-max-queues-1/-4    frontend reloaded with max_queues=N: xenstore multi-queue-num-queues (when
@@ -33,15 +37,21 @@ xenstore keys), never a driver's internals.
                         port of dom0's bridge (snooping off, so the bridge floods): received
   ft-mcast-filtered     ... and 30 to 239.1.2.4, not joined: none reaches the domU's netdev (the
                         backend filters, request-multicast-control=1)
+  ft-mcast-local-passes ... while 30 to 239.1.2.4 sent by dom0's own stack (xenbr0's address)
+                        reach it: the filter applies to frames forwarded from another port
+                        (PACKET_MULTICAST), as the C backend's
   ft-mcast-unfiltered   control: request-multicast-control=0 written from dom0 (the backend's
                         watch): the datagrams to 239.1.2.4 reach the domU
-                        The C frontend has no control ring and no multicast filter: these five
+                        The C frontend has no control ring and no multicast filter: these six
                         are skipped for it (RIG-SKIP line with the reason).
   ft-ethtool-L-1/-N     xen-netfront-rs: ethtool -L combined 1, then N = min(4, backend max):
                         the frontend reconnects with that many queues (xenstore, sysfs,
                         ethtool -l), traffic after each (the C driver refuses: ft-ethtool-L)
   ft-rxbuf-sysfs        /sys/class/net/<if>/rxbuf_{min,max,cur} read 256 (the RX ring), a number
                         written is accepted and ignored, garbage refused (as the C driver)
+  ft-netconsole         netconsole on the domU's netdev towards dom0 (netpoll transmits with
+                        interrupts disabled and polls with budget 0): 18 of 20 kernel messages
+                        reach a UDP listener in dom0; traffic after (ft-traffic-after-netconsole)
   ft-trusted-0          frontend reloaded with trusted=0 (bounce every TX packet): traffic,
                         including 65000-byte pings
   ft-trusted-key-0      default parameters, but the device's xenstore key trusted=0: traffic
@@ -156,7 +166,7 @@ print("MCRX joined=%d other=%d" % (n["a"], n["b"]), flush=True)
 MCAST_TX = r"""
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("192.168.77.1"))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1] if sys.argv[1:] else "192.168.77.1"))
 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
 for i in range(30):
     for g in ("239.1.2.3", "239.1.2.4"):
@@ -175,7 +185,7 @@ def ctrl_checks(d, ag, domid, fdir, state, nq):
     """Control ring (RSS) and multicast filter, for frontends that have them."""
     ifn = state["ifn"]
     if d.FRONT == "c":
-        d.say("RIG-SKIP ft-rss-ctrl-ring ft-rss-spread ft-mcast-joined ft-mcast-filtered ft-mcast-unfiltered: the C frontend "
+        d.say("RIG-SKIP ft-rss-ctrl-ring ft-rss-spread ft-mcast-joined ft-mcast-filtered ft-mcast-local-passes ft-mcast-unfiltered: the C frontend "
               "has no control ring and no multicast filter")
         return
     d.mark("FT-RSS")
@@ -212,6 +222,17 @@ def ctrl_checks(d, ag, domid, fdir, state, nq):
     d.check("ft-mcast-filtered", other == 0 and mctl.strip() == "1",
             "30 datagrams to 239.1.2.4 (not joined): %s reached the domU netdev; request-multicast-control=%s"
             % (other, mctl.strip()))
+    # As C, the filter applies to frames the bridge forwards from another port (PACKET_MULTICAST):
+    # what dom0's own stack sends through the bridge passes, whatever the group.
+    ag.run("(python3 /tmp/mcrx.py %s %s 6 >/tmp/mcrx3.log 2>&1 &); sleep 2" % (ifn, d.DOMU_IP), 30)
+    time.sleep(1)
+    d.sh("python3 /tmp/mctx.py %s" % d.DOM0_IP, 30)
+    rc, out = ag.run("sleep 5; cat /tmp/mcrx3.log", 30)
+    m = re.search(r"MCRX joined=(\d+) other=(\d+)", out)
+    local = int(m.group(2)) if m else None
+    d.check("ft-mcast-local-passes", local is not None and local >= 25,
+            "filter on, sent by dom0's own stack from %s: %s of 30 datagrams to 239.1.2.4 reached the domU netdev %s"
+            % (d.DOM0_IP, local, "" if m else out[-300:]))
     # Control: the same path delivers the other group once the filter is off (the backend's
     # request-multicast-control watch), so the check above cannot pass for another reason.
     d.sh("xenstore-write %s/request-multicast-control 0" % fdir, 10)
@@ -273,11 +294,8 @@ def xdp_checks(d, ag, fdir, state):
                      "ip link set %s mtu 1500; exit $rc" % (ifn, ifn, obj, ifn), 30, True)
     d.check("ft-xdp-mtu-9000-refused", rc not in (0, None), "rc=%s %s" % (rc, out.strip()[-200:]))
     before = rx_drop_counters(ag, ifn)
-    rc, out = ag.run("ip link set dev %s xdpdrv obj %s sec xdp && ip -d -j link show %s" % (ifn, obj, ifn), 60, True)
-    try:
-        mode = __import__("json").loads(out[out.index("["):])[0].get("xdp", {}).get("mode")
-    except Exception:
-        mode = None
+    rc, out = ag.run("ip link set dev %s xdpdrv obj %s sec xdp" % (ifn, obj), 60, True)
+    mode = xdp_mode(ag, ifn)
     headroom = xs(d, "%s/xdp-headroom" % fdir)
     # mode 1: XDP_ATTACHED_DRV (native)
     d.check("ft-xdp-attach", rc == 0 and mode == 1 and headroom == "256",
@@ -295,6 +313,34 @@ def xdp_checks(d, ag, fdir, state):
             "rc=%s xdp-headroom=%s %s" % (rc, headroom, "" if rc == 0 else out.strip()[-300:]))
     warm(d, ag)
     d.ping_check("ft-xdp-ping-after-detach", d.sh, d.DOMU_IP, 5)
+
+
+def xdp_mode(ag, ifn):
+    """The XDP attach mode of the domU netdev (1: native), or None."""
+    rc, out = ag.run("ip -d -j link show %s" % ifn, 30, True)
+    try:
+        return __import__("json").loads(out[out.index("["):])[0].get("xdp", {}).get("mode")
+    except Exception:
+        return None
+
+
+def xdp_kept_check(d, ag, fdir, ifn, n=10):
+    """xen-netfront-rs keeps its XDP program over a reconnect (the C netfront drops it): after
+    the reconnect the program is attached natively, the Reconfiguring handshake ran again
+    (xdp-headroom 256) and it drops every ping; then it is detached. The reconnect may have
+    cost dom0 its neighbour entry: what the program drops is then dom0's ARP requests (one a
+    second), so at least 3 frames, not n."""
+    mode, headroom = xdp_mode(ag, ifn), xs(d, "%s/xdp-headroom" % fdir)
+    before = rx_drop_counters(ag, ifn)
+    _, out = d.sh("ping -c %d -i 0.2 -W 1 %s" % (n, d.DOMU_IP), 60, True)
+    loss, _ = d.parse_ping(out)
+    after = rx_drop_counters(ag, ifn)
+    moved = (after - before) if None not in (before, after) else None
+    rc, _ = ag.run("ip link set dev %s xdpdrv off" % ifn, 60, True)
+    d.check("ft-xdp-kept-over-reconnect", mode == 1 and headroom == "256" and loss == 100.0 and moved is not None
+            and moved >= 3 and rc == 0,
+            "after the reconnect: xdp mode=%s, xdp-headroom=%s; %d pings dom0->domU: loss=%s%% (want 100), "
+            "rx dropped+errors moved by %s (want >= 3); detach rc=%s" % (mode, headroom, n, loss, moved, rc))
 
 
 def steps(d, ag, domid, fdir, bdir, state):
@@ -413,6 +459,8 @@ def steps(d, ag, domid, fdir, bdir, state):
     d.mark("FT-ETHTOOL-L")
     if d.FRONT == "rs" and state["ifn"]:
         top = min(4, int(be_max)) if be_max and be_max.isdigit() else 1
+        # the first reconnect runs with an XDP drop program attached (ft-xdp-kept-over-reconnect)
+        rcx, ox = ag.run("ip link set dev %s xdpdrv obj /rig/xdp_drop.bpf.o sec xdp" % state["ifn"], 60, True)
         for n in [1, top] if top > 1 else [1]:
             rc, out = ag.run("ethtool -L %s combined %d" % (state["ifn"], n), 30, True)
             want_xs = str(n) if be_max is not None else None
@@ -425,6 +473,11 @@ def steps(d, ag, domid, fdir, bdir, state):
             d.check("ft-ethtool-L-%d" % n, rc == 0 and bool(back) and combined == n and txq.strip() == str(n),
                     "ethtool -L rc=%s %s; reconnected=%s num-queues=%s tx queues=%s ethtool -l combined=%s" % (
                         rc, out.strip()[-200:], bool(back), xs(d, "%s/multi-queue-num-queues" % fdir), txq.strip(), combined))
+            if n == 1:
+                if rcx == 0:
+                    xdp_kept_check(d, ag, fdir, state["ifn"])
+                else:
+                    d.check("ft-xdp-kept-over-reconnect", False, "attach rc=%s %s" % (rcx, ox.strip()[-200:]))
             traffic(d, ag, "ft-traffic-ethtool-L-%d" % n)
     elif state["ifn"]:
         rc, out = ag.run("ethtool -L %s combined 1" % state["ifn"], 30, True)
@@ -472,6 +525,16 @@ def steps(d, ag, domid, fdir, bdir, state):
         warm(d, ag)
         traffic(d, ag, "ft-traffic-after-attach")
 
+    # netconsole on the domU's netdev (netpoll: the frontend transmits with interrupts off and
+    # is polled with budget 0), dom0 listening; the device works normally afterwards
+    d.mark("FT-NETCONSOLE")
+    if state["ifn"]:
+        br_mac = open("/sys/class/net/xenbr0/address").read().strip()
+        d.netconsole_check("ft-netconsole", ag.run, d.sh, state["ifn"], d.DOMU_IP, d.DOM0_IP, br_mac)
+        traffic(d, ag, "ft-traffic-after-netconsole", iperf_secs=0)
+    else:
+        d.check("ft-netconsole", False, "no link")
+
     # untrusted backend: module parameter, then the device's xenstore key
     d.mark("FT-TRUSTED")
     ok, detail = reload_front(d, ag, domid, state, "trusted=0")
@@ -498,7 +561,9 @@ def steps(d, ag, domid, fdir, bdir, state):
         out = bg.communicate()[0].decode(errors="replace")
     m = re.search(r"(\d+) received", out)
     d.check("ft-reload-under-traffic", ok, "%s | background dom0 ping received=%s" % (detail, m.group(1) if m else "?"))
-    ag.run("sleep 14; cat /tmp/bg-iperf.log | tail -5; cat /tmp/bg-ping.log | tail -3", 40)
+    # the background iperf3 (15 s) has usually ended by now: wait for it, at most 16 s
+    ag.run("for i in $(seq 32); do pgrep -f 'iperf3 [-]c' >/dev/null || break; sleep 0.5; done; "
+           "tail -5 /tmp/bg-iperf.log; tail -3 /tmp/bg-ping.log", 40)
     if state["ifn"]:
         traffic(d, ag, "ft-traffic-after-reload", big=True)
     d.mark("FT-FINAL")
