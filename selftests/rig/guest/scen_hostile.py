@@ -163,6 +163,121 @@ def meminfo(d):
     return {k: int(m.get(k, 0)) for k in ("SUnreclaim", "Percpu", "MemFree")}
 
 
+def front_case(d, ag, domid, case, devid, out, label):
+    """One hostile-frontend case on the fresh vif `devid`; one check (label). Returns the result."""
+    d.mark("HF %s" % label)
+    meta = netpeer.FRONT_CASES[case]
+    vif = "vif%d.%d" % (domid, devid)
+    marker = kmsg_mark(label)
+    box = {}
+
+    def work():
+        box["rc"], box["out"] = ag.run("python3 /rig/netpeer.py frontend --case %s --handle %d" % (case, devid), 180, True)
+    th = threading.Thread(target=work)
+    t = time.time()
+    th.start()
+    carrier = set()     # carrier values seen while the tool said it was attacking
+    fep = "/local/domain/%d/device/vif/%d/netpeer-phase" % (domid, devid)
+    while th.is_alive():
+        ph = subprocess.run(["xenstore-read", fep], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
+        if ph == "attacked":
+            try:
+                carrier.add(open("/sys/class/net/%s/carrier" % vif).read().strip())
+            except OSError:
+                carrier.add("gone")
+        th.join(0.3)
+    m = re.search(r"^RESULT (\{.*\})\s*$", box.get("out", ""), re.M)
+    r = json.loads(m.group(1)) if m else {"side": "frontend", "case": case, "pass": False, "checks": [
+        {"name": "tool", "pass": False, "detail": "no RESULT line; rc=%s %s" % (box.get("rc"), box.get("out", "")[-400:])}]}
+    lines = dmesg_since(marker)
+    found, missing, oops, _ = netpeer.scan_log(lines, meta.get("peer_log", []))
+
+    def add(name, okk, detail):
+        r["checks"].append({"name": name, "pass": bool(okk), "detail": detail})
+    add("dom0-log", found, "found %s" % meta.get("peer_log") if found else "missing %s; got: %s" % (missing, " | ".join(lines[-6:])))
+    add("dom0-no-oops", not oops, " | ".join(oops[:3]) or "none")
+    if meta["kind"] == "fatal":
+        add("vif-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
+    # the healthy frontend (domU's first vif) is still served
+    rcp, op = d.sh("ping -c 2 -i 0.3 -W 2 %s" % d.DOMU_IP, 20, True)
+    add("healthy-vif-served", rcp == 0, "ping dom0 -> domU eth0 rc=%d" % rcp)
+    rcd = detach(d, domid, devid)
+    add("vif-detach", rcd == 0 and not os.path.exists("/sys/class/net/%s" % vif), "xl network-detach rc=%s" % rcd)
+    r["info"] = dict(r.get("info", {}), devid=devid)
+    if label != case:
+        r["info"]["label"] = label
+    apply_known(d, r)
+    r["secs"] = round(time.time() - t, 1)
+    r["dom0_log"] = [ln for ln in lines if "rig-hostile" not in ln][-12:]
+    r["setup_failed"] = r.get("info", {}).get("exit") == 2 or not m
+    out.write(json.dumps(r) + "\n")
+    out.flush()
+    d.check("hf-" + label, r["pass"], summary(r))
+    return r
+
+
+def front_cases(d, ag, domid, cases, out, k0, devid=None, prefix=""):
+    """Runs `cases`, each on a fresh vif (MAC index k0 + k; `devid`: the first case's, already
+    attached). Returns (cases passed, dom0 memory after the first case, stopped early)."""
+    npass = setup_fail = 0
+    mem0 = None
+    for k, case in enumerate(cases):
+        if k > 0 or devid is None:
+            devid, info = attach(d, domid, k0 + k)
+            if devid is None:
+                d.check("hf-" + prefix + case, False, "no fresh vif: " + info)
+                setup_fail += 1
+                if setup_fail >= 2:
+                    return npass, mem0, True
+                continue
+        r = front_case(d, ag, domid, case, devid, out, prefix + case)
+        npass += r["pass"]
+        if k == 0:
+            mem0 = meminfo(d)
+        setup_fail = setup_fail + 1 if r["setup_failed"] else 0
+        if setup_fail >= 2:
+            d.check("hostile-front-aborted", False, "two cases in a row could not connect; stopping")
+            return npass, mem0, True
+    return npass, mem0, False
+
+
+# The cases that run again with the Rust backend in map mode (tx_mode=1): the guest-TX data path
+# (slot sizes, frags, grants, requests rewritten after posting) is the part that differs there.
+MAP_CASES = ["slots-20", "slot-size-over", "cross-page-frag", "split-headers", "empty-frags", "double-fetch",
+             "gref-bad-first", "gref-bad-frag"]
+
+
+def backend_map_mode(d, ag, domid):
+    """Reloads xen-netback-rs with tx_mode=1; the domU's healthy vif is detached and attached
+    again around it (bound to its frontend). True if the healthy vif carries traffic by map."""
+    d.mark("HF-MAP-MODE")
+    ag.run("echo 1 > /sys/bus/xen/drivers_autoprobe", 20)
+    ifn = d.domu_ifname(ag)
+    if ifn:
+        ag.run("ip link set %s down" % ifn, 20)
+    rc1, o1 = d.sh("xl network-detach domu %s" % d.MAC, 60)
+    gone = d.wait_for(lambda: not d.vifs(), 60, 1)
+    rc2, o2 = d.sh("rmmod xen_netback_rs && modprobe xen_netback_rs tx_mode=1 && "
+                   "cat /sys/module/xen_netback_rs/parameters/tx_mode", 60)
+    rc3, o3 = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % d.MAC, 60)
+    vif = d.vif_up(60)
+    ifn = d.domu_net_up(ag) if rc3 == 0 else None
+    ag.run("echo 0 > /sys/bus/xen/drivers_autoprobe", 20)
+    ok = False
+    sent = None
+    if vif and ifn:
+        d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU_IP, 10, True)[0] == 0, 30, 1)
+        ag.run("ping -c 5 -i 0.2 -s 1000 %s" % d.DOM0_IP, 30)
+        _, st = d.sh("ethtool -S %s" % vif, 20, True)
+        m = re.search(r"tx_zerocopy_sent:\s+(\d+)", st)
+        sent = int(m.group(1)) if m else None
+        ok = sent is not None and sent >= 5
+    return d.check("hostile-front-map-mode", rc1 == 0 and gone and rc2 == 0 and o2.strip().endswith("1") and ok,
+                   "detach rc=%s gone=%s; reload rc=%s tx_mode=%s; attach rc=%s vif=%s domU netdev=%s; "
+                   "tx_zerocopy_sent=%s after 5 pings of 1000 bytes"
+                   % (rc1, gone, rc2, o2.strip()[-40:], rc3, vif, ifn, sent))
+
+
 def hostile_front(d, ag, domid):
     d.mark("HOSTILE-FRONT")
     out = open(os.path.join(d.OUT, "hostile-front.jsonl"), "w")
@@ -173,69 +288,7 @@ def hostile_front(d, ag, domid):
                    "autoprobe off rc=%s; %s; vif-%s unbound in domU rc=%s %s" % (rc, info, devid, rc3, o3.strip()[-200:])):
         return
     cases = [c for c in d.CONF.get("hostile_cases", "").split(",") if c] or FRONT_CASES_ORDER
-    npass = setup_fail = 0
-    mem0 = None
-    for k, case in enumerate(cases):
-        d.mark("HF %s" % case)
-        if k > 0:
-            devid, info = attach(d, domid, k)
-            if devid is None:
-                d.check("hf-" + case, False, "no fresh vif: " + info)
-                setup_fail += 1
-                if setup_fail >= 2:
-                    break
-                continue
-        meta = netpeer.FRONT_CASES[case]
-        vif = "vif%d.%d" % (domid, devid)
-        marker = kmsg_mark(case)
-        box = {}
-
-        def work():
-            box["rc"], box["out"] = ag.run("python3 /rig/netpeer.py frontend --case %s --handle %d" % (case, devid), 180, True)
-        th = threading.Thread(target=work)
-        t = time.time()
-        th.start()
-        carrier = set()     # carrier values seen while the tool said it was attacking
-        fep = "/local/domain/%d/device/vif/%d/netpeer-phase" % (domid, devid)
-        while th.is_alive():
-            ph = subprocess.run(["xenstore-read", fep], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
-            if ph == "attacked":
-                try:
-                    carrier.add(open("/sys/class/net/%s/carrier" % vif).read().strip())
-                except OSError:
-                    carrier.add("gone")
-            th.join(0.3)
-        m = re.search(r"^RESULT (\{.*\})\s*$", box.get("out", ""), re.M)
-        r = json.loads(m.group(1)) if m else {"side": "frontend", "case": case, "pass": False, "checks": [
-            {"name": "tool", "pass": False, "detail": "no RESULT line; rc=%s %s" % (box.get("rc"), box.get("out", "")[-400:])}]}
-        lines = dmesg_since(marker)
-        found, missing, oops, _ = netpeer.scan_log(lines, meta.get("peer_log", []))
-
-        def add(name, okk, detail):
-            r["checks"].append({"name": name, "pass": bool(okk), "detail": detail})
-        add("dom0-log", found, "found %s" % meta.get("peer_log") if found else "missing %s; got: %s" % (missing, " | ".join(lines[-6:])))
-        add("dom0-no-oops", not oops, " | ".join(oops[:3]) or "none")
-        if meta["kind"] == "fatal":
-            add("vif-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
-        # the healthy frontend (domU's first vif) is still served
-        rcp, op = d.sh("ping -c 2 -i 0.3 -W 2 %s" % d.DOMU_IP, 20, True)
-        add("healthy-vif-served", rcp == 0, "ping dom0 -> domU eth0 rc=%d" % rcp)
-        rcd = detach(d, domid, devid)
-        add("vif-detach", rcd == 0 and not os.path.exists("/sys/class/net/%s" % vif), "xl network-detach rc=%s" % rcd)
-        r["info"] = dict(r.get("info", {}), devid=devid)
-        apply_known(d, r)
-        r["secs"] = round(time.time() - t, 1)
-        r["dom0_log"] = [ln for ln in lines if "rig-hostile" not in ln][-12:]
-        out.write(json.dumps(r) + "\n")
-        out.flush()
-        npass += r["pass"]
-        d.check("hf-" + case, r["pass"], summary(r))
-        if k == 0:
-            mem0 = meminfo(d)
-        setup_fail = setup_fail + 1 if r.get("info", {}).get("exit") == 2 or not m else 0
-        if setup_fail >= 2:
-            d.check("hostile-front-aborted", False, "two cases in a row could not connect; stopping")
-            break
+    npass, mem0, stopped = front_cases(d, ag, domid, cases, out, 0, devid)
     d.metric("hostile-front-cases-passed", npass, "of %d" % len(cases))
     # Leaks: every case created and destroyed a vif; dom0's unreclaimable slab and per-CPU
     # memory must not grow with the number of cases (a vif, its queues and rings leaked per case
@@ -249,6 +302,11 @@ def hostile_front(d, ag, domid):
         d.check("hostile-front-no-leak", grow["SUnreclaim"] < limit and grow["Percpu"] < limit,
                 "dom0 growth over %d vifs: SUnreclaim %+d KiB, Percpu %+d KiB, MemFree %+d KiB (limit %d KiB)"
                 % (len(cases) - 1, grow["SUnreclaim"], grow["Percpu"], grow["MemFree"], limit))
+    # the Rust backend's map mode: its own guest-TX data path, a second pass of those cases
+    map_cases = [c for c in MAP_CASES if c in cases]
+    if d.BACK == "rs" and map_cases and not stopped and backend_map_mode(d, ag, domid):
+        n, _, _ = front_cases(d, ag, domid, map_cases, out, len(cases), prefix="map-")
+        d.metric("hostile-front-map-cases-passed", n, "of %d" % len(map_cases))
     ag.run("echo 1 > /sys/bus/xen/drivers_autoprobe", 20)
     d.ping_check("hostile-front-final-ping", d.sh, d.DOMU_IP, 5)
 
