@@ -988,10 +988,15 @@ class Frontend:
             self.tx.req_prod = tx_req_prod
         # RX buffers: the last pages of the pool
         self.rx_pvt = 0
-        for k in range(nrx):
+        self.post_rx(nrx)
+
+    def post_rx(self, n):
+        """Posts n RX buffers (the last 16 pages of the pool, reused: their content is not read)."""
+        for _ in range(n):
+            k = self.rx_pvt % 16
             gref = self.data[len(self.data) - 1 - k][0]
             self.rx.put(self.rx_pvt, RX_REQ, k, 0, gref)
-            self.rx_pvt += 1
+            self.rx_pvt = (self.rx_pvt + 1) & 0xffffffff
         self.rx.req_prod = self.rx_pvt
 
     def keys(self):
@@ -1197,6 +1202,27 @@ def fc_gref_bad_frag(fe, res):
     fe.push()
 
 
+STALL_WAIT = 10      # rx-stall: dom0 floods for 4 s; the rig's stall timeout is 4 s, the drain 2 s
+
+
+def fc_rx_stall(fe, res):
+    """XSA-392 (and XSA-424, its drop path): no RX buffer posted while dom0 floods this vif
+    (scen_hostile.py floods from the "attacked" phase on, then keeps sending a frame every 0.5 s).
+    The backend must bound what it queues (checked in dom0), declare the stall, drop what waited
+    too long, stay connected, and deliver again once buffers are posted."""
+    time.sleep(STALL_WAIT)
+    st = fe.be_state()
+    res.check("backend-state-connected", st == XB_CONNECTED, "state %d after %d s without RX buffers" % (st, STALL_WAIT))
+    prod0 = fe.rx.rsp_prod
+    fe.post_rx(16)
+    fe.notify()
+    end = time.time() + 10
+    while time.time() < end and fe.rx.rsp_prod == prod0:
+        time.sleep(0.1)
+    res.check("rx-resumes", fe.rx.rsp_prod != prod0,
+              "RX responses %d -> %d within 10 s of posting 16 buffers" % (prod0, fe.rx.rsp_prod))
+
+
 def fc_double_fetch(fe, res):
     """XSA-155: rewrite posted requests while the backend reads them."""
     f = eth_frame(b"\xff" * 6, mac_bytes(fe.mac), b"netpeer-df", size=120)
@@ -1325,6 +1351,9 @@ FRONT_CASES = {
                            peer_log=[]),
     "gref-bad-frag": dict(fn=fc_gref_bad_frag, kind="drop", ok_slots=True, desc="a frag with a grant reference not granted",
                           peer_log=[]),
+    "rx-stall": dict(fn=fc_rx_stall, kind="survive", nrx=0, flood=True, xsa="XSA-392, XSA-424",
+                     desc="no RX buffers while dom0 floods the vif (stall detection, bounded queue, drain)",
+                     peer_log=[r"Guest Rx stalled", r"Guest Rx ready"]),
     "double-fetch": dict(fn=fc_double_fetch, kind="survive-any", xsa="XSA-155",
                          desc="requests rewritten (valid <-> invalid) after posting", peer_log=[]),
     "split-headers": dict(fn=fc_split_headers, kind="survive", xsa="XSA-423, XSA-432",
@@ -1411,7 +1440,7 @@ def run_frontend_case(case, handle, hold=2.0):
                 res.check("backend-sane", st in (XB_CONNECTED, XB_CLOSING, XB_CLOSED),
                           "backend state %d (%s), good packet answered: %s" % (st, STATE_NAMES.get(st), served))
         else:
-            st = fe.connect(ctrl=(kind == "ctrl"))
+            st = fe.connect(ctrl=(kind == "ctrl"), nrx=meta.get("nrx", 16))
             if not res.check("connect", st == XB_CONNECTED, "backend state %d (%s)" % (st, STATE_NAMES.get(st))):
                 res.info("exit", 2)
                 return res.emit()

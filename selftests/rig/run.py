@@ -72,7 +72,8 @@ SCENARIOS = {
                       "back-ethtool-stats", "back-module-params", "back-rate-limit", "back-rate-removed",
                       "back-mq2-negotiated", "back-mq2-tx", "back-mq2-rx", "back-mq4-negotiated", "back-mq4-tx", "back-mq4-rx",
                       "back-uevents", "back-g2g-ping", "back-g2g-iperf", "back-netconsole", "back-final-ping"]},
-    "hostile-front": {"timeout": 2400, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup", "hostile-front-final-ping"]},
+    "hostile-front": {"timeout": 2400, "domu2": True, "required": COMMON_REQUIRED + ["frontend-load", "link-up", "hostile-front-setup",
+                                                                     "hostile-front-domu2", "hostile-front-final-ping"]},
 }
 
 # Lines that mean something crashed. Scanned in every log of the run.
@@ -312,6 +313,8 @@ def main():
     ap.add_argument("--strict", action="store_true", help="known issues (KNOWN_ISSUES) fail no-crash too")
     ap.add_argument("--keep", action="store_true", help="keep the run's disk images")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the whole console")
+    ap.add_argument("--ksft-all", action="store_true",
+                    help="ksft: also the test files that fail with the C drivers for environment reasons (guest/scen_ksft.py ENV_FAIL)")
     ap.add_argument("--cases", default="", help="hostile-back/-front: comma-separated netpeer.py cases (default: all)")
     a = ap.parse_args()
 
@@ -347,7 +350,7 @@ def main():
     run_dir = os.path.join(BUILD, "runs", "%s-%s" % (name, stamp))
     os.makedirs(run_dir)
     conf = {"scenario": a.scenario, "front": a.front, "back": a.back, "krel": krel, "xenver": a.xen,
-            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "ksft_phases": a.ksft_phases, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1,
+            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "ksft_phases": a.ksft_phases, "ksft_all": a.ksft_all, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1,
             "back_params": a.back_append}
     rig_img = make_rig_disk(run_dir, conf, kdir, krel, kos)
     dom0_disk = os.path.join(run_dir, "dom0.qcow2")

@@ -318,6 +318,44 @@ def vif_up(timeout=60):
     return wait_for(f, timeout, 0.5)
 
 
+DOMU2_MAC, DOMU2_IP = "00:16:3e:00:00:03", "10.0.0.3"
+
+
+def second_domu(disk="/dev/vde", memory=384):
+    """Boots a second domU `domu2` (the same image on its own overlay `disk`, which run.py gives
+    the scenarios marked domu2) with the frontend under test, at DOMU2_IP on the bridge.
+    Returns (stage reached: "create", "boot", "link" or "up", domid, agent, netdev, detail)."""
+    if not os.path.exists(disk):
+        return "create", None, None, None, "no %s (run.py gives it to the scenarios marked domu2)" % disk
+    open("/run/domu2.cfg", "w").write(domu_config("domu2", DOMU2_MAC, disk, memory, 1))
+    rc, out = sh("xl -v create /run/domu2.cfg", 120)
+    rc2, o2 = sh("xl domid domu2", 20)
+    domid2 = int(o2.strip()) if rc2 == 0 and o2.strip().isdigit() else None
+    if rc != 0 or domid2 is None:
+        return "create", domid2, None, None, "xl create rc=%d %s" % (rc, out[-300:])
+    ag2 = Agent(domid2)
+    if not (ag2.connect(60) and ag2.ping(240)):
+        return "boot", domid2, None, None, "agent of domain %s does not answer" % domid2
+    rc, out = ag2.run(load_cmd("front"), 60)
+    ifn2 = domu2_net_up(ag2) if rc == 0 else None
+    vif2 = "vif%d.0" % domid2
+    on_br = wait_for(lambda: os.path.exists("/sys/class/net/%s/brport" % vif2), 60, 0.5)
+    detail = "domU2 netdev=%s, %s on the bridge=%s, xenstore: %s" % (ifn2, vif2, on_br, xs_states(domid2))
+    return ("up" if ifn2 and on_br else "link"), domid2, ag2, ifn2, detail
+
+
+def domu2_net_up(ag2, timeout=90):
+    """Waits for domu2's netdev and gives it DOMU2_IP; its name or None."""
+    def name():
+        r, o = ag2.run("for x in /sys/class/net/*; do [ \"$(cat $x/address 2>/dev/null)\" = %s ] && basename $x; done; true"
+                       % DOMU2_MAC, 20, True)
+        return o.strip().split("\n")[0] if r == 0 and o.strip() else None
+    ifn2 = wait_for(name, timeout, 1)
+    if ifn2:
+        ag2.run("ip addr flush dev %s; ip addr add %s/24 dev %s && ip link set %s up" % (ifn2, DOMU2_IP, ifn2, ifn2), 30)
+    return ifn2
+
+
 def xs_states(domid):
     """(backend state, frontend state) of vif devid(s) of the domU, as text."""
     _, out = sh("for d in $(xenstore-list /local/domain/0/backend/vif/%d 2>/dev/null); do "

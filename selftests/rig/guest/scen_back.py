@@ -32,7 +32,6 @@ Checks (each a RIG-CHECK):
 import json, os, re, socket, subprocess, time
 
 C_STATS = ["rx_gso_checksum_fixup", "tx_zerocopy_sent", "tx_zerocopy_success", "tx_zerocopy_fail", "tx_frag_overflow"]
-MAC2, DOMU2_IP = "00:16:3e:00:00:03", "10.0.0.3"
 RATE_MBPS = 100
 
 
@@ -209,41 +208,20 @@ def multiqueue(d, ag, domid, ifn, n, bq):
 
 def guest_to_guest(d, ag, domid):
     d.mark("BACK-G2G")
-    if not os.path.exists("/dev/vde"):
-        d.check("back-g2g-create", False, "no /dev/vde (run.py gives it to the back-features scenario)")
-        return
-    cfg = d.domu_config("domu2", MAC2, "/dev/vde", 384, 1)
-    open("/run/domu2.cfg", "w").write(cfg)
-    rc, out = d.sh("xl -v create /run/domu2.cfg", 120)
-    rc2, o2 = d.sh("xl domid domu2", 20)
-    domid2 = int(o2.strip()) if rc2 == 0 and o2.strip().isdigit() else None
-    if not d.check("back-g2g-create", rc == 0 and domid2 is not None, "xl create rc=%d %s" % (rc, out[-300:])):
+    stage, domid2, ag2, ifn2, detail = d.second_domu()
+    if not d.check("back-g2g-create", stage != "create", detail):
         return
     try:
-        ag2 = d.Agent(domid2)
-        up = ag2.connect(60) and ag2.ping(240)
-        if not d.check("back-g2g-boot", up, "agent of domain %s" % domid2):
+        if not d.check("back-g2g-boot", stage != "boot", detail):
             return
-        rc, out = ag2.run(d.load_cmd("front"), 60)
-        ifn2 = None
-        if rc == 0:
-            def name2():
-                r, o = ag2.run("for x in /sys/class/net/*; do [ \"$(cat $x/address 2>/dev/null)\" = %s ] && basename $x; done; true"
-                               % MAC2, 20, True)
-                return o.strip().split("\n")[0] if r == 0 and o.strip() else None
-            ifn2 = d.wait_for(name2, 90, 1)
-            if ifn2:
-                ag2.run("ip addr add %s/24 dev %s && ip link set %s up" % (DOMU2_IP, ifn2, ifn2), 30)
         vif2 = "vif%d.0" % domid2
-        on_br = d.wait_for(lambda: os.path.exists("/sys/class/net/%s/brport" % vif2), 60, 0.5)
-        if not d.check("back-g2g-link", rc == 0 and ifn2 is not None and on_br,
-                       "domU2 netdev=%s, %s on the bridge=%s, xenstore: %s" % (ifn2, vif2, on_br, d.xs_states(domid2))):
+        if not d.check("back-g2g-link", stage == "up", detail):
             return
-        d.wait_for(lambda: ag.run("ping -c 1 -W 1 %s" % DOMU2_IP, 10, True)[0] == 0, 30, 1)
-        d.ping_check("back-g2g-ping", ag.run, DOMU2_IP, 10)
-        ag2.run("iperf3 -s -D -B %s" % DOMU2_IP, 20)
+        d.wait_for(lambda: ag.run("ping -c 1 -W 1 %s" % d.DOMU2_IP, 10, True)[0] == 0, 30, 1)
+        d.ping_check("back-g2g-ping", ag.run, d.DOMU2_IP, 10)
+        ag2.run("iperf3 -s -D -B %s" % d.DOMU2_IP, 20)
         time.sleep(1)
-        rc, mbps, out = iperf_run(d, ag, DOMU2_IP, 10)
+        rc, mbps, out = iperf_run(d, ag, d.DOMU2_IP, 10)
         d.metric("back-g2g-iperf-mbps", round(mbps, 2), "Mbit/s")
         d.check("back-g2g-iperf", rc == 0 and mbps > 0, "domU -> domU2 through %s and %s: %.1f Mbit/s%s"
                 % ("vif%d.0" % domid, vif2, mbps, "" if rc == 0 else " | " + out[-300:]))

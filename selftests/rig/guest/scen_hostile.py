@@ -6,7 +6,8 @@ hostile-back: selftests/hostile/netpeer.py plays a hostile backend in dom0 for n
 hostile-front: the domU gets a second vif from the real backend (xl network-attach) with the
   xen bus' drivers_autoprobe off in the domU, so no frontend driver binds it; netpeer.py runs in
   the domU as its hostile frontend; dom0 checks its own kernel log, the vif's carrier, that its
-  kernel did not oops, and that the domU's first vif (healthy frontend) is still served.
+  kernel did not oops, and that the healthy frontends are still served: the domU's first vif and
+  a second domU (domu2, booted first).
 
 Each case gives one RIG-CHECK (hb-<case> / hf-<case>); every case's RESULT line is kept in
 /out/hostile-<side>.jsonl.
@@ -163,6 +164,70 @@ def meminfo(d):
     return {k: int(m.get(k, 0)) for k in ("SUnreclaim", "Percpu", "MemFree")}
 
 
+class Flood:
+    """rx-stall (netpeer.py): from the attack on, raw frames to the hostile vif's frontend MAC
+    through the bridge as fast as dom0 can send them for 4 s, then one every 0.5 s until stopped.
+    Records the frames' volume and how much dom0's used memory grew meanwhile."""
+    SECS = 4
+
+    def __init__(self, domid, devid):
+        mac = subprocess.run(["xenstore-read", "/local/domain/0/backend/vif/%d/%d/mac" % (domid, devid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
+        self.dst = bytes(int(x, 16) for x in mac.split(":")) if mac.count(":") == 5 else b"\xff" * 6
+        self.th, self.done = None, threading.Event()
+        self.sent_mb, self.secs, self.grew_kb, self.err = 0.0, 0.0, None, None
+
+    @staticmethod
+    def used_kb():
+        m = dict(re.findall(r"^(\w+):\s+(\d+) kB", open("/proc/meminfo").read(), re.M))
+        return int(m["MemTotal"]) - int(m["MemAvailable"])
+
+    def start(self):
+        if self.th is None:
+            self.th = threading.Thread(target=self.run)
+            self.th.start()
+
+    def run(self):
+        try:
+            self.flood()
+        except Exception as e:
+            self.err = repr(e)
+
+    def flood(self):
+        import socket
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+        # Frames queued anywhere (the bridge port, the vif's qdisc, the backend) are charged to
+        # this socket until freed: a send buffer large enough that only the backend's own bound
+        # (or its absence) limits what piles up, and no blocking on it.
+        s.setsockopt(socket.SOL_SOCKET, 32, 256 << 20)    # SO_SNDBUFFORCE
+        s.bind(("xenbr0", 0x88b5))
+        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
+        frame = self.dst + src + b"\x88\xb5" + b"rig-flood".ljust(1386, b"\0")
+        before = self.used_kb()
+        t0, n = time.time(), 0
+        while time.time() - t0 < self.SECS and not self.done.is_set():
+            for _ in range(64):
+                try:
+                    s.send(frame, socket.MSG_DONTWAIT)
+                    n += 1
+                except OSError as e:
+                    self.err = self.err or repr(e)
+        self.secs = time.time() - t0
+        self.sent_mb = n * len(frame) / 1e6
+        self.grew_kb = self.used_kb() - before
+        while not self.done.wait(0.5):
+            try:
+                s.send(frame, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+        s.close()
+
+    def stop(self):
+        self.done.set()
+        if self.th is not None:
+            self.th.join(10)
+
+
 def front_case(d, ag, domid, case, devid, out, label):
     """One hostile-frontend case on the fresh vif `devid`; one check (label). Returns the result."""
     d.mark("HF %s" % label)
@@ -178,6 +243,7 @@ def front_case(d, ag, domid, case, devid, out, label):
     th.start()
     carrier = set()     # carrier values seen while the tool said it was attacking
     fep = "/local/domain/%d/device/vif/%d/netpeer-phase" % (domid, devid)
+    flood = Flood(domid, devid) if meta.get("flood") else None
     while th.is_alive():
         ph = subprocess.run(["xenstore-read", fep], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         if ph == "attacked":
@@ -185,7 +251,11 @@ def front_case(d, ag, domid, case, devid, out, label):
                 carrier.add(open("/sys/class/net/%s/carrier" % vif).read().strip())
             except OSError:
                 carrier.add("gone")
+            if flood:
+                flood.start()
         th.join(0.3)
+    if flood:
+        flood.stop()
     m = re.search(r"^RESULT (\{.*\})\s*$", box.get("out", ""), re.M)
     r = json.loads(m.group(1)) if m else {"side": "frontend", "case": case, "pass": False, "checks": [
         {"name": "tool", "pass": False, "detail": "no RESULT line; rc=%s %s" % (box.get("rc"), box.get("out", "")[-400:])}]}
@@ -198,9 +268,18 @@ def front_case(d, ag, domid, case, devid, out, label):
     add("dom0-no-oops", not oops, " | ".join(oops[:3]) or "none")
     if meta["kind"] == "fatal":
         add("vif-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
-    # the healthy frontend (domU's first vif) is still served
+    if flood:
+        # XSA-392: what the backend keeps for a frontend that takes nothing is bounded (C: 512 KB
+        # per queue; the flood offered far more), and the stall turns the carrier off
+        add("rx-queue-bounded", flood.sent_mb >= 20 and flood.grew_kb is not None and flood.grew_kb < 32 * 1024,
+            "flood of %.0f MB towards the vif in %.1f s: dom0 memory in use grew by %s KiB (limit 32 MiB)%s"
+            % (flood.sent_mb, flood.secs, flood.grew_kb, "; first send error: %s" % flood.err if flood.err else ""))
+        add("stall-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
+    # the healthy frontends are still served: the domU's first vif and the second domU
     rcp, op = d.sh("ping -c 2 -i 0.3 -W 2 %s" % d.DOMU_IP, 20, True)
     add("healthy-vif-served", rcp == 0, "ping dom0 -> domU eth0 rc=%d" % rcp)
+    rcp, op = d.sh("ping -c 2 -i 0.3 -W 2 %s" % d.DOMU2_IP, 20, True)
+    add("healthy-domu-served", rcp == 0, "ping dom0 -> domU2 rc=%d" % rcp)
     rcd = detach(d, domid, devid)
     add("vif-detach", rcd == 0 and not os.path.exists("/sys/class/net/%s" % vif), "xl network-detach rc=%s" % rcd)
     r["info"] = dict(r.get("info", {}), devid=devid)
@@ -247,22 +326,26 @@ MAP_CASES = ["slots-20", "slot-size-over", "cross-page-frag", "split-headers", "
              "gref-bad-first", "gref-bad-frag"]
 
 
-def backend_map_mode(d, ag, domid):
-    """Reloads xen-netback-rs with tx_mode=1; the domU's healthy vif is detached and attached
-    again around it (bound to its frontend). True if the healthy vif carries traffic by map."""
+def backend_map_mode(d, ag, domid, ag2):
+    """Reloads xen-netback-rs with tx_mode=1; the healthy vifs (the domU's first, domU2's) are
+    detached and attached again around it. True if the domU's healthy vif carries traffic by map
+    and domU2 answers again."""
     d.mark("HF-MAP-MODE")
     ag.run("echo 1 > /sys/bus/xen/drivers_autoprobe", 20)
     ifn = d.domu_ifname(ag)
     if ifn:
         ag.run("ip link set %s down" % ifn, 20)
-    rc1, o1 = d.sh("xl network-detach domu %s" % d.MAC, 60)
+    rc1, o1 = d.sh("xl network-detach domu %s; r=$?; xl network-detach domu2 %s; exit $r" % (d.MAC, d.DOMU2_MAC), 60)
     gone = d.wait_for(lambda: not d.vifs(), 60, 1)
     rc2, o2 = d.sh("rmmod xen_netback_rs && modprobe xen_netback_rs tx_mode=1 && "
                    "cat /sys/module/xen_netback_rs/parameters/tx_mode", 60)
-    rc3, o3 = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % d.MAC, 60)
+    rc3, o3 = d.sh("xl network-attach domu bridge=xenbr0 mac=%s && xl network-attach domu2 bridge=xenbr0 mac=%s"
+                   % (d.MAC, d.DOMU2_MAC), 90)
     vif = d.vif_up(60)
     ifn = d.domu_net_up(ag) if rc3 == 0 else None
+    ifn2 = d.domu2_net_up(ag2) if rc3 == 0 and ag2 else None
     ag.run("echo 0 > /sys/bus/xen/drivers_autoprobe", 20)
+    domu2_ok = bool(ifn2) and d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU2_IP, 10, True)[0] == 0, 30, 1)
     ok = False
     sent = None
     if vif and ifn:
@@ -272,10 +355,10 @@ def backend_map_mode(d, ag, domid):
         m = re.search(r"tx_zerocopy_sent:\s+(\d+)", st)
         sent = int(m.group(1)) if m else None
         ok = sent is not None and sent >= 5
-    return d.check("hostile-front-map-mode", rc1 == 0 and gone and rc2 == 0 and o2.strip().endswith("1") and ok,
-                   "detach rc=%s gone=%s; reload rc=%s tx_mode=%s; attach rc=%s vif=%s domU netdev=%s; "
-                   "tx_zerocopy_sent=%s after 5 pings of 1000 bytes"
-                   % (rc1, gone, rc2, o2.strip()[-40:], rc3, vif, ifn, sent))
+    return d.check("hostile-front-map-mode", rc1 == 0 and gone and rc2 == 0 and o2.strip().endswith("1") and ok
+                   and domu2_ok, "detach rc=%s gone=%s; reload rc=%s tx_mode=%s; attach rc=%s vif=%s domU netdev=%s; "
+                   "tx_zerocopy_sent=%s after 5 pings of 1000 bytes; domU2 netdev=%s answers=%s"
+                   % (rc1, gone, rc2, o2.strip()[-40:], rc3, vif, ifn, sent, ifn2, domu2_ok))
 
 
 def hostile_front(d, ag, domid):
@@ -286,6 +369,11 @@ def hostile_front(d, ag, domid):
     rc3, o3 = ag.run("ls -d /sys/bus/xen/devices/vif-%s && ! [ -e /sys/bus/xen/devices/vif-%s/driver ]" % (devid, devid), 20)
     if not d.check("hostile-front-setup", rc == 0 and devid is not None and rc3 == 0,
                    "autoprobe off rc=%s; %s; vif-%s unbound in domU rc=%s %s" % (rc, info, devid, rc3, o3.strip()[-200:])):
+        return
+    # the second, healthy domU every case checks is served
+    stage, domid2, ag2, _, detail = d.second_domu()
+    up = stage == "up" and d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU2_IP, 10, True)[0] == 0, 30, 1)
+    if not d.check("hostile-front-domu2", up, detail):
         return
     cases = [c for c in d.CONF.get("hostile_cases", "").split(",") if c] or FRONT_CASES_ORDER
     npass, mem0, stopped = front_cases(d, ag, domid, cases, out, 0, devid)
@@ -304,11 +392,12 @@ def hostile_front(d, ag, domid):
                 % (len(cases) - 1, grow["SUnreclaim"], grow["Percpu"], grow["MemFree"], limit))
     # the Rust backend's map mode: its own guest-TX data path, a second pass of those cases
     map_cases = [c for c in MAP_CASES if c in cases]
-    if d.BACK == "rs" and map_cases and not stopped and backend_map_mode(d, ag, domid):
+    if d.BACK == "rs" and map_cases and not stopped and backend_map_mode(d, ag, domid, ag2):
         n, _, _ = front_cases(d, ag, domid, map_cases, out, len(cases), prefix="map-")
         d.metric("hostile-front-map-cases-passed", n, "of %d" % len(map_cases))
     ag.run("echo 1 > /sys/bus/xen/drivers_autoprobe", 20)
     d.ping_check("hostile-front-final-ping", d.sh, d.DOMU_IP, 5)
+    d.sh("xl destroy domu2", 60, True)
 
 
 def run(d, ag, domid, ifn, vif):

@@ -35,6 +35,13 @@ TESTS = [
     ("drivers/net/hw/tso.py", "hw-tso", 300),
     ("net/netdevice.sh", "netdevice", 180),   # last: it takes the device down and changes its MAC
 ]
+# Test files that fail with the C drivers on this rig for reasons outside the drivers
+# (selftests/ksft/README.md): run only with `run.py ksft --ksft-all`, as long as no sub-test of
+# theirs passes with C in that phase (expected-c.txt): there is nothing to compare.
+ENV_FAIL = {
+    "so_txtime": "the two domains' CLOCK_MONOTONIC differ (the test needs one clock for both ends)",
+    "xdp": "its BPF objects need kernel BTF (CONFIG_DEBUG_INFO_BTF, not in the rig's build)",
+}
 KSFT = "/tmp/ksft"
 VIF_MAC = DOMU_MAC = None
 SSH_CONFIG = """Host *
@@ -184,7 +191,7 @@ def run(d, ag, domid, ifn, vif):
     if not d.check("ksft-install", rc1 == 0 and rc2 == 0, "%s %s" % (o1[-200:], o2[-200:])):
         return
     exp = load_expected()
-    results = []
+    results, not_run = [], []
     for phase, runner, netif, local, remote, local6, remote6 in (
             ("domu", ag.run, ifn, d.DOMU_IP, d.DOM0_IP, DOMU_IP6, DOM0_IP6),
             ("dom0", d.sh, vif, d.DOM0_IP, d.DOMU_IP, DOM0_IP6, DOMU_IP6)):
@@ -196,6 +203,10 @@ def run(d, ag, domid, ifn, vif):
                % (netif, local, remote, local6, remote6, remote, KSFT))
         netlink_check(d, phase, runner, netif, d.FRONT if phase == "domu" else d.BACK)
         for script, name, tmo in TESTS:
+            ref = [v for k, v in exp.items() if k[0] == phase and k[1] == name]
+            if name in ENV_FAIL and not d.CONF.get("ksft_all") and ref and "pass" not in ref:
+                not_run.append("%s/%s (%s)" % (phase, name, ENV_FAIL[name]))
+                continue
             if script == "net/netdevice.sh" and phase == "dom0":
                 script = "net/netdevice-netif.sh"   # the stock script only finds eth*/enp*
             tdir, base = os.path.dirname(script), os.path.basename(script)
@@ -252,10 +263,11 @@ def run(d, ag, domid, ifn, vif):
     tot = {k: sum(1 for r in results if r["status"] == k) for k in ("pass", "skip", "fail")}
     bad = [r["phase"] + "/" + r["test"] for r in results if r["regressions"]]
     phases = (d.CONF.get("ksft_phases") or "domu,dom0").split(",")
-    d.check("ksft-summary", len(results) == len(phases) * len(TESTS),
-            "%d test files: pass %d skip %d fail %d; regressions vs C in: %s; %s" % (
+    d.check("ksft-summary", len(results) + len(not_run) == len(phases) * len(TESTS),
+            "%d test files: pass %d skip %d fail %d; regressions vs C in: %s; %s%s" % (
                 len(results), tot["pass"], tot["skip"], tot["fail"], ", ".join(bad) or "none",
-                " ".join("%s/%s=%s" % (r["phase"], r["test"], r["status"]) for r in results)))
+                " ".join("%s/%s=%s" % (r["phase"], r["test"], r["status"]) for r in results),
+                "; not run (no sub-test passes with C; --ksft-all runs them): " + "; ".join(not_run) if not_run else ""))
 
 
 NETLINK_PROBE = (
