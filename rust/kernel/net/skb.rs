@@ -461,7 +461,8 @@ impl SkBuffRef {
     pub fn pkt_type(&self) -> PacketType {
         // SAFETY: `self.0` is a valid socket buffer by the type invariant; `headers` is the named
         // view of the header fields, which are always initialised.
-        PacketType::from_raw(unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref() }.pkt_type())
+        let headers = unsafe { (*self.as_raw()).__bindgen_anon_4.headers.as_ref() };
+        PacketType::from_raw(headers.pkt_type())
     }
 
     /// Returns the link-layer protocol (`skb->protocol`, in host byte order, e.g. `0x0800`).
