@@ -93,7 +93,8 @@ done
 case " $ready " in *" back "*) step back-features python3 selftests/rig/run.py back-features --front c --back rs;; esac
 # The hostile frontend (selftests/hostile, run in the domU) against the Rust backend: every case,
 # one fresh vif each (malformed requests, slot counts, extras, XSA-270 ctrl-ring bounds, xenstore
-# garbage, event and watch storms, grants not owned, an RX stall under a flood); dom0 disables
+# garbage, event and watch storms, grants not owned, an RX stall under a flood; and frontends
+# without SG/GSO/checksum offload or without rx-notify, which must still be served); dom0 disables
 # only that vif and keeps serving the domU's healthy vif and a second domU; then the guest-TX
 # data-path cases again with the backend reloaded in map mode (tx_mode=1) (about 9 min).
 # The backend's RX stall and drain timeouts are shortened (C names, 60 s and 10 s by default) for

@@ -22,7 +22,7 @@ the expected dom0 kernel log is printed in the result (peer_log) for the caller 
 Each case prints one line:  RESULT {"side", "case", "pass", "checks": [...], "xsa", ...}
 Exit status 0 iff the case passed, 2 on a setup error (no connection). Python 3 standard library.
 """
-import argparse, json, os, re, shlex, subprocess, sys, threading, time
+import argparse, json, os, re, shlex, struct, subprocess, sys, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -987,7 +987,7 @@ class Frontend:
         if tx_req_prod is not None:
             self.tx.req_prod = tx_req_prod
         # RX buffers: the last pages of the pool
-        self.rx_pvt = 0
+        self.rx_pvt = self.rx_rsp_cons = 0
         self.post_rx(nrx)
 
     def post_rx(self, n):
@@ -1021,9 +1021,11 @@ class Frontend:
         self.xs.transact(write)
         self.set_state(state)
 
-    def connect(self, timeout=60, **kw):
+    def connect(self, timeout=60, keys=None, **kw):
         self.setup(**kw)
-        self.publish(self.keys())
+        k = self.keys()
+        k.update(keys or {})
+        self.publish(k)
         return self.xs.wait_state(self.bep, {XB_CONNECTED, XB_CLOSING, XB_CLOSED}, timeout)
 
     def notify(self):
@@ -1202,6 +1204,84 @@ def fc_gref_bad_frag(fe, res):
     fe.push()
 
 
+def _ones(b):
+    """Ones' complement sum of b, folded (not inverted)."""
+    if len(b) % 2:
+        b += b"\0"
+    v = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while v >> 16:
+        v = (v & 0xffff) + (v >> 16)
+    return v
+
+
+def _rx_take(fe, seen):
+    """The RX responses since the last call: [(slot id, offset, flags, status)] (each entry read once)."""
+    out = []
+    prod = fe.rx.rsp_prod
+    while fe.rx_rsp_cons != prod and len(out) < RX_RING_SIZE:
+        rid, off, flags, st = fe.rx.get(fe.rx_rsp_cons, RX_RSP)
+        out.append((rid, off, flags, st))
+        fe.rx_rsp_cons = (fe.rx_rsp_cons + 1) & 0xffffffff
+    seen.extend(out)
+    return out
+
+
+def fc_rx_no_offloads(fe, res):
+    """A frontend without feature-sg, feature-gso-tcpv4/v6, with feature-no-csum-offload: dom0
+    (scen_hostile.py) sends one 64 KiB TCP GSO frame with a partial checksum through the bridge;
+    the backend's vif has no SG/TSO/checksum offload then, so dom0 segments and checksums in
+    software and the frontend must see clean single-slot packets, checksums complete (C:
+    xenvif_connect's features from the frontend's keys). RX buffers are posted 16 at a time
+    (the pool reuses 16 pages) and each batch is checked before the next."""
+    seen, segs, bad, payload = [], 0, [], 0
+    end = time.time() + 15
+    while time.time() < end:
+        got = _rx_take(fe, seen)
+        for rid, off, flags, st in got:
+            if st <= 0 or flags & (NETRXF_more_data | NETRXF_extra_info | NETRXF_csum_blank) or st > 1514:
+                bad.append((rid, off, flags, st))
+                continue
+            m = fe.data[len(fe.data) - 1 - (rid % 16)][1]
+            f = bytes(m[off:off + st])
+            if f[12:14] != b"\x08\x00" or f[23] != 6:
+                continue                  # not the test's TCP/IPv4 (an IPv6 ND, ...)
+            ihl = (f[14] & 15) * 4
+            ip, tcp = f[14:14 + ihl], f[14 + ihl:14 + struct.unpack("!H", f[16:18])[0]]
+            pseudo = ip[12:20] + struct.pack("!HH", 6, len(tcp))
+            if _ones(ip) != 0xffff or _ones(pseudo + tcp) != 0xffff:
+                bad.append(("checksum", rid, st))
+                continue
+            segs += 1
+            payload += len(tcp) - (tcp[12] >> 4) * 4
+        if got:
+            fe.post_rx(len(got))
+            fe.notify()
+            end = max(end, time.time() + 3)
+        elif payload >= 60000:
+            break
+        time.sleep(0.1)
+    res.info("rx_responses", len(seen))
+    res.check("rx-segmented", segs >= 40 and payload >= 60000 and not bad,
+              "%d TCP segments, %d payload bytes (64000 sent as one GSO frame), malformed or bad checksum: %s"
+              % (segs, payload, bad[:6]))
+
+
+def fc_rx_no_notify(fe, res):
+    """A frontend without feature-rx-notify, no buffer posted for 6 s while dom0 sends it a frame
+    every 0.5 s: no stall is declared for such a frontend (C: stall_timeout 0; dom0 checks the
+    carrier stays on); then 16 buffers posted without an event: the backend must find them by
+    itself (C polls them every 30 ms) and deliver the frames that keep coming."""
+    time.sleep(6)
+    prod0 = fe.rx.rsp_prod
+    fe.post_rx(16)                     # no notify
+    end = time.time() + 5
+    while time.time() < end and ((fe.rx.rsp_prod - prod0) & 0xffffffff) < 3:
+        time.sleep(0.1)
+    n = (fe.rx.rsp_prod - prod0) & 0xffffffff
+    res.check("rx-without-notify", n >= 3, "%d RX responses within 5 s of posting 16 buffers without an event "
+              "(dom0 sends a frame every 0.5 s)" % n)
+
+
 STALL_WAIT = 10      # rx-stall: dom0 floods for 4 s; the rig's stall timeout is 4 s, the drain 2 s
 
 
@@ -1351,7 +1431,16 @@ FRONT_CASES = {
                            peer_log=[]),
     "gref-bad-frag": dict(fn=fc_gref_bad_frag, kind="drop", ok_slots=True, desc="a frag with a grant reference not granted",
                           peer_log=[]),
-    "rx-stall": dict(fn=fc_rx_stall, kind="survive", nrx=0, flood=True, xsa="XSA-392, XSA-424",
+    "rx-no-offloads": dict(fn=fc_rx_no_offloads, kind="survive", inject="gso",
+                           keys={"feature-sg": 0, "feature-gso-tcpv4": 0, "feature-gso-tcpv6": 0,
+                                 "feature-ipv6-csum-offload": 0, "feature-no-csum-offload": 1},
+                           desc="frontend without SG, GSO and checksum offload: dom0 segments and checksums",
+                           peer_log=[]),
+    "rx-no-notify": dict(fn=fc_rx_no_notify, kind="survive", inject="trickle", nrx=0, carrier_on=True,
+                         keys={"feature-rx-notify": 0},
+                         desc="frontend without feature-rx-notify: no stall declared, buffers posted without an event",
+                         peer_log=[]),
+    "rx-stall": dict(fn=fc_rx_stall, kind="survive", nrx=0, inject="flood", xsa="XSA-392, XSA-424",
                      desc="no RX buffers while dom0 floods the vif (stall detection, bounded queue, drain)",
                      peer_log=[r"Guest Rx stalled", r"Guest Rx ready"]),
     "double-fetch": dict(fn=fc_double_fetch, kind="survive-any", xsa="XSA-155",
@@ -1430,7 +1519,8 @@ def run_frontend_case(case, handle, hold=2.0):
                 fe.tx_pvt = 0
                 fe.tx.req_prod = 0
                 fe.send_good(0)
-                served = [x[1] for x in fe.wait_rsp(1, 3)] == [RSP_OKAY]
+                # a refused connection has no rings mapped: 1.5 s is ample for an answer
+                served = [x[1] for x in fe.wait_rsp(1, 1.5 if refused else 3)] == [RSP_OKAY]
             if kind == "connect":
                 res.check("backend-refuses", served is False,
                           "good packet on the offered rings answered: %s; states seen %s" % (served, sorted(seen)))
@@ -1440,7 +1530,7 @@ def run_frontend_case(case, handle, hold=2.0):
                 res.check("backend-sane", st in (XB_CONNECTED, XB_CLOSING, XB_CLOSED),
                           "backend state %d (%s), good packet answered: %s" % (st, STATE_NAMES.get(st), served))
         else:
-            st = fe.connect(ctrl=(kind == "ctrl"), nrx=meta.get("nrx", 16))
+            st = fe.connect(ctrl=(kind == "ctrl"), nrx=meta.get("nrx", 16), keys=meta.get("keys"))
             if not res.check("connect", st == XB_CONNECTED, "backend state %d (%s)" % (st, STATE_NAMES.get(st))):
                 res.info("exit", 2)
                 return res.emit()

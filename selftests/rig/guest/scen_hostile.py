@@ -164,13 +164,18 @@ def meminfo(d):
     return {k: int(m.get(k, 0)) for k in ("SUnreclaim", "Percpu", "MemFree")}
 
 
-class Flood:
-    """rx-stall (netpeer.py): from the attack on, raw frames to the hostile vif's frontend MAC
-    through the bridge as fast as dom0 can send them for 4 s, then one every 0.5 s until stopped.
-    Records the frames' volume and how much dom0's used memory grew meanwhile."""
+class Inject:
+    """Traffic from dom0 to the hostile vif's frontend MAC through the bridge, from the attack on
+    (netpeer.py cases with `inject`):
+      flood   raw frames as fast as dom0 can send them for 4 s, then one every 0.5 s until
+              stopped; records their volume and how much dom0's used memory grew (rx-stall);
+      gso     one 64000-byte TCP/IPv4 GSO frame with a partial checksum (PACKET_VNET_HDR), as
+              a TSO-capable stack hands it to the bridge (rx-no-offloads);
+      trickle one small frame every 0.5 s until stopped (rx-no-notify)."""
     SECS = 4
 
-    def __init__(self, domid, devid):
+    def __init__(self, domid, devid, mode="flood"):
+        self.mode = mode
         mac = subprocess.run(["xenstore-read", "/local/domain/0/backend/vif/%d/%d/mac" % (domid, devid)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         self.dst = bytes(int(x, 16) for x in mac.split(":")) if mac.count(":") == 5 else b"\xff" * 6
@@ -189,9 +194,46 @@ class Flood:
 
     def run(self):
         try:
-            self.flood()
+            {"flood": self.flood, "gso": self.gso, "trickle": self.trickle}[self.mode]()
         except Exception as e:
             self.err = repr(e)
+
+    def trickle(self):
+        import socket
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+        s.bind(("xenbr0", 0x88b5))
+        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
+        i = 0
+        while not self.done.wait(0.5):
+            s.send(self.dst + src + b"\x88\xb5" + (b"rig-frame-%d" % i).ljust(100, b"\0"), socket.MSG_DONTWAIT)
+            i += 1
+        s.close()
+
+    def gso(self):
+        import socket, struct
+        def ones(b):
+            b += b"\0" * (len(b) % 2)
+            v = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+            while v >> 16:
+                v = (v & 0xffff) + (v >> 16)
+            return v
+        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
+        sip, dip = bytes([10, 9, 9, 1]), bytes([10, 9, 9, 2])
+        payload = bytes(i & 0xff for i in range(64000))
+        tcp_len = 20 + len(payload)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + tcp_len, 7, 0x4000, 64, 6, 0, sip, dip)
+        ip = ip[:10] + struct.pack("!H", 0xffff - ones(ip)) + ip[12:]
+        # partial checksum: the pseudo header's sum (not inverted) in the TCP checksum field
+        partial = ones(sip + dip + struct.pack("!HH", 6, tcp_len))
+        tcp = struct.pack("!HHIIBBHHH", 40000, 5001, 1, 0, 0x50, 0x18, 65535, partial, 0)
+        # struct virtio_net_hdr: NEEDS_CSUM, GSO_TCPV4, hdr_len, gso_size, csum_start, csum_offset
+        vnet = struct.pack("<BBHHHH", 1, 1, 54, 1448, 34, 16)
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        s.setsockopt(263, 15, 1)      # SOL_PACKET, PACKET_VNET_HDR
+        s.bind(("xenbr0", 0x0800))
+        s.send(vnet + self.dst + src + b"\x08\x00" + ip + tcp + payload)
+        self.sent_mb = (14 + len(ip) + len(tcp) + len(payload)) / 1e6
+        s.close()
 
     def flood(self):
         import socket
@@ -243,7 +285,7 @@ def front_case(d, ag, domid, case, devid, out, label):
     th.start()
     carrier = set()     # carrier values seen while the tool said it was attacking
     fep = "/local/domain/%d/device/vif/%d/netpeer-phase" % (domid, devid)
-    flood = Flood(domid, devid) if meta.get("flood") else None
+    flood = Inject(domid, devid, meta["inject"]) if meta.get("inject") else None
     while th.is_alive():
         ph = subprocess.run(["xenstore-read", fep], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         if ph == "attacked":
@@ -268,18 +310,25 @@ def front_case(d, ag, domid, case, devid, out, label):
     add("dom0-no-oops", not oops, " | ".join(oops[:3]) or "none")
     if meta["kind"] == "fatal":
         add("vif-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
-    if flood:
+    if flood and flood.err and flood.mode != "flood":
+        add("dom0-inject", False, "%s: %s" % (flood.mode, flood.err))
+    if meta.get("carrier_on"):
+        add("no-stall-carrier-on", "0" not in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
+    if flood and flood.mode == "flood":
         # XSA-392: what the backend keeps for a frontend that takes nothing is bounded (C: 512 KB
         # per queue; the flood offered far more), and the stall turns the carrier off
         add("rx-queue-bounded", flood.sent_mb >= 20 and flood.grew_kb is not None and flood.grew_kb < 32 * 1024,
             "flood of %.0f MB towards the vif in %.1f s: dom0 memory in use grew by %s KiB (limit 32 MiB)%s"
             % (flood.sent_mb, flood.secs, flood.grew_kb, "; first send error: %s" % flood.err if flood.err else ""))
         add("stall-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
-    # the healthy frontends are still served: the domU's first vif and the second domU
-    rcp, op = d.sh("ping -c 2 -i 0.3 -W 2 %s" % d.DOMU_IP, 20, True)
-    add("healthy-vif-served", rcp == 0, "ping dom0 -> domU eth0 rc=%d" % rcp)
-    rcp, op = d.sh("ping -c 2 -i 0.3 -W 2 %s" % d.DOMU2_IP, 20, True)
-    add("healthy-domu-served", rcp == 0, "ping dom0 -> domU2 rc=%d" % rcp)
+    # the healthy frontends are still served: the domU's first vif and the second domU (pinged
+    # at the same time)
+    _, op = d.sh("ping -c 2 -i 0.3 -W 2 %s >/dev/null & a=$!; ping -c 2 -i 0.3 -W 2 %s >/dev/null; b=$?; "
+                 "wait $a; echo \"rc $? $b\"" % (d.DOMU_IP, d.DOMU2_IP), 20, True)
+    m2 = re.search(r"rc (\d+) (\d+)", op)
+    rcs = (int(m2.group(1)), int(m2.group(2))) if m2 else (None, None)
+    add("healthy-vif-served", rcs[0] == 0, "ping dom0 -> domU eth0 rc=%s" % rcs[0])
+    add("healthy-domu-served", rcs[1] == 0, "ping dom0 -> domU2 rc=%s" % rcs[1])
     rcd = detach(d, domid, devid)
     add("vif-detach", rcd == 0 and not os.path.exists("/sys/class/net/%s" % vif), "xl network-detach rc=%s" % rcd)
     r["info"] = dict(r.get("info", {}), devid=devid)
@@ -322,8 +371,7 @@ def front_cases(d, ag, domid, cases, out, k0, devid=None, prefix=""):
 
 # The cases that run again with the Rust backend in map mode (tx_mode=1): the guest-TX data path
 # (slot sizes, frags, grants, requests rewritten after posting) is the part that differs there.
-MAP_CASES = ["slots-20", "slot-size-over", "cross-page-frag", "split-headers", "empty-frags", "double-fetch",
-             "gref-bad-first", "gref-bad-frag"]
+MAP_CASES = ["slots-20", "cross-page-frag", "split-headers", "double-fetch", "gref-bad-frag"]
 
 
 def backend_map_mode(d, ag, domid, ag2):
