@@ -1204,16 +1204,6 @@ def fc_gref_bad_frag(fe, res):
     fe.push()
 
 
-def _ones(b):
-    """Ones' complement sum of b, folded (not inverted)."""
-    if len(b) % 2:
-        b += b"\0"
-    v = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while v >> 16:
-        v = (v & 0xffff) + (v >> 16)
-    return v
-
-
 def _rx_take(fe, seen):
     """The RX responses since the last call: [(slot id, offset, flags, status)] (each entry read once)."""
     out = []
@@ -1248,7 +1238,7 @@ def fc_rx_no_offloads(fe, res):
             ihl = (f[14] & 15) * 4
             ip, tcp = f[14:14 + ihl], f[14 + ihl:14 + struct.unpack("!H", f[16:18])[0]]
             pseudo = ip[12:20] + struct.pack("!HH", 6, len(tcp))
-            if _ones(ip) != 0xffff or _ones(pseudo + tcp) != 0xffff:
+            if ones_sum(ip) != 0xffff or ones_sum(pseudo + tcp) != 0xffff:
                 bad.append(("checksum", rid, st))
                 continue
             segs += 1

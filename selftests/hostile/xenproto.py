@@ -476,14 +476,20 @@ def mac_bytes(s):
     return bytes(int(x, 16) for x in s.split(":"))
 
 
+def ones_sum(b):
+    """The Internet checksum's ones' complement sum of b, folded, not inverted (0xffff over a
+    region whose checksum field is right)."""
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return s
+
+
 def ipv4_udp_frame(src_mac, dst_mac, src_ip, dst_ip, payload=b"x" * 32, sport=4321, dport=9):
     def csum(b):
-        if len(b) % 2:
-            b += b"\0"
-        s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-        while s >> 16:
-            s = (s & 0xffff) + (s >> 16)
-        return ~s & 0xffff
+        return ~ones_sum(b) & 0xffff
     sip, dip = bytes(int(x) for x in src_ip.split(".")), bytes(int(x) for x in dst_ip.split("."))
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, sip, dip)

@@ -211,12 +211,7 @@ class Inject:
 
     def gso(self):
         import socket, struct
-        def ones(b):
-            b += b"\0" * (len(b) % 2)
-            v = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-            while v >> 16:
-                v = (v & 0xffff) + (v >> 16)
-            return v
+        ones = netpeer.ones_sum
         src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
         sip, dip = bytes([10, 9, 9, 1]), bytes([10, 9, 9, 2])
         payload = bytes(i & 0xff for i in range(64000))
@@ -285,7 +280,7 @@ def front_case(d, ag, domid, case, devid, out, label):
     th.start()
     carrier = set()     # carrier values seen while the tool said it was attacking
     fep = "/local/domain/%d/device/vif/%d/netpeer-phase" % (domid, devid)
-    flood = Inject(domid, devid, meta["inject"]) if meta.get("inject") else None
+    inj = Inject(domid, devid, meta["inject"]) if meta.get("inject") else None
     while th.is_alive():
         ph = subprocess.run(["xenstore-read", fep], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         if ph == "attacked":
@@ -293,11 +288,11 @@ def front_case(d, ag, domid, case, devid, out, label):
                 carrier.add(open("/sys/class/net/%s/carrier" % vif).read().strip())
             except OSError:
                 carrier.add("gone")
-            if flood:
-                flood.start()
+            if inj:
+                inj.start()
         th.join(0.3)
-    if flood:
-        flood.stop()
+    if inj:
+        inj.stop()
     m = re.search(r"^RESULT (\{.*\})\s*$", box.get("out", ""), re.M)
     r = json.loads(m.group(1)) if m else {"side": "frontend", "case": case, "pass": False, "checks": [
         {"name": "tool", "pass": False, "detail": "no RESULT line; rc=%s %s" % (box.get("rc"), box.get("out", "")[-400:])}]}
@@ -310,16 +305,16 @@ def front_case(d, ag, domid, case, devid, out, label):
     add("dom0-no-oops", not oops, " | ".join(oops[:3]) or "none")
     if meta["kind"] == "fatal":
         add("vif-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
-    if flood and flood.err and flood.mode != "flood":
-        add("dom0-inject", False, "%s: %s" % (flood.mode, flood.err))
+    if inj and inj.err and inj.mode != "flood":
+        add("dom0-inject", False, "%s: %s" % (inj.mode, inj.err))
     if meta.get("carrier_on"):
         add("no-stall-carrier-on", "0" not in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
-    if flood and flood.mode == "flood":
+    if inj and inj.mode == "flood":
         # XSA-392: what the backend keeps for a frontend that takes nothing is bounded (C: 512 KB
         # per queue; the flood offered far more), and the stall turns the carrier off
-        add("rx-queue-bounded", flood.sent_mb >= 20 and flood.grew_kb is not None and flood.grew_kb < 32 * 1024,
+        add("rx-queue-bounded", inj.sent_mb >= 20 and inj.grew_kb is not None and inj.grew_kb < 32 * 1024,
             "flood of %.0f MB towards the vif in %.1f s: dom0 memory in use grew by %s KiB (limit 32 MiB)%s"
-            % (flood.sent_mb, flood.secs, flood.grew_kb, "; first send error: %s" % flood.err if flood.err else ""))
+            % (inj.sent_mb, inj.secs, inj.grew_kb, "; first send error: %s" % inj.err if inj.err else ""))
         add("stall-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
     # the healthy frontends are still served: the domU's first vif and the second domU (pinged
     # at the same time)
