@@ -290,17 +290,18 @@ def vifs():
     return sorted(n for n in os.listdir("/sys/class/net") if n.startswith("vif"))
 
 
-def domu_ifname(ag):
-    rc, out = ag.run("for d in /sys/class/net/*; do [ \"$(cat $d/address 2>/dev/null)\" = %s ] && basename $d; done; true" % MAC, 20, True)
+def domu_ifname(ag, mac=MAC):
+    rc, out = ag.run("for d in /sys/class/net/*; do [ \"$(cat $d/address 2>/dev/null)\" = %s ] && basename $d; done; true" % mac, 20, True)
     return out.strip().split("\n")[0] if rc == 0 and out.strip() else None
 
 
-def domu_net_up(ag, timeout=90):
-    """Wait for the netfront netdev in the domU, give it its address; returns its name or None."""
-    ifn = wait_for(lambda: domu_ifname(ag), timeout, 1)
+def domu_net_up(ag, timeout=90, mac=MAC, ip=DOMU_IP):
+    """Wait for the netfront netdev with `mac` in the domU of `ag`, give it `ip`; returns its
+    name or None."""
+    ifn = wait_for(lambda: domu_ifname(ag, mac), timeout, 1)
     if not ifn:
         return None
-    ag.run("ip addr flush dev %s; ip addr add %s/24 dev %s && ip link set %s up" % (ifn, DOMU_IP, ifn, ifn), 30)
+    ag.run("ip addr flush dev %s; ip addr add %s/24 dev %s && ip link set %s up" % (ifn, ip, ifn, ifn), 30)
     return ifn
 
 
@@ -337,23 +338,11 @@ def second_domu(disk="/dev/vde", memory=384):
     if not (ag2.connect(60) and ag2.ping(240)):
         return "boot", domid2, None, None, "agent of domain %s does not answer" % domid2
     rc, out = ag2.run(load_cmd("front"), 60)
-    ifn2 = domu2_net_up(ag2) if rc == 0 else None
+    ifn2 = domu_net_up(ag2, mac=DOMU2_MAC, ip=DOMU2_IP) if rc == 0 else None
     vif2 = "vif%d.0" % domid2
     on_br = wait_for(lambda: os.path.exists("/sys/class/net/%s/brport" % vif2), 60, 0.5)
     detail = "domU2 netdev=%s, %s on the bridge=%s, xenstore: %s" % (ifn2, vif2, on_br, xs_states(domid2))
     return ("up" if ifn2 and on_br else "link"), domid2, ag2, ifn2, detail
-
-
-def domu2_net_up(ag2, timeout=90):
-    """Waits for domu2's netdev and gives it DOMU2_IP; its name or None."""
-    def name():
-        r, o = ag2.run("for x in /sys/class/net/*; do [ \"$(cat $x/address 2>/dev/null)\" = %s ] && basename $x; done; true"
-                       % DOMU2_MAC, 20, True)
-        return o.strip().split("\n")[0] if r == 0 and o.strip() else None
-    ifn2 = wait_for(name, timeout, 1)
-    if ifn2:
-        ag2.run("ip addr flush dev %s; ip addr add %s/24 dev %s && ip link set %s up" % (ifn2, DOMU2_IP, ifn2, ifn2), 30)
-    return ifn2
 
 
 def xs_states(domid):

@@ -175,6 +175,27 @@ for i in range(30):
 """
 
 
+def mcast_round(d, ag, ifn, secs, src=""):
+    """The domU counts for `secs` s the datagrams to 239.1.2.3 (joined) and 239.1.2.4 (not) that
+    reach its netdev while dom0 sends 30 to each, from the veth port or from `src`'s interface.
+    Returns (joined, other, the listener's output); the counts are None if it printed none."""
+    ag.run("(python3 /tmp/mcrx.py %s %s %d >/tmp/mcrx.log 2>&1 &); sleep 2" % (ifn, d.DOMU_IP, secs), 30)
+    time.sleep(1)
+    d.sh(("python3 /tmp/mctx.py %s" % src).strip(), 30)
+    _, out = ag.run("sleep %d; cat /tmp/mcrx.log" % (secs - 1), 30)
+    m = re.search(r"MCRX joined=(\d+) other=(\d+)", out)
+    return (int(m.group(1)), int(m.group(2)), out) if m else (None, None, out)
+
+
+def pings_dropped(d, ag, ifn, n):
+    """n pings dom0 -> domU: (loss %, how much the domU netdev's rx dropped+errors moved)."""
+    before = rx_drop_counters(ag, ifn)
+    _, out = d.sh("ping -c %d -i 0.2 -W 1 %s" % (n, d.DOMU_IP), 60, True)
+    loss, _ = d.parse_ping(out)
+    after = rx_drop_counters(ag, ifn)
+    return loss, ((after - before) if None not in (before, after) else None)
+
+
 def rx_queue_packets(ag, ifn):
     """Per-queue RX packet counters of the domU netdev (ethtool -S rx_queue_<i>_packets)."""
     rc, out = ag.run("ethtool -S %s" % ifn, 20, True)
@@ -208,43 +229,28 @@ def ctrl_checks(d, ag, domid, fdir, state, nq):
          "ip link set mc0 up; ip addr add 192.168.77.1/24 dev mc0", 20)
     with open("/tmp/mctx.py", "w") as f:
         f.write(MCAST_TX)
-    ag.run("cat > /tmp/mcrx.py <<'EOF'\n%sEOF\n(python3 /tmp/mcrx.py %s %s 8 >/tmp/mcrx.log 2>&1 &); sleep 2; cat /tmp/mcrx.log"
-           % (MCAST_RX, ifn, d.DOMU_IP), 30)
-    time.sleep(1)
+    ag.run("cat > /tmp/mcrx.py <<'EOF'\n%sEOF" % MCAST_RX, 30)
     _, mctl = d.sh("xenstore-read %s/request-multicast-control" % fdir, 10, True)
-    d.sh("python3 /tmp/mctx.py", 30)
-    rc, out = ag.run("sleep 7; cat /tmp/mcrx.log", 30)
-    m = re.search(r"MCRX joined=(\d+) other=(\d+)", out)
-    joined, other = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+    joined, other, out = mcast_round(d, ag, ifn, 8)
     d.check("ft-mcast-joined", joined is not None and joined >= 25,
             "30 datagrams to the joined group 239.1.2.3: %s reached the domU netdev; request-multicast-control=%s %s"
-            % (joined, mctl.strip(), "" if m else out[-300:]))
+            % (joined, mctl.strip(), "" if joined is not None else out[-300:]))
     d.check("ft-mcast-filtered", other == 0 and mctl.strip() == "1",
             "30 datagrams to 239.1.2.4 (not joined): %s reached the domU netdev; request-multicast-control=%s"
             % (other, mctl.strip()))
     # As C, the filter applies to frames the bridge forwards from another port (PACKET_MULTICAST):
     # what dom0's own stack sends through the bridge passes, whatever the group.
-    ag.run("(python3 /tmp/mcrx.py %s %s 6 >/tmp/mcrx3.log 2>&1 &); sleep 2" % (ifn, d.DOMU_IP), 30)
-    time.sleep(1)
-    d.sh("python3 /tmp/mctx.py %s" % d.DOM0_IP, 30)
-    rc, out = ag.run("sleep 5; cat /tmp/mcrx3.log", 30)
-    m = re.search(r"MCRX joined=(\d+) other=(\d+)", out)
-    local = int(m.group(2)) if m else None
+    _, local, out = mcast_round(d, ag, ifn, 6, d.DOM0_IP)
     d.check("ft-mcast-local-passes", local is not None and local >= 25,
             "filter on, sent by dom0's own stack from %s: %s of 30 datagrams to 239.1.2.4 reached the domU netdev %s"
-            % (d.DOM0_IP, local, "" if m else out[-300:]))
+            % (d.DOM0_IP, local, "" if local is not None else out[-300:]))
     # Control: the same path delivers the other group once the filter is off (the backend's
     # request-multicast-control watch), so the check above cannot pass for another reason.
     d.sh("xenstore-write %s/request-multicast-control 0" % fdir, 10)
-    ag.run("(python3 /tmp/mcrx.py %s %s 6 >/tmp/mcrx2.log 2>&1 &); sleep 2" % (ifn, d.DOMU_IP), 30)
-    time.sleep(1)
-    d.sh("python3 /tmp/mctx.py", 30)
-    rc, out = ag.run("sleep 5; cat /tmp/mcrx2.log", 30)
-    m = re.search(r"MCRX joined=(\d+) other=(\d+)", out)
-    other2 = int(m.group(2)) if m else None
+    _, other2, out = mcast_round(d, ag, ifn, 6)
     d.check("ft-mcast-unfiltered", other2 is not None and other2 >= 25,
             "request-multicast-control=0 (written by dom0): %s of 30 datagrams to 239.1.2.4 reached the domU netdev %s"
-            % (other2, "" if m else out[-300:]))
+            % (other2, "" if other2 is not None else out[-300:]))
     d.sh("xenstore-write %s/request-multicast-control 1" % fdir, 10)
     d.sh("ip link del mc0", 20, True)
 
@@ -293,7 +299,6 @@ def xdp_checks(d, ag, fdir, state):
     rc, out = ag.run("ip link set %s mtu 9000 && ip link set dev %s xdpdrv obj %s sec xdp; rc=$?; "
                      "ip link set %s mtu 1500; exit $rc" % (ifn, ifn, obj, ifn), 30, True)
     d.check("ft-xdp-mtu-9000-refused", rc not in (0, None), "rc=%s %s" % (rc, out.strip()[-200:]))
-    before = rx_drop_counters(ag, ifn)
     rc, out = ag.run("ip link set dev %s xdpdrv obj %s sec xdp" % (ifn, obj), 60, True)
     mode = xdp_mode(ag, ifn)
     headroom = xs(d, "%s/xdp-headroom" % fdir)
@@ -301,10 +306,7 @@ def xdp_checks(d, ag, fdir, state):
     d.check("ft-xdp-attach", rc == 0 and mode == 1 and headroom == "256",
             "rc=%s xdp mode=%s xdp-headroom=%s %s" % (rc, mode, headroom, "" if rc == 0 else out.strip()[-300:]))
     n = 10
-    rc, out = d.sh("ping -c %d -i 0.2 -W 1 %s" % (n, d.DOMU_IP), 60, True)
-    loss, _ = d.parse_ping(out)
-    after = rx_drop_counters(ag, ifn)
-    moved = (after - before) if None not in (before, after) else None
+    loss, moved = pings_dropped(d, ag, ifn, n)
     d.check("ft-xdp-drop", loss == 100.0 and moved is not None and moved >= n,
             "dom0->domU loss=%s%% (want 100), rx dropped+errors moved by %s (want >= %d)" % (loss, moved, n))
     rc, out = ag.run("ip link set dev %s xdpdrv off && ip -d -j link show %s" % (ifn, ifn), 60, True)
@@ -331,11 +333,7 @@ def xdp_kept_check(d, ag, fdir, ifn, n=10):
     cost dom0 its neighbour entry: what the program drops is then dom0's ARP requests (one a
     second), so at least 3 frames, not n."""
     mode, headroom = xdp_mode(ag, ifn), xs(d, "%s/xdp-headroom" % fdir)
-    before = rx_drop_counters(ag, ifn)
-    _, out = d.sh("ping -c %d -i 0.2 -W 1 %s" % (n, d.DOMU_IP), 60, True)
-    loss, _ = d.parse_ping(out)
-    after = rx_drop_counters(ag, ifn)
-    moved = (after - before) if None not in (before, after) else None
+    loss, moved = pings_dropped(d, ag, ifn, n)
     rc, _ = ag.run("ip link set dev %s xdpdrv off" % ifn, 60, True)
     d.check("ft-xdp-kept-over-reconnect", mode == 1 and headroom == "256" and loss == 100.0 and moved is not None
             and moved >= 3 and rc == 0,

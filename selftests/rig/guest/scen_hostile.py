@@ -179,6 +179,7 @@ class Inject:
         mac = subprocess.run(["xenstore-read", "/local/domain/0/backend/vif/%d/%d/mac" % (domid, devid)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         self.dst = bytes(int(x, 16) for x in mac.split(":")) if mac.count(":") == 5 else b"\xff" * 6
+        self.src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
         self.th, self.done = None, threading.Event()
         self.sent_mb, self.secs, self.grew_kb, self.err = 0.0, 0.0, None, None
 
@@ -198,21 +199,25 @@ class Inject:
         except Exception as e:
             self.err = repr(e)
 
+    def every_half_second(self, s, frame):
+        """Sends `frame` on `s` every 0.5 s until stopped; the first error is kept in `err`."""
+        import socket
+        while not self.done.wait(0.5):
+            try:
+                s.send(frame, socket.MSG_DONTWAIT)
+            except OSError as e:
+                self.err = self.err or repr(e)
+
     def trickle(self):
         import socket
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
         s.bind(("xenbr0", 0x88b5))
-        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
-        i = 0
-        while not self.done.wait(0.5):
-            s.send(self.dst + src + b"\x88\xb5" + (b"rig-frame-%d" % i).ljust(100, b"\0"), socket.MSG_DONTWAIT)
-            i += 1
+        self.every_half_second(s, self.dst + self.src + b"\x88\xb5" + b"rig-trickle".ljust(100, b"\0"))
         s.close()
 
     def gso(self):
         import socket, struct
         ones = netpeer.ones_sum
-        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
         sip, dip = bytes([10, 9, 9, 1]), bytes([10, 9, 9, 2])
         payload = bytes(i & 0xff for i in range(64000))
         tcp_len = 20 + len(payload)
@@ -226,7 +231,7 @@ class Inject:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
         s.setsockopt(263, 15, 1)      # SOL_PACKET, PACKET_VNET_HDR
         s.bind(("xenbr0", 0x0800))
-        s.send(vnet + self.dst + src + b"\x08\x00" + ip + tcp + payload)
+        s.send(vnet + self.dst + self.src + b"\x08\x00" + ip + tcp + payload)
         self.sent_mb = (14 + len(ip) + len(tcp) + len(payload)) / 1e6
         s.close()
 
@@ -238,8 +243,7 @@ class Inject:
         # (or its absence) limits what piles up, and no blocking on it.
         s.setsockopt(socket.SOL_SOCKET, 32, 256 << 20)    # SO_SNDBUFFORCE
         s.bind(("xenbr0", 0x88b5))
-        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
-        frame = self.dst + src + b"\x88\xb5" + b"rig-flood".ljust(1386, b"\0")
+        frame = self.dst + self.src + b"\x88\xb5" + b"rig-flood".ljust(1386, b"\0")
         before = self.used_kb()
         t0, n = time.time(), 0
         while time.time() - t0 < self.SECS and not self.done.is_set():
@@ -252,11 +256,7 @@ class Inject:
         self.secs = time.time() - t0
         self.sent_mb = n * len(frame) / 1e6
         self.grew_kb = self.used_kb() - before
-        while not self.done.wait(0.5):
-            try:
-                s.send(frame, socket.MSG_DONTWAIT)
-            except OSError:
-                pass
+        self.every_half_second(s, frame)
         s.close()
 
     def stop(self):
@@ -386,7 +386,7 @@ def backend_map_mode(d, ag, domid, ag2):
                    % (d.MAC, d.DOMU2_MAC), 90)
     vif = d.vif_up(60)
     ifn = d.domu_net_up(ag) if rc3 == 0 else None
-    ifn2 = d.domu2_net_up(ag2) if rc3 == 0 and ag2 else None
+    ifn2 = d.domu_net_up(ag2, mac=d.DOMU2_MAC, ip=d.DOMU2_IP) if rc3 == 0 and ag2 else None
     ag.run("echo 0 > /sys/bus/xen/drivers_autoprobe", 20)
     domu2_ok = bool(ifn2) and d.wait_for(lambda: d.sh("ping -c 1 -W 1 %s" % d.DOMU2_IP, 10, True)[0] == 0, 30, 1)
     ok = False
