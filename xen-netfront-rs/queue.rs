@@ -19,6 +19,10 @@ use kernel::{
             PollContext,
             Poller, //
         },
+        page_pool::{
+            PagePool,
+            PoolPage, //
+        },
         skb::{
             self,
             DropReason,
@@ -175,7 +179,7 @@ struct Partial {
     /// The first data slot (page, offset, size), held back until the packet is complete or a
     /// second data slot arrives: its XDP headroom comes in an extra after it, and a
     /// single-slot packet goes through the XDP program as a page.
-    head: Option<(Page, usize, usize)>,
+    head: Option<(PoolPage, usize, usize)>,
     /// Headroom the backend says it left before the data (`XDP` extra).
     xdp_headroom: Option<u16>,
     /// Flags of the first slot.
@@ -209,10 +213,9 @@ enum Done {
 struct Rx {
     ring: RxFrontRing<RingPages>,
     refs: RefPool,
-    /// The buffer posted at each ring position.
-    bufs: KVec<Option<Grant<Page>>>,
-    /// Pages given back unused (e.g. for extra slots), reused before allocating.
-    spare: KVec<Page>,
+    /// The buffer posted at each ring position (pages of the queue's page pool, to which pages
+    /// not passed on go back, e.g. those of extra slots).
+    bufs: KVec<Option<Grant<PoolPage>>>,
     partial: Option<Partial>,
 }
 
@@ -250,7 +253,7 @@ pub(crate) struct Queue {
     /// The XDP program, run on single-slot packets; a copy of the device's.
     #[pin]
     xdp_prog: SpinLockBh<Option<Prog>>,
-    /// XDP information of the RX queue (memory model: whole pages).
+    /// XDP information of the RX queue, with the page pool of its buffers.
     #[pin]
     xdp_rxq: RxqInfo,
     tx_ring_refs: u32,
@@ -300,10 +303,11 @@ impl Queue {
             ring: RxFrontRing::new(rx_ring)?,
             refs: RefPool::new(RX_RING as u16)?,
             bufs,
-            spare: KVec::new(),
             partial: None,
         };
         let rxq_index = u32::from(index);
+        // As many pages as the ring holds are kept for recycling (as C's page pool).
+        let pool = PagePool::new(dev, RX_RING as u32)?;
         Ok(try_pin_init!(Self {
             domid,
             bounce,
@@ -321,7 +325,7 @@ impl Queue {
             xdp_tx: kernel::net::stats::Counter::new(),
             xdp_redirect: kernel::net::stats::Counter::new(),
             xdp_prog <- new_spinlock_bh!(prog),
-            xdp_rxq <- RxqInfo::new(dev, rxq_index, 0),
+            xdp_rxq <- RxqInfo::new(dev, rxq_index, 0, pool),
             tx_ring_refs,
             rx_ring_refs,
         }? Error))
@@ -483,19 +487,16 @@ impl Queue {
                     // The slot's previous buffer was never answered; do not overwrite it.
                     break;
                 }
-                let page = match rx.spare.pop() {
-                    Some(p) => p,
-                    None => match Page::alloc_page(GFP_ATOMIC | __GFP_ZERO) {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
+                // Fresh pages are zeroed; recycled ones hold what the backend wrote into them,
+                // possibly changed in place by the stack: cleared for an untrusted backend.
+                let Ok(mut page) = self.xdp_rxq.pool().alloc(GFP_ATOMIC | __GFP_ZERO) else {
+                    break;
                 };
-                let gref = match rx.refs.claim() {
-                    Ok(r) => r,
-                    Err(_) => {
-                        let _ = rx.spare.push(page, GFP_ATOMIC);
-                        break;
-                    }
+                if self.bounce {
+                    page.fill_zero();
+                }
+                let Ok(gref) = rx.refs.claim() else {
+                    break;
                 };
                 let grant = Grant::new(gref, self.domid, page, Access::ReadWrite);
                 let req = RxRequest::new(idx as u16, grant.gref().0);
@@ -970,7 +971,7 @@ impl Queue {
                     };
                     match rx.partial.as_mut() {
                         Some(p) if p.want_extra => {
-                            let _ = rx.spare.push(page, GFP_ATOMIC);
+                            drop(page);
                             let extra = slot.extra();
                             p.want_extra = extra.more();
                             match extra.check() {
@@ -989,7 +990,7 @@ impl Queue {
                             p.more_data = rsp.flags.contains(RxFlag::MoreData);
                             p.slots += 1;
                             Self::flush_head(p);
-                            Self::add_data(dev, p, page, &rsp, &mut rx.spare);
+                            Self::add_data(dev, p, page, &rsp);
                             if p.slots == RX_MAX_SLOTS + 1 {
                                 Self::warn_rx(dev, format_args!("Too many slots"));
                                 p.bad = true;
@@ -1002,7 +1003,7 @@ impl Queue {
                                 Err(_) => {
                                     // Account the drop; the rest of the packet is consumed
                                     // by a partial marked bad once we have an skb again.
-                                    let _ = rx.spare.push(page, GFP_ATOMIC);
+                                    drop(page);
                                     self.rx_stats.dropped.inc();
                                     continue;
                                 }
@@ -1020,7 +1021,7 @@ impl Queue {
                                 slots: 1,
                                 bad: false,
                             };
-                            Self::hold_head(dev, &mut p, page, &rsp, &mut rx.spare);
+                            Self::hold_head(dev, &mut p, page, &rsp);
                             rx.partial = Some(p);
                         }
                     }
@@ -1094,28 +1095,21 @@ impl Queue {
     }
 
     /// Keeps the first data slot of a packet aside (see [`Partial::head`]).
-    fn hold_head(
-        dev: &Device,
-        p: &mut Partial,
-        page: Page,
-        rsp: &netif::RxResponse,
-        spare: &mut KVec<Page>,
-    ) {
-        if let Some((page, offset, size)) = Self::slot_data(dev, p, page, rsp, spare) {
+    fn hold_head(dev: &Device, p: &mut Partial, page: PoolPage, rsp: &netif::RxResponse) {
+        if let Some((page, offset, size)) = Self::slot_data(dev, p, page, rsp) {
             p.head = Some((page, offset, size));
         }
     }
 
     /// The data of a response's slot, with its page, if it has any. The page of an empty slot
-    /// goes back to `spare` (no empty frags: XSA-448), as does that of a bad one, which is
+    /// goes back to the pool (no empty frags: XSA-448), as does that of a bad one, which is
     /// logged and makes the packet bad.
     fn slot_data(
         dev: &Device,
         p: &mut Partial,
-        page: Page,
+        page: PoolPage,
         rsp: &netif::RxResponse,
-        spare: &mut KVec<Page>,
-    ) -> Option<(Page, usize, usize)> {
+    ) -> Option<(PoolPage, usize, usize)> {
         match rsp.data() {
             Ok((offset, size)) if size > 0 => return Some((page, offset, size)),
             Ok(_) => {}
@@ -1127,7 +1121,7 @@ impl Queue {
                 p.bad = true;
             }
         }
-        let _ = spare.push(page, GFP_ATOMIC);
+        drop(page);
         None
     }
 
@@ -1147,7 +1141,7 @@ impl Queue {
             let added = match Self::head_data(p, offset, size) {
                 Some((offset, size)) => p
                     .skb
-                    .add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
+                    .add_rx_pool_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
                     .is_ok(),
                 None => false,
             };
@@ -1190,7 +1184,7 @@ impl Queue {
                     p.xdp_headroom = None;
                 }
                 Ok(Verdict::Drop { page, .. }) => {
-                    // The program may have written anything into the page: not reused for RX.
+                    // Back to the pool, as in C (cleared before reuse for an untrusted backend).
                     drop(page);
                     self.xdp_drop.inc();
                     self.rx_stats.dropped.inc();
@@ -1222,16 +1216,10 @@ impl Queue {
         }
     }
 
-    fn add_data(
-        dev: &Device,
-        p: &mut Partial,
-        page: Page,
-        rsp: &netif::RxResponse,
-        spare: &mut KVec<Page>,
-    ) {
-        if let Some((page, offset, size)) = Self::slot_data(dev, p, page, rsp, spare) {
+    fn add_data(dev: &Device, p: &mut Partial, page: PoolPage, rsp: &netif::RxResponse) {
+        if let Some((page, offset, size)) = Self::slot_data(dev, p, page, rsp) {
             if p.skb
-                .add_rx_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
+                .add_rx_pool_frag(page, offset as u32, size as u32, PAGE_SIZE as u32)
                 .is_err()
             {
                 p.bad = true;

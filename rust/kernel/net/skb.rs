@@ -738,6 +738,40 @@ impl SkBuff {
     /// or `size` is 0, and with `ENOSPC` if the buffer already has [`MAX_FRAGS`] fragments; the
     /// page is freed then.
     pub fn add_rx_frag(&mut self, page: Page, offset: u32, size: u32, truesize: u32) -> Result {
+        let i = self.next_rx_frag(offset, size, truesize)?;
+        let page = ManuallyDrop::new(page);
+        // SAFETY: `i` and the range were just checked; the page reference we owned is
+        // transferred to the buffer, which drops it when freed.
+        unsafe { self.set_rx_frag(i, page.as_ptr(), offset, size, truesize) };
+        Ok(())
+    }
+
+    /// Adds `size` bytes at `offset` of `page`, a page of a page pool, as the next fragment, as
+    /// [`SkBuff::add_rx_frag`] does, and marks the buffer for recycling
+    /// (`skb_mark_for_recycle()`): freeing the buffer gives its pool pages back to their pools
+    /// (and releases its other pages as usual). The page goes back to its pool on error.
+    #[cfg(CONFIG_PAGE_POOL)]
+    pub fn add_rx_pool_frag(
+        &mut self,
+        page: crate::net::page_pool::PoolPage,
+        offset: u32,
+        size: u32,
+        truesize: u32,
+    ) -> Result {
+        let i = self.next_rx_frag(offset, size, truesize)?;
+        let page = page.into_raw();
+        // SAFETY: `i` and the range were just checked; the page's pool reference we owned is
+        // transferred to the buffer.
+        unsafe { self.set_rx_frag(i, page.as_ptr(), offset, size, truesize) };
+        // SAFETY: We own the buffer. Marked, freeing it returns its pool pages to their pools
+        // (`napi_pp_put_page()` tells pool pages from others, which are released as usual).
+        unsafe { bindings::skb_mark_for_recycle(self.raw()) };
+        Ok(())
+    }
+
+    /// The index of the next fragment for `size` bytes at `offset` of a page accounted as
+    /// `truesize`, if the range is in the page, not empty, and a fragment slot is free.
+    fn next_rx_frag(&self, offset: u32, size: u32, truesize: u32) -> Result<usize> {
         let end = offset.checked_add(size).ok_or(EINVAL)?;
         if size == 0 || end as usize > PAGE_SIZE || truesize < size {
             return Err(EINVAL);
@@ -746,20 +780,35 @@ impl SkBuff {
         if i >= MAX_FRAGS {
             return Err(ENOSPC);
         }
-        let page = ManuallyDrop::new(page);
-        // SAFETY: We own the buffer; `i` is the next free fragment slot; the page reference we
-        // owned is transferred to the buffer, which drops it when freed.
+        Ok(i)
+    }
+
+    /// Puts `size` bytes at `offset` of `page` into fragment slot `i` (`skb_add_rx_frag()`).
+    ///
+    /// # Safety
+    ///
+    /// `i` and the range were returned and checked by [`Self::next_rx_frag`], with no fragment
+    /// added since; the caller gives the buffer a reference to `page` it owned.
+    unsafe fn set_rx_frag(
+        &mut self,
+        i: usize,
+        page: *mut bindings::page,
+        offset: u32,
+        size: u32,
+        truesize: u32,
+    ) {
+        // SAFETY: We own the buffer; `i` is its next free fragment slot and the range is in the
+        // page (safety requirements); the page reference becomes the buffer's.
         unsafe {
             bindings::skb_add_rx_frag(
                 self.raw(),
                 i as c_int,
-                page.as_ptr(),
+                page,
                 offset as c_int,
                 size as c_int,
                 truesize,
             )
-        };
-        Ok(())
+        }
     }
 
     /// Sets the segmentation offload metadata (`gso_size`, `gso_type`; `gso_segs` is reset so

@@ -4,7 +4,8 @@
 //!
 //! A driver that supports native XDP
 //! - registers an [`RxqInfo`] for each receive queue, which tells the stack how the queue's
-//!   buffers are returned (here: whole order-0 pages, `MEM_TYPE_PAGE_ORDER0`);
+//!   buffers are returned (here: whole order-0 pages of the queue's
+//!   [`PagePool`](super::page_pool::PagePool), `MEM_TYPE_PAGE_POOL`);
 //! - takes the program from [`Bpf`] in [`Operations::bpf`](super::dev::Operations::bpf) and keeps
 //!   references to it ([`Prog`]);
 //! - runs it on each single-buffer packet with [`RxqInfo::run`], which consumes the page and
@@ -14,9 +15,9 @@
 //!   ([`Operations::xdp_xmit`](super::dev::Operations::xdp_xmit), taking them from
 //!   [`XmitFrames`]): dropping a [`Frame`] returns its memory to its owner.
 //!
-//! Page ownership moves with the values: a page is either a [`Page`] of the driver or the memory
-//! of exactly one [`Frame`] (or of the redirect code), never both, so no error path can free it
-//! twice or keep using it after it was handed on (XSA-405).
+//! Page ownership moves with the values: a page is either a [`PoolPage`] of the driver or the
+//! memory of exactly one [`Frame`] (or of the redirect code), never both, so no error path can free
+//! it twice or keep using it after it was handed on (XSA-405).
 //!
 //! C headers: [`include/net/xdp.h`](srctree/include/net/xdp.h),
 //! [`include/linux/filter.h`](srctree/include/linux/filter.h),
@@ -26,6 +27,10 @@ use crate::{
     bindings,
     error::to_result,
     net::dev::Device,
+    net::page_pool::{
+        PagePool,
+        PoolPage, //
+    },
     page::{
         Page,
         PAGE_SIZE, //
@@ -266,7 +271,7 @@ pub enum Verdict {
     /// the program left it (it may move the start and the end).
     Pass {
         /// The page.
-        page: Page,
+        page: PoolPage,
         /// Start of the packet in the page.
         offset: usize,
         /// Length of the packet.
@@ -277,11 +282,11 @@ pub enum Verdict {
     /// (traced as an exception). `action` is what the program returned, if known.
     Drop {
         /// The page.
-        page: Page,
+        page: PoolPage,
         /// The program's action.
         action: Option<Action>,
     },
-    /// `XDP_TX`: send this frame out of the device; dropping it frees the page.
+    /// `XDP_TX`: send this frame out of the device; dropping it gives the page back to its pool.
     Tx(Frame),
     /// `XDP_REDIRECT` accepted: the page now belongs to the redirect code. Call [`flush`] before
     /// the NAPI poll ends.
@@ -289,14 +294,14 @@ pub enum Verdict {
 }
 
 /// Receive-queue information for XDP (`struct xdp_rxq_info`), registered for one queue of a
-/// device with the whole-page memory model (`MEM_TYPE_PAGE_ORDER0`: a returned buffer is
-/// released with `put_page()`).
+/// device with the page-pool memory model (`MEM_TYPE_PAGE_POOL`: a returned buffer goes back to
+/// the pool of its page).
 ///
 /// # Examples
 ///
 /// ```
 /// use kernel::net::{dev::{self, Device, NetdevTx, Options, Registration}, ethtool, skb::SkBuff};
-/// use kernel::net::xdp::RxqInfo;
+/// use kernel::net::{page_pool::PagePool, xdp::RxqInfo};
 ///
 /// struct Null;
 /// #[vtable]
@@ -310,22 +315,28 @@ pub enum Verdict {
 /// impl ethtool::Operations for Null {}
 ///
 /// let reg = Registration::new(&Options::new(), Null)?;
-/// let rxq = KBox::pin_init(RxqInfo::new(reg.device(), 0, 0), GFP_KERNEL)?;
+/// let pool = PagePool::new(reg.device(), 256)?;
+/// let rxq = KBox::pin_init(RxqInfo::new(reg.device(), 0, 0, pool), GFP_KERNEL)?;
 /// assert_eq!(rxq.queue_index(), 0);
-/// // Unregisters the queue information, then the device.
+/// let page = rxq.pool().alloc(GFP_KERNEL)?;
+/// // Unregisters the queue information, then the device; the pool goes once its page is back.
 /// drop(rxq);
 /// drop(reg);
+/// drop(page);
 /// # Ok::<(), Error>(())
 /// ```
 ///
 /// # Invariants
 ///
-/// `raw` is registered (`xdp_rxq_info_reg()`) for device `dev` with `MEM_TYPE_PAGE_ORDER0`.
+/// `raw` is registered (`xdp_rxq_info_reg()`) for device `dev` with `MEM_TYPE_PAGE_POOL` and
+/// `pool`, of which the registration holds a reference of its own (`page_pool_use_xdp_mem()`,
+/// dropped by `xdp_rxq_info_unreg()`).
 #[pin_data(PinnedDrop)]
 pub struct RxqInfo {
     #[pin]
     raw: Opaque<bindings::xdp_rxq_info>,
     dev: ARef<Device>,
+    pool: PagePool,
 }
 
 // SAFETY: The registration is plain data read by the stack; unregistering is allowed on any
@@ -336,8 +347,15 @@ unsafe impl Send for RxqInfo {}
 unsafe impl Sync for RxqInfo {}
 
 impl RxqInfo {
-    /// Registers receive queue `queue_index` of `dev` (NAPI id `napi_id`, 0 if unknown).
-    pub fn new(dev: &Device, queue_index: u32, napi_id: u32) -> impl PinInit<Self, Error> + '_ {
+    /// Registers receive queue `queue_index` of `dev` (NAPI id `napi_id`, 0 if unknown), whose
+    /// buffers come from `pool` (see [`RxqInfo::pool`]).
+    pub fn new(
+        dev: &Device,
+        queue_index: u32,
+        napi_id: u32,
+        pool: PagePool,
+    ) -> impl PinInit<Self, Error> + '_ {
+        let raw_pool = pool.as_raw();
         try_pin_init!(Self {
             raw <- Opaque::try_ffi_init(move |slot: *mut bindings::xdp_rxq_info| {
                 // SAFETY: `slot` is valid for writes of a `struct xdp_rxq_info`; all-zero is its
@@ -347,12 +365,14 @@ impl RxqInfo {
                 to_result(unsafe {
                     bindings::__xdp_rxq_info_reg(slot, dev.as_raw(), queue_index, napi_id, 0)
                 })?;
-                // SAFETY: `slot` is registered; this memory model needs no allocator.
+                // SAFETY: `slot` is registered; `raw_pool` is the live page pool `pool` (owned by
+                // this initialiser until it is stored or dropped), of which the registration
+                // takes a reference of its own.
                 let ret = to_result(unsafe {
                     bindings::xdp_rxq_info_reg_mem_model(
                         slot,
-                        bindings::xdp_mem_type_MEM_TYPE_PAGE_ORDER0,
-                        core::ptr::null_mut(),
+                        bindings::xdp_mem_type_MEM_TYPE_PAGE_POOL,
+                        raw_pool.cast(),
                     )
                 });
                 if ret.is_err() {
@@ -362,7 +382,14 @@ impl RxqInfo {
                 ret
             }),
             dev: dev.into(),
+            pool,
         }? Error)
+    }
+
+    /// The page pool of the queue's buffers: pages to run programs on ([`RxqInfo::run`]) come
+    /// from it.
+    pub fn pool(&self) -> &PagePool {
+        &self.pool
     }
 
     /// The queue index it was registered with.
@@ -378,20 +405,21 @@ impl RxqInfo {
     /// `XDP_ABORTED` are traced (`trace_xdp_exception()`), unknown actions warned about
     /// (`bpf_warn_invalid_xdp_action()`) and dropped.
     ///
-    /// Fails with [`EINVAL`], giving the page back, if the data does not fit the page. Call
-    /// from the NAPI poll of the queue (softirq context).
+    /// The page comes from a page pool, normally the queue's [`pool`](RxqInfo::pool); a frame
+    /// goes back to the pool of its page. Fails with [`EINVAL`], giving the page back, if the
+    /// data does not fit the page. Call from the NAPI poll of the queue (softirq context).
     pub fn run(
         &self,
         prog: &Prog,
-        page: Page,
+        page: PoolPage,
         headroom: usize,
         len: usize,
-    ) -> core::result::Result<Verdict, (Page, Error)> {
+    ) -> core::result::Result<Verdict, (PoolPage, Error)> {
         if headroom.checked_add(len).is_none_or(|end| end > PAGE_SIZE) {
             return Err((page, EINVAL));
         }
-        // SAFETY: `page` is an order-0 page we own; its kernel address is valid for PAGE_SIZE
-        // bytes.
+        // SAFETY: `page` is an order-0 page we own (pool pages are in the direct map); its kernel
+        // address is valid for PAGE_SIZE bytes.
         let start = unsafe { bindings::page_address(page.as_ptr()) }.cast::<u8>();
         let mut buff = core::mem::MaybeUninit::<bindings::xdp_buff>::zeroed();
         let xdp = buff.as_mut_ptr();
@@ -432,9 +460,9 @@ impl RxqInfo {
                 // SAFETY: `xdp` is a valid buffer of the registered queue (not an AF_XDP one).
                 match NonNull::new(unsafe { bindings::xdp_convert_buff_to_frame(xdp) }) {
                     Some(frame) => {
-                        // The frame now owns the page reference (returned with `put_page()`,
-                        // `MEM_TYPE_PAGE_ORDER0`).
-                        core::mem::forget(page);
+                        // The frame now owns the page's pool reference (returned to the pool,
+                        // `MEM_TYPE_PAGE_POOL`).
+                        let _ = page.into_raw();
                         // INVARIANT: We own the frame and its page reference.
                         Verdict::Tx(Frame(frame))
                     }
@@ -449,7 +477,7 @@ impl RxqInfo {
                 // program that set up the redirect; on success the redirect code owns the page.
                 let err = unsafe { bindings::xdp_do_redirect(dev, xdp, prog.as_raw()) };
                 if err == 0 {
-                    core::mem::forget(page);
+                    let _ = page.into_raw();
                     Verdict::Redirected
                 } else {
                     exception(raw_act);
@@ -755,8 +783,9 @@ mod tests {
     #[test]
     fn run_programs() -> Result {
         let reg = Registration::new(&Options::new(), xdp_net())?;
-        let rxq = KBox::pin_init(RxqInfo::new(reg.device(), 0, 0), GFP_KERNEL)?;
-        let page = || Page::alloc_page(GFP_ATOMIC | __GFP_ZERO);
+        let pool = PagePool::new(reg.device(), 64)?;
+        let rxq = KBox::pin_init(RxqInfo::new(reg.device(), 0, 0, pool), GFP_KERNEL)?;
+        let page = || rxq.pool().alloc(GFP_ATOMIC | __GFP_ZERO);
 
         let pass = ConstProg::new(bindings::xdp_action_XDP_PASS)?;
         let drop_prog = ConstProg::new(bindings::xdp_action_XDP_DROP)?;
@@ -811,9 +840,9 @@ mod tests {
             assert_eq!(frame.len(), 100);
             assert_eq!(frame.offset_in_page(), PACKET_HEADROOM);
             assert!(frame.in_one_page() && !frame.has_frags());
-            let mut copy = page()?;
+            let mut copy = Page::alloc_page(GFP_ATOMIC | __GFP_ZERO)?;
             assert!(frame.copy_to_page_zero_rest(&mut copy).is_ok());
-            // Dropping the frame returns the page (put_page).
+            // Dropping the frame returns the page to the pool.
             drop(frame);
         }
         // Without room for the frame header in the headroom, TX fails and drops.
@@ -914,14 +943,14 @@ mod tests {
         assert_eq!(ret, EINVAL.to_errno());
 
         // Three frames from XDP_TX of a queue: the driver takes two, the third is ours again.
-        let rxq = KBox::pin_init(RxqInfo::new(dev, 0, 0), GFP_KERNEL)?;
+        let rxq = KBox::pin_init(RxqInfo::new(dev, 0, 0, PagePool::new(dev, 64)?), GFP_KERNEL)?;
         let tx = ConstProg::new(bindings::xdp_action_XDP_TX)?;
         let txp = tx.prog()?;
         let mut raws: KVec<*mut bindings::xdp_frame> = KVec::with_capacity(3, GFP_KERNEL)?;
         let bh_lock = KBox::pin_init(new_spinlock_bh!(()), GFP_KERNEL)?;
         let bh = bh_lock.lock();
         for len in [60usize, 70, 80] {
-            let page = Page::alloc_page(GFP_ATOMIC | __GFP_ZERO)?;
+            let page = rxq.pool().alloc(GFP_ATOMIC | __GFP_ZERO)?;
             if let Ok(Verdict::Tx(f)) = rxq.run(&txp, page, PACKET_HEADROOM, len) {
                 let f = core::mem::ManuallyDrop::new(f);
                 raws.push(f.0.as_ptr(), GFP_ATOMIC)?;

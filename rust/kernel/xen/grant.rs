@@ -244,6 +244,21 @@ unsafe impl Grantable for Page {
     }
 }
 
+// SAFETY: A `PoolPage` owns an order-0 page of its pool until dropped, and the pool hands it to
+// no one else meanwhile. The returned page reference is one of its own, taken before the page
+// leaves the pool (`PoolPage::into_page_ref`): releasing it with `put_page()` frees the page.
+#[cfg(all(CONFIG_RUST_NETDEV_ABSTRACTIONS, CONFIG_PAGE_POOL))]
+unsafe impl Grantable for crate::net::page_pool::PoolPage {
+    fn gfn(&self) -> Gfn {
+        // SAFETY: `self.as_ptr()` is a valid `struct page`.
+        Gfn(unsafe { bindings::xen_page_to_gfn(self.as_ptr()) } as u64)
+    }
+
+    fn into_page_ref(self) -> Option<NonNull<bindings::page>> {
+        Some(crate::net::page_pool::PoolPage::into_page_ref(self))
+    }
+}
+
 // SAFETY: A frame owns its buffer (returned with `xdp_return_frame()` when dropped), so the page
 // holding its data stays allocated and unused by others while the frame lives. Given up while the
 // other domain may still access it, the frame is leaked (the default `into_page_ref`): its memory
