@@ -28,9 +28,10 @@ D=/sys/kernel/debug
 census() { echo "== census ($1) $(cat $D/xen_pt_census | tr '\n' ' ')"; }
 echo "PVMMU-BEGIN"
 echo "== cmdline $(cat /proc/cmdline)"
-dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|PV superpage install|user mappings kept)|Write protecting|Freeing unused kernel image' | sed 's/^/== dmesg /'
+dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|PV superpage install|user mappings kept|direct map)|Write protecting|Freeing unused kernel image' | sed 's/^/== dmesg /'
 census boot
 echo "== klp $(cat $D/xen_kernel_large_pages)"
+echo "== dlp (installed, 2M, splits, candidates) $(cat $D/xen_direct_large_pages 2>&1)"
 echo "== ptdump-kernel-image"
 sed -n '/High Kernel Mapping/,/Modules/p' $D/page_tables/kernel 2>&1 | head -30
 echo "== ptdump-GLB-lines $(grep -c GLB $D/page_tables/kernel)"
