@@ -184,7 +184,7 @@ def cpa(run, check, metric):
 
 def module_load(run, check, metric, before):
     """Around a module load (the frontend reload of basic): module text and rodata made RO/ROX by
-    CPA also change their direct-map alias (cpa_process_alias), so chunks split there; the
+    CPA also change their direct-map alias (cpa_process_alias), which splits a chunk if one is 2M; the
     counters stay consistent and no kernel entry becomes global."""
     d1 = dlp_state(run)
     c, _ = census(run)
