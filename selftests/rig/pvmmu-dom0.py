@@ -13,7 +13,7 @@ revert, the kernel's xen: lines, ptdump's PSE/GLB lines, a little user-space loa
 poweroff. Writes build/runs/pvmmu-dom0[-T]-<stamp>/console.log and prints the interesting part.
 Takes the machine-wide heavy-job lock like scripts/kernel.sh and run.py.
 """
-import argparse, datetime, fcntl, os, re, shutil, subprocess, sys, time
+import argparse, datetime, os, re, shutil, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -28,9 +28,10 @@ D=/sys/kernel/debug
 census() { echo "== census ($1) $(cat $D/xen_pt_census | tr '\n' ' ')"; }
 echo "PVMMU-BEGIN"
 echo "== cmdline $(cat /proc/cmdline)"
-dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|PV superpage install|user mappings kept)|Write protecting|Freeing unused kernel image' | sed 's/^/== dmesg /'
+dmesg | grep -E 'xen: (PV superpages|hypervisor refuses|kernel text/rodata|no kernel text|PV superpage install|user mappings kept|direct map)|Write protecting|Freeing unused kernel image' | sed 's/^/== dmesg /'
 census boot
 echo "== klp $(cat $D/xen_kernel_large_pages)"
+echo "== dlp (installed, 2M, splits, candidates) $(cat $D/xen_direct_large_pages 2>&1)"
 echo "== ptdump-kernel-image"
 sed -n '/High Kernel Mapping/,/Modules/p' $D/page_tables/kernel 2>&1 | head -30
 echo "== ptdump-GLB-lines $(grep -c GLB $D/page_tables/kernel)"
@@ -57,17 +58,9 @@ sleep 3600
 """
 
 
-def take_lock(timeout=3600):
-    fd = os.open(os.environ.get("HEAVY_LOCK", "/tmp/xen-netrs-heavy.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    end = time.time() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.time() > end:
-                sys.exit("pvmmu-dom0: could not take the heavy-job lock")
-            time.sleep(2)
+sys.path.insert(0, HERE)
+# run.py's blocking wait for the heavy-job lock (a polling waiter starved: 50 min behind run.py's)
+from run import take_lock  # noqa: E402
 
 
 def main():
@@ -100,7 +93,7 @@ def main():
            "-drive", "file=%s,if=virtio,format=qcow2,cache=unsafe" % disk,
            "-drive", "file=%s,if=virtio,format=raw,readonly=on" % rig]
     open(os.path.join(rd, "qemu-cmdline.txt"), "w").write(" ".join("'%s'" % c if " " in c else c for c in cmd) + "\n")
-    lock = take_lock()
+    lock = take_lock(3600)
     console = os.path.join(rd, "console.log")
     t0 = time.time()
     q = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(console, "wb"), stderr=subprocess.STDOUT,

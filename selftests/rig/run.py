@@ -15,6 +15,8 @@ Python 3 standard library only.
 import argparse, datetime, fcntl, json, os, re, shutil, signal, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "guest"))
+import pvmmu   # noqa: E402 (guest/pvmmu.py: which kernel command line asks for which PV MMU stage)
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(TOP, "build"))
 RIG = os.path.join(BUILD, "rig")
@@ -153,7 +155,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
         shutil.copy(os.path.join(TOP, "selftests", "ksft", "expected-c.txt"), os.path.join(st, "ksft-expected-c.txt"))
     for f in ("netpeer.py", "xenproto.py"):   # hostile peers, for dom0 and the domU
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
-    for tool in ("fpstress", "tlbbench"):
+    for tool in ("fpstress", "tlbbench", "ldttest"):
         shutil.copy(tool_bin(tool), os.path.join(st, tool))
     shutil.copy(bpf_obj("xdp_drop.bpf"), os.path.join(st, "xdp_drop.bpf.o"))
     shutil.copy(os.path.join(kdir, "arch/x86/boot/bzImage"), os.path.join(st, "bzImage"))
@@ -464,15 +466,23 @@ def main():
     required = list(sc["required"])
     if a.back == "rs" and "tx_mode=1" in a.back_append.split() and a.scenario in ("basic", "run"):
         required.append("back-tx-zerocopy")
-    if "pvmmu-domu-census" in required and a.xen != XENVER and "pv-superpages" in a.xen_append.split():
+    if a.xen != XENVER and "pv-superpages" in a.xen_append.split():
         # our patched Xen with superpages on: each kernel that did not turn them off must use them
         for dom, append in (("dom0", a.dom0_append), ("domu", a.domu_append)):
-            if "xen_superpages=off" not in append.split():
-                required += ["pvmmu-%s-superpages-on" % dom, "pvmmu-%s-superpages-revert" % dom]
-            if "xen_superpages=all" in append.split():   # stage A2: the direct map too
-                required += ["pvmmu-%s-direct-2m" % dom]
-                if dom == "domu" and a.scenario in ("basic", "run"):
+            a2 = pvmmu.wants_direct(append, dom)   # stage A2: the direct map too
+            if "pvmmu-domu-census" in required:   # boot, run, basic
+                if pvmmu.param(append, "xen_superpages") != "off":
+                    required += ["pvmmu-%s-superpages-on" % dom, "pvmmu-%s-superpages-revert" % dom]
+                if a2:
+                    required += ["pvmmu-%s-direct-2m" % dom]
+                if a2 and dom == "domu":
+                    required += ["pvmmu-domu-ldt", "pvmmu-domu-cpa"]
+                if a2 and dom == "domu" and a.scenario in ("basic", "run"):
                     required += ["pvmmu-domu-direct-2m-after-traffic", "pvmmu-domu-direct-2m-balloon"]
+                if a2 and dom == "domu" and a.scenario == "basic":
+                    required += ["pvmmu-domu-module-load"]
+            if a2 and dom == "domu" and a.scenario == "save-restore":   # every chunk split by the save
+                required += ["pvmmu-domu-sr-before", "pvmmu-domu-sr-split"]
     if a.scenario == "features" and a.front == "rs":
         # the control ring (RSS) and the multicast filter: frontends that have them (scen_features.py)
         required += ["ft-rss-ctrl-ring", "ft-rss-spread", "ft-mcast-joined", "ft-mcast-filtered",

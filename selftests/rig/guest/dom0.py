@@ -686,7 +686,13 @@ def scenario():
         zerocopy_stats(vif)
         offloads(ag, ifn, vif)
         if SCEN == "basic":
+            pv = None
+            if os.path.exists("/rig/pvmmu.py"):  # issue 6: the direct map around a module load
+                import pvmmu
+                pv = pvmmu.dlp_state(ag.run) if pvmmu.direct_active(ag.run) else None
             ifn, vif = reload_front(ag, domid, ifn)
+            if pv:
+                pvmmu.module_load(ag.run, check, metric, pv)
             ifn, vif = reload_back(ag, domid, ifn, vif)
             mark("FINAL-PING")
             if ifn and vif:

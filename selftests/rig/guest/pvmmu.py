@@ -7,10 +7,16 @@ the same kernel), and asserts what each domain must show given its own kernel co
 
   always            kernel_global == 0 (no global kernel mapping in a 64-bit PV guest),
                     direct_1g == 0, user_present > 0
-  direct map        direct_2m == 0 unless xen_superpages=all on a Xen that accepts superpages;
-                    then (patches/0104) direct_2m > 0, between the 2M counts of
+  direct map        direct_2m == 0 unless stage A2 is asked for (xen_superpages=all, or no
+                    xen_superpages= in a domU: the default there) on a Xen that accepts
+                    superpages; then (patches/0104) direct_2m > 0, between the 2M counts of
                     /sys/kernel/debug/xen_direct_large_pages read before and after the census,
-                    and again > 0 after the network traffic (final(), basic and run)
+                    and again > 0 after the network traffic (final(), basic and run); in the domU
+                    an LDT (tools/ldttest.c: modify_ldt) and CPA (debugfs "cpa": set_memory_ro of
+                    a page in a 2M chunk) each split a chunk, as /sys/kernel/debug/xen_direct_splits
+                    (the caller of each split) shows; around a module load (front reload, basic)
+                    the counters stay consistent; across xl save/restore (save_restore_before/
+                    after) every chunk is split and the domU keeps working
   superpages off    image_2m == 0, large-pages file "0 0 0", dmesg "disabled (xen_superpages=off)"
   on, Xen refuses   image_2m == 0, large-pages file "0 0 N" (N > 0 candidates), dmesg "refuses"
   on, Xen accepts   image_2m == mapped > 0, large=1; debugfs revert to 4k and back works;
@@ -20,11 +26,13 @@ the same kernel), and asserts what each domain must show given its own kernel co
 
 Checks are named pvmmu-<dom>-<what>; metrics pvmmu-<dom>-<census field>. See patches/README.md 9.1.
 """
+import json
 import re
 
 CENSUS = "/sys/kernel/debug/xen_pt_census"
 KLP = "/sys/kernel/debug/xen_kernel_large_pages"
 DLP = "/sys/kernel/debug/xen_direct_large_pages"
+SPLITS = "/sys/kernel/debug/xen_direct_splits"
 FIELDS = ["image_2m", "image_4k", "direct_1g", "direct_2m", "direct_4k", "modules_4k",
           "kernel_global", "user_present", "user_global", "user_b52"]
 
@@ -36,6 +44,13 @@ def param(cmdline, name):
         if w.startswith(name + "="):
             v = w.split("=", 1)[1]
     return v
+
+
+def wants_direct(cmdline, dom):
+    """Stage A2 (the 2 MiB direct map) asked for: xen_superpages=all, or no xen_superpages= at all
+    in a domU (the default there; dom0's default is text, patches/0104)."""
+    v = param(cmdline, "xen_superpages")
+    return v == "all" or (v is None and dom == "domu")
 
 
 def is_off(v):
@@ -102,7 +117,7 @@ def direct_map(dom, run, check, metric, cmdline, accepts, dm, when=""):
              "direct_1g=%d, %s before/after (installed, 2M, splits, candidates): %s / %s | %s" % (
                  param(cmdline, "xen_superpages"), accepts, c["direct_2m"], c["direct_4k"], c["direct_1g"],
                  DLP, d0, d1, dm[:200])
-    if param(cmdline, "xen_superpages") == "all" and accepts:
+    if wants_direct(cmdline, dom) and accepts:
         ok = (d0 is not None and d1 is not None and c["direct_1g"] == 0 and c["direct_4k"] > 0 and
               d1[0] > 0 and d1[1] <= c["direct_2m"] <= d0[1] and c["direct_2m"] > 0 and
               d1[0] == d1[1] + d1[2] and c["kernel_global"] == 0 and "direct map:" in dm)
@@ -110,7 +125,7 @@ def direct_map(dom, run, check, metric, cmdline, accepts, dm, when=""):
     else:
         ok = (c["direct_1g"] == 0 and c["direct_2m"] == 0 and c["direct_4k"] > 0 and
               (d1 is None or d1[:3] == (0, 0, 0)))
-        if param(cmdline, "xen_superpages") == "all":   # stock Xen: the probe must have failed cleanly
+        if wants_direct(cmdline, dom):   # stock Xen: the probe must have failed cleanly
             ok = ok and "direct map: hypervisor refuses PV superpages" in dm
         check("pvmmu-%s-direct-map-4k%s" % (dom, when), ok, detail)
 
@@ -121,9 +136,71 @@ def dmesg_pvmmu(run):
     return dm.strip()
 
 
-def one_domain(dom, run, check, metric, xen_cmdline):
+def debugfs(run):
+    """Mounts debugfs; returns the domain's kernel command line."""
     run("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug", 30, True)
-    _, cmdline = run("cat /proc/cmdline", 20, True)
+    return run("cat /proc/cmdline", 20, True)[1]
+
+
+def split_callers(run):
+    """The last splits of the direct map (patches/0104): [(split number, chunk, caller)]."""
+    rc, out = run("cat %s" % SPLITS, 30, True)
+    return [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in
+            re.finditer(r"^(\d+) (\d+) (\S+)", out if rc == 0 else "", re.M)]
+
+
+def callers_since(run, n):
+    """Callers of the splits after split number n, as one string for a check's detail."""
+    return ", ".join("%d:%s" % (i, c.split("/")[0]) for i, _, c in split_callers(run) if i > n)
+
+
+def ldt(run, check, metric):
+    """modify_ldt with the 2 MiB direct map (tools/ldttest.c): the LDT page's direct-map alias must
+    become read-only, so set_aliased_prot() splits its chunk first; the segment must work."""
+    rc, out = run("/rig/ldttest -n 32", 120)
+    m = re.search(r"LDTTEST (\{.*\})", out)
+    r = json.loads(m.group(1)) if m else {}
+    if r:
+        metric("pvmmu-domu-ldt-children", r["children"], "processes")
+    ok = rc == 0 and r.get("segment_ok") == 1 and bool(r.get("ldt_split"))
+    check("pvmmu-domu-ldt", ok,
+          "%s; %s: split by an LDT path: %s" % (out.strip()[-400:], SPLITS, r.get("ldt_split") or "none"))
+
+
+def cpa(run, check, metric):
+    """CPA on a direct-map superpage (patches/0104 debugfs test hook): set_memory_ro() of a free
+    page in a 2M chunk must split the chunk (the hook in __change_page_attr) and leave a read-only
+    4k PTE; set_memory_rw() then."""
+    d0 = dlp_state(run)
+    rc, out = run("echo cpa > %s" % DLP, 60, True)
+    d1 = dlp_state(run)
+    _, dm = run("dmesg | grep 'direct map: CPA test' | tail -1", 20, True)
+    who = callers_since(run, d0[2] if d0 else 0)
+    ok = (rc == 0 and None not in (d0, d1) and d1[2] > d0[2] and d1[0] == d1[1] + d1[2] and
+          "chunk split 1" in dm and "read-only 4k PTE 1" in dm and "change_page_attr" in who)
+    check("pvmmu-domu-cpa", ok, "rc %s %s; %s: %s -> %s; splits by: %s | %s" % (
+        rc, out.strip()[:100], DLP, d0, d1, who, dm.strip()[:300]))
+
+
+def module_load(run, check, metric, before):
+    """Around a module load (the frontend reload of basic): module text and rodata made RO/ROX by
+    CPA also change their direct-map alias (cpa_process_alias), which splits a chunk if one is 2M; the
+    counters stay consistent and no kernel entry becomes global."""
+    d1 = dlp_state(run)
+    c, _ = census(run)
+    d2 = dlp_state(run)
+    who = callers_since(run, before[2] if before else 0)
+    if d1 and before:
+        metric("pvmmu-domu-module-load-splits", d1[2] - before[2], "chunks")
+    ok = (None not in (before, d1, d2) and d1[2] >= before[2] and d2[0] == d2[1] + d2[2] and
+          d2[1] <= c.get("direct_2m", -1) <= d1[1] and c.get("kernel_global") == 0)
+    check("pvmmu-domu-module-load", ok, "%s before/after the frontend reload: %s -> %s; census direct_2m=%s "
+          "kernel_global=%s; splits by: %s" % (DLP, before, d1, c.get("direct_2m"), c.get("kernel_global"),
+                                             who or "none (the module's pages lay in split chunks)"))
+
+
+def one_domain(dom, run, check, metric, xen_cmdline):
+    cmdline = debugfs(run)
     rc, _ = run("test -r %s" % CENSUS, 20, True)
     if not check("pvmmu-%s-census" % dom, rc == 0, "%s readable (patches/0103 in the kernel, debugfs)" % CENSUS):
         return
@@ -143,6 +220,9 @@ def one_domain(dom, run, check, metric, xen_cmdline):
     sp_off = param(cmdline, "xen_superpages") == "off"
     accepts = xen_accepts_superpages(xen_cmdline)
     direct_map(dom, run, check, metric, cmdline, accepts, dm)
+    if dom == "domu" and accepts and wants_direct(cmdline, dom):
+        ldt(run, check, metric)
+        cpa(run, check, metric)
     detail = "cmdline xen_superpages=%s, Xen pv-superpages=%s, large-pages file %s, image_2m=%d image_4k=%d | %s" % (
         param(cmdline, "xen_superpages"), accepts, klp, c["image_2m"], c["image_4k"], dm[:300])
     if sp_off:
@@ -240,20 +320,68 @@ def final(agent_run, check, metric, sh=None):
         _, cmdline = agent_run("cat /proc/cmdline", 20, True)
         accepts = xen_accepts_superpages(XEN_CMDLINE)
         direct_map("domu", agent_run, check, metric, cmdline, accepts, dmesg_pvmmu(agent_run), "-after-traffic")
-        if sh and accepts and param(cmdline, "xen_superpages") == "all":
+        if sh and accepts and wants_direct(cmdline, "domu"):
             balloon(sh, agent_run, check, metric)
     except Exception as e:  # a bug here must not stop the scenario
         check("pvmmu-domu-exception-after-traffic", False, repr(e))
 
 
-def step(sh, agent_run, check, metric):
-    """The issue-6 step: dom0 first (sh), then the domU (the console agent's run)."""
+def xen_info(sh):
+    """(Xen version or None, Xen command line) from xl info; sets XEN_CMDLINE."""
     global XEN_CMDLINE
     _, info = sh("xl info", 30, True)
     m = re.search(r"^xen_commandline\s*:\s*(.*)$", info, re.M)
-    xen_cmdline = XEN_CMDLINE = m.group(1) if m else ""
+    XEN_CMDLINE = m.group(1) if m else ""
     m = re.search(r"^xen_version\s*:\s*(\S+)", info, re.M)
-    check("pvmmu-xen-info", m is not None, "xen %s, command line: %s" % (m.group(1) if m else "?", xen_cmdline))
+    return (m.group(1) if m else None), XEN_CMDLINE
+
+
+def direct_active(agent_run):
+    """Is stage A2 asked for in the domU, on a Xen that accepts superpages (xen_info() ran)?"""
+    return xen_accepts_superpages(XEN_CMDLINE) and wants_direct(debugfs(agent_run), "domu")
+
+
+def save_restore_before(sh, agent_run, check, metric):
+    """Scenario save-restore with the 2 MiB direct map in the domU: before xl save, chunks are
+    installed and still 2M. Returns the counters (installed, 2M, splits, candidates), or None when
+    stage A2 is not active (stock Xen, or turned off)."""
+    xen_info(sh)
+    if not direct_active(agent_run):
+        return None
+    d = dlp_state(agent_run)
+    c, _ = census(agent_run)
+    ok = d is not None and d[0] > 0 and d[1] > 0 and c.get("direct_2m", 0) > 0 and d[0] == d[1] + d[2]
+    check("pvmmu-domu-sr-before", ok, "%s (installed, 2M, splits, candidates): %s; census direct_2m=%s "
+          "direct_4k=%s" % (DLP, d, c.get("direct_2m"), c.get("direct_4k")))
+    if d:
+        metric("pvmmu-domu-direct_2m-before-save", d[1], "chunks")
+    return d
+
+
+def save_restore_after(agent_run, check, metric, before):
+    """Right after xl restore: xen_pv_pre_suspend() split every chunk (the save side refuses
+    superpages) and nothing is re-installed, so 2M now == 0, splits == installed (grew by the
+    chunks that were still 2M), the census has no 2M direct-map entry, no global kernel entry."""
+    d = dlp_state(agent_run)
+    c, _ = census(agent_run)
+    klp = klp_state(agent_run)
+    who = split_callers(agent_run)
+    if d:
+        metric("pvmmu-domu-direct_splits-after-restore", d[2], "chunks")
+    if klp:
+        metric("pvmmu-domu-image_2m-after-restore", c.get("image_2m", -1), "entries")
+    ok = (d is not None and d[0] == before[0] and d[1] == 0 and d[2] == d[0] and d[2] > before[2] and
+          c.get("direct_2m") == 0 and c.get("direct_4k", 0) > 0 and c.get("kernel_global") == 0)
+    check("pvmmu-domu-sr-split", ok, "%s before save %s, after restore %s; census direct_2m=%s direct_4k=%s "
+          "kernel_global=%s image_2m=%s; %s after restore %s; last split by: %s" % (
+              DLP, before, d, c.get("direct_2m"), c.get("direct_4k"), c.get("kernel_global"),
+              c.get("image_2m"), KLP, klp, who[-1][2] if who else "?"))
+
+
+def step(sh, agent_run, check, metric):
+    """The issue-6 step: dom0 first (sh), then the domU (the console agent's run)."""
+    ver, xen_cmdline = xen_info(sh)
+    check("pvmmu-xen-info", ver is not None, "xen %s, command line: %s" % (ver or "?", xen_cmdline))
     for dom, run in (("dom0", sh), ("domu", agent_run)):
         try:
             one_domain(dom, run, check, metric, xen_cmdline)

@@ -579,6 +579,10 @@ def run_save_restore(d, ag, domid, ifn, vif):
         return
     warm(d, ag)
     d.ping_check("sr-ping-before", d.sh, d.DOMU_IP, 5)
+    pv = None
+    if os.path.exists("/rig/pvmmu.py"):   # issue 6: the 2 MiB direct map across save/restore
+        import pvmmu
+        pv = pvmmu.save_restore_before(d.sh, ag.run, d.check, d.metric)
     d.mark("SR-SAVE")
     rc, out = d.sh("xl save domu /tmp/domu.save && ls -la /tmp/domu.save", 600)
     d.check("sr-save", rc == 0 and "domu" not in d.sh("xl list", 20, True)[1], "rc=%s %s" % (rc, out[-300:]))
@@ -600,6 +604,8 @@ def run_save_restore(d, ag, domid, ifn, vif):
     d.check("sr-agent", ok, "console agent of domain %d answers" % newid)
     if not ok:
         return
+    if pv:
+        pvmmu.save_restore_after(ag2.run, d.check, d.metric, pv)
     d.AG = ag2
     vif2 = d.vif_up(90)
     ifn2 = d.wait_for(lambda: d.domu_ifname(ag2), 60, 1)
