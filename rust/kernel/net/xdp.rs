@@ -4,8 +4,8 @@
 //!
 //! A driver that supports native XDP
 //! - registers an [`RxqInfo`] for each receive queue, which tells the stack how the queue's
-//!   buffers are returned (here: whole order-0 pages of the queue's
-//!   [`PagePool`](super::page_pool::PagePool), `MEM_TYPE_PAGE_POOL`);
+//!   buffers are returned (here: whole order-0 pages of the queue's [`PagePool`],
+//!   `MEM_TYPE_PAGE_POOL`);
 //! - takes the program from [`Bpf`] in [`Operations::bpf`](super::dev::Operations::bpf) and keeps
 //!   references to it ([`Prog`]);
 //! - runs it on each single-buffer packet with [`RxqInfo::run`], which consumes the page and
