@@ -4,8 +4,8 @@
 //!
 //! A driver creates a [`PagePool`] for each receive queue and takes its buffers from it
 //! ([`PagePool::alloc`]). A buffer given to the stack as a fragment of a socket buffer
-//! ([`SkBuff::add_rx_pool_frag`](super::skb::SkBuff::add_rx_pool_frag)) goes back to its pool
-//! when the buffer is freed; a [`PoolPage`] the driver drops goes back at once. Pages come back whole
+//! ([`SkBuff::add_rx_pool_frag`](super::skb::SkBuff::add_rx_pool_frag)) goes back to its pool when
+//! the buffer is freed; a [`PoolPage`] the driver drops goes back at once. Pages come back whole
 //! (order 0), with whatever was last written into them: only pages the pool takes from the page
 //! allocator are prepared with the flags given to [`PagePool::alloc`] (e.g. zeroed).
 //!
