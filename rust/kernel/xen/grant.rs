@@ -972,7 +972,8 @@ impl<'a> CopyBatch<'a> {
     /// let mut src = SkbSource::new(&skb);
     /// let mut batch = CopyBatch::with_capacity(4, GFP_KERNEL)?;
     /// // The first 100 bytes at the end of one granted page, the other 50 into another one.
-    /// let n = batch.copy_skb_to_peer(&mut src, 100, DomId(1), GrantRef(8), PAGE_SIZE as u16 - 100)?;
+    /// let end = PAGE_SIZE as u16 - 100;
+    /// let n = batch.copy_skb_to_peer(&mut src, 100, DomId(1), GrantRef(8), end)?;
     /// assert!(n >= 1);
     /// assert_eq!(src.remaining(), 50);
     /// // Not past the end of the granted page, not past the end of the packet.
@@ -1197,7 +1198,8 @@ impl<'a> SkbSource<'a> {
                     // SAFETY: `addr` is in the linear area, which is in the kernel's linear
                     // mapping.
                     let gfn = unsafe { bindings::virt_to_gfn(addr.cast()) };
-                    return Ok(Some(self.advance(SkbFrame::Local(Gfn(gfn as u64)), offset, len)));
+                    let frame = SkbFrame::Local(Gfn(gfn as u64));
+                    return Ok(Some(self.advance(frame, offset, len)));
                 }
             } else if let Some(frag) = self.cur.frags().get(self.part - 1) {
                 let size = frag.size() as usize;
@@ -2180,9 +2182,18 @@ mod tests {
         // Destination slots of 4096 bytes, the first one 200 bytes short: the copies end at
         // every source and destination Xen page boundary.
         let mut batch = CopyBatch::with_capacity(8, GFP_KERNEL)?;
-        assert_eq!(batch.copy_skb_to_peer(&mut src, 3896, DomId(1), GrantRef(5), 200), Ok(2));
-        assert_eq!(batch.copy_skb_to_peer(&mut src, 4096, DomId(1), GrantRef(6), 0), Ok(2));
-        assert_eq!(batch.copy_skb_to_peer(&mut src, 2038, DomId(1), GrantRef(7), 0), Ok(3));
+        assert_eq!(
+            batch.copy_skb_to_peer(&mut src, 3896, DomId(1), GrantRef(5), 200),
+            Ok(2)
+        );
+        assert_eq!(
+            batch.copy_skb_to_peer(&mut src, 4096, DomId(1), GrantRef(6), 0),
+            Ok(2)
+        );
+        assert_eq!(
+            batch.copy_skb_to_peer(&mut src, 2038, DomId(1), GrantRef(7), 0),
+            Ok(3)
+        );
         assert_eq!(src.remaining(), 0);
         assert_eq!(src.next_piece(4096), Ok(None));
         let expected = [
@@ -2198,7 +2209,10 @@ mod tests {
             assert_eq!(op.flags, bindings::GNTCOPY_dest_gref as u16);
             // SAFETY: These operations' sources are frames and destinations references.
             let (sf, dr) = unsafe { (op.source.u.gmfn, op.dest.u.ref_) };
-            assert_eq!((Gfn(sf as u64), op.source.offset, op.source.domid), (frame, so, DomId::SELF.0));
+            assert_eq!(
+                (Gfn(sf as u64), op.source.offset, op.source.domid),
+                (frame, so, DomId::SELF.0)
+            );
             assert_eq!((dr, op.dest.offset, op.dest.domid, op.len), (r, d, 1, l));
         }
         // The last operation reads the linear area of the frag list's buffer.
