@@ -2221,8 +2221,12 @@ mod tests {
         assert_eq!(batch.len(), 7);
 
         // A buffer whose parts hold less than its length.
-        // SAFETY: The frag list's buffer is still there; only the length is changed.
-        unsafe { (*skb.as_raw()).len += 1 };
+        // SAFETY: The frag list's buffer is still there; only the lengths are changed (the
+        // linear area keeps its length: `skb_headlen()` is `len - data_len`).
+        unsafe {
+            (*skb.as_raw()).len += 1;
+            (*skb.as_raw()).data_len += 1;
+        }
         let mut src = SkbSource::new(&skb);
         let mut n = 0;
         let err = loop {
@@ -2233,8 +2237,11 @@ mod tests {
             }
         };
         assert_eq!((n, err), (10130, Err(EINVAL)));
-        // SAFETY: Restores the length the parts hold.
-        unsafe { (*skb.as_raw()).len -= 1 };
+        // SAFETY: Restores the lengths the parts hold.
+        unsafe {
+            (*skb.as_raw()).len -= 1;
+            (*skb.as_raw()).data_len -= 1;
+        }
         Ok(())
     }
 
