@@ -169,11 +169,12 @@ impl RxPacket {
 }
 
 /// Sends the packets of the batch: grant-copies them from where their data is into the
-/// frontend's buffers, all in one hypercall, then answers their requests and frees them (C:
-/// `xenvif_rx_copy_flush`). Returns whether the frontend must be notified.
-fn flush(core: &Core, state: &mut crate::interface::RxState) -> bool {
+/// frontend's buffers, all in one hypercall, then answers their requests, notifies the frontend
+/// if it asked for it (at once, so that it works on the batch while the next one is copied), and
+/// frees the packets (C: `xenvif_rx_copy_flush`).
+fn flush(core: &Core, state: &mut crate::interface::RxState) {
     if state.pending.is_empty() {
-        return false;
+        return;
     }
     let crate::interface::RxState {
         ring,
@@ -215,7 +216,9 @@ fn flush(core: &Core, state: &mut crate::interface::RxState) -> bool {
     for (pkt, &(_, _, ok)) in pending.iter().zip(ops.iter()) {
         pkt.respond(ring, ok);
     }
-    let notify = ring.push_responses_and_check_notify();
+    if ring.push_responses_and_check_notify() {
+        core.notify_rx();
+    }
     // Freed here, with no lock but the worker's.
     for (pkt, &(_, _, ok)) in pending.drain_all().zip(ops.iter()) {
         if ok {
@@ -226,7 +229,6 @@ fn flush(core: &Core, state: &mut crate::interface::RxState) -> bool {
             drop(pkt);
         }
     }
-    notify
 }
 
 /// The GSO extra to send with a packet, if the frontend takes that kind of offload.
@@ -411,20 +413,20 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
         if let Err(e) = state.pending.push_within_capacity(pkt) {
             // Cannot happen; answered at once then, with an error.
             let pkt = e.0;
-            notify |= flush(core, state);
+            flush(core, state);
             pkt.respond(&mut state.ring, false);
             core.to_guest.dropped.inc();
             notify |= state.ring.push_responses_and_check_notify();
             continue;
         }
         if state.pending.len() >= BATCH_PACKETS || slots >= BATCH_SLOTS {
-            notify |= flush(core, state);
+            flush(core, state);
             slots = 0;
         }
     }
     // The packets taken so far are sent even if the frontend misbehaved since: their requests
     // were valid.
-    notify |= flush(core, &mut rx);
+    flush(core, &mut rx);
     let more = sent == MAX_PACKETS_PER_RUN;
     // A frontend that leaves the head packet waiting too long loses what is queued for it
     // (C: `rx_drain_timeout_msecs`).
