@@ -66,7 +66,10 @@ use kernel::{
     },
     xen::{
         evtchn::Notifier,
-        grant::MappedRing,
+        grant::{
+            CopyBatch,
+            MappedRing, //
+        },
         netif::{
             HashAlgorithm,
             RxBackRing,
@@ -294,8 +297,11 @@ pub(crate) struct TxState {
 /// The guest-RX state of a queue, used by its worker only.
 pub(crate) struct RxState {
     pub(crate) ring: RxBackRing<MappedRing>,
-    /// Where a packet is gathered before it is grant-copied to the frontend.
-    pub(crate) buf: KVec<u8>,
+    /// Packets taken with their requests, waiting for the batch's grant copies (at most
+    /// [`crate::rx::BATCH_PACKETS`]).
+    pub(crate) pending: KVec<crate::rx::RxPacket>,
+    /// The grant copy operations of a batch, kept between batches (empty then).
+    pub(crate) copy: CopyBatch<'static>,
     /// Since when the head packet waits for buffers of the frontend.
     pub(crate) stalled_since: Option<Instant<Monotonic>>,
     /// When the frontend last had room for the head packet (or the queue was empty).
@@ -478,7 +484,8 @@ impl Queue {
         map: Option<crate::zerocopy::MapState>,
     ) -> Result<Arc<Self>> {
         let now = Instant::<Monotonic>::now();
-        let buf = KVec::from_elem(0u8, RX_MAX_PACKET, GFP_KERNEL)?;
+        let pending = KVec::with_capacity(crate::rx::BATCH_PACKETS, GFP_KERNEL)?;
+        let copy = CopyBatch::with_capacity(crate::rx::BATCH_OPS, GFP_KERNEL)?;
         let pkts = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
         let skbs = KVec::with_capacity(crate::tx::MAX_PACKETS_PER_POLL, GFP_KERNEL)?;
         let pages = KVec::with_capacity(
@@ -507,7 +514,8 @@ impl Queue {
                         }),
                         rx <- new_mutex!(RxState {
                             ring: rx_ring,
-                            buf,
+                            pending,
+                            copy,
                             stalled_since: None,
                             last_progress: now,
                             stalled: false,

@@ -4,8 +4,11 @@
 //! frontend posted, from a worker (process context).
 //!
 //! The device's transmit path only queues packets (bounded in bytes); the worker takes them one
-//! by one (never freeing one under the queue lock), copies each into a local buffer, then
-//! grant-copies that into the frontend's pages in one batch.
+//! by one (never freeing one under the queue lock) with the frontend's requests for them, and
+//! keeps them until a batch of about [`BATCH_SLOTS`] slots is gathered. The batch's grant copies
+//! then go straight from each packet's linear area and fragments to the frontend's pages, in one
+//! hypercall, and the requests are answered once the copies' status is known (C:
+//! `xenvif_rx_copy_add`, `xenvif_rx_copy_flush`).
 
 use crate::interface::{
     Core,
@@ -18,6 +21,7 @@ use kernel::{
     net::skb::{
         Checksum as SkbChecksum,
         GsoType as SkbGso,
+        SkBuff,
         SkBuffRef, //
     },
     prelude::*,
@@ -31,8 +35,9 @@ use kernel::{
     },
     xen::{
         grant::{
-            CopyBatch,
-            GrantRef, //
+            GrantRef,
+            MappedRing,
+            SkbSource, //
         },
         netif::{
             Checksum,
@@ -40,6 +45,8 @@ use kernel::{
             ExtraInfo,
             Gso,
             GsoType,
+            Hash,
+            RxBackRing,
             RxFlag,
             RxFlags,
             RxRequest,
@@ -53,6 +60,176 @@ use kernel::{
 
 /// Most packets sent per run of the worker before it yields.
 const MAX_PACKETS_PER_RUN: usize = 256;
+
+/// Data slots gathered before the batch's grant copies are submitted (C: `COPY_BATCH_SIZE`
+/// operations): one hypercall for several packets.
+pub(crate) const BATCH_SLOTS: usize = 64;
+
+/// Most packets in one batch.
+pub(crate) const BATCH_PACKETS: usize = 64;
+
+/// Operations a batch is allocated for: a data slot takes two copies when its data crosses a
+/// page boundary of the source, and one more for each part of the packet that ends in it.
+pub(crate) const BATCH_OPS: usize = 3 * BATCH_SLOTS;
+
+/// A packet taken from the queue with the frontend's requests for it, waiting in the batch.
+pub(crate) struct RxPacket {
+    skb: SkBuff,
+    len: usize,
+    gso: Option<Gso>,
+    hash: Option<Hash>,
+    csum: Checksum,
+    /// Bytes the frontend keeps free at the start of the first slot (XDP).
+    headroom: usize,
+    /// Slots taken, extras included: the first `need` entries of `reqs`.
+    need: usize,
+    reqs: [RxRequest; crate::LEGACY_SLOTS_MAX],
+}
+
+impl RxPacket {
+    fn nr_extras(&self) -> usize {
+        usize::from(self.gso.is_some())
+            + usize::from(self.hash.is_some())
+            + usize::from(self.headroom != 0)
+    }
+
+    /// Data slots: every request but the extras' (after the first one: GSO, hash, then XDP, in
+    /// the order of their types as in C).
+    fn nr_data(&self) -> usize {
+        self.need - self.nr_extras()
+    }
+
+    /// The request of data slot `i`.
+    fn data_req(&self, i: usize) -> RxRequest {
+        let slot = if i >= 1 { i + self.nr_extras() } else { i };
+        self.reqs[slot.min(crate::LEGACY_SLOTS_MAX - 1)]
+    }
+
+    /// Where the data of slot `i` starts: the first one's after the headroom the frontend asked
+    /// for.
+    fn base(&self, i: usize) -> usize {
+        if i == 0 {
+            self.headroom
+        } else {
+            0
+        }
+    }
+
+    /// Writes the responses to the packet's requests: its data slots, with the extras after the
+    /// first one; an error in each data slot if the copies failed.
+    fn respond(&self, ring: &mut RxBackRing<MappedRing>, ok: bool) {
+        let nr_data = self.nr_data();
+        let nr_extras = self.nr_extras();
+        let mut remaining = self.len;
+        for i in 0..nr_data {
+            let req = self.data_req(i);
+            let size = remaining.min(PAGE_SIZE - self.base(i));
+            remaining -= size;
+            let mut flags = if i == 0 {
+                RxFlags::from_checksum(self.csum)
+            } else {
+                RxFlags::empty()
+            };
+            if i + 1 < nr_data {
+                flags |= RxFlag::MoreData;
+            }
+            if i == 0 && nr_extras != 0 {
+                flags |= RxFlag::ExtraInfo;
+            }
+            let status = if ok {
+                size as i16
+            } else {
+                Status::Error as i16
+            };
+            let _ = ring.push_response(RxSlot::from(RxResponse {
+                id: req.id,
+                offset: self.base(i) as u16,
+                flags,
+                status,
+            }));
+            if i == 0 {
+                if let Some(gso) = self.gso {
+                    let extra = ExtraInfo::new(Extra::Gso(gso))
+                        .with_more(self.hash.is_some() || self.headroom != 0);
+                    let _ = ring.push_response(RxSlot::from(extra));
+                }
+                if let Some(hash) = self.hash {
+                    let extra = ExtraInfo::new(Extra::Hash(hash)).with_more(self.headroom != 0);
+                    let _ = ring.push_response(RxSlot::from(extra));
+                }
+                if self.headroom != 0 {
+                    let extra = ExtraInfo::new(Extra::Xdp {
+                        headroom: self.headroom as u16,
+                    });
+                    let _ = ring.push_response(RxSlot::from(extra));
+                }
+            }
+        }
+    }
+}
+
+/// Sends the packets of the batch: grant-copies them from where their data is into the
+/// frontend's buffers, all in one hypercall, then answers their requests, notifies the frontend
+/// if it asked for it (at once, so that it works on the batch while the next one is copied), and
+/// frees the packets (C: `xenvif_rx_copy_flush`).
+fn flush(core: &Core, state: &mut crate::interface::RxState) {
+    if state.pending.is_empty() {
+        return;
+    }
+    let crate::interface::RxState {
+        ring,
+        pending,
+        copy,
+        ..
+    } = state;
+    // Each packet's operations (`start..end` of the batch), and whether they could be added.
+    let mut ops = [(0u16, 0u16, false); BATCH_PACKETS];
+    {
+        // The batch borrows the packets until it is reset.
+        let mut batch = core::mem::take(copy).reset();
+        for (pkt, ops) in pending.iter().zip(ops.iter_mut()) {
+            let start = batch.len();
+            let mut src = SkbSource::new(&pkt.skb);
+            let mut remaining = pkt.len;
+            let mut ok = true;
+            for i in 0..pkt.nr_data() {
+                let base = pkt.base(i);
+                let size = remaining.min(PAGE_SIZE - base);
+                remaining -= size;
+                let gref = GrantRef(pkt.data_req(i).gref);
+                if batch
+                    .copy_skb_to_peer(&mut src, size, core.domid, gref, base as u16)
+                    .is_err()
+                {
+                    ok = false;
+                    break;
+                }
+            }
+            *ops = (start as u16, batch.len() as u16, ok);
+        }
+        batch.submit();
+        for op in ops.iter_mut().take(pending.len()) {
+            op.2 &= (usize::from(op.0)..usize::from(op.1)).all(|i| batch.status(i).is_ok());
+        }
+        *copy = batch.reset();
+    }
+    for (pkt, &(_, _, ok)) in pending.iter().zip(ops.iter()) {
+        pkt.respond(ring, ok);
+    }
+    if ring.push_responses_and_check_notify() {
+        core.notify_rx();
+    }
+    // Freed here, with no lock but the worker's.
+    for (pkt, &(_, _, ok)) in pending.drain_all().zip(ops.iter()) {
+        if ok {
+            core.to_guest.packet(pkt.len as u32);
+            pkt.skb.consume();
+        } else {
+            core.to_guest.dropped.inc();
+            drop(pkt);
+        }
+    }
+}
 
 /// The GSO extra to send with a packet, if the frontend takes that kind of offload.
 pub(crate) fn gso_for(
@@ -121,6 +298,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     let mut notify = false;
     let mut fatal = None;
     let mut short = false;
+    let mut slots = 0;
     while sent < MAX_PACKETS_PER_RUN {
         // Look at the head packet: does the frontend have room for it?
         let mut hdr = [0u8; HASH_HEADER_BYTES];
@@ -200,22 +378,23 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             continue;
         }
 
-        // Gather the packet; the buffer is freed here, with no lock but the worker's.
-        let state = &mut *rx;
-        if skb.copy_bits(0, &mut state.buf[..len]).is_err() {
-            core.to_guest.dropped.inc();
-            drop(skb);
-            continue;
-        }
-        skb.consume();
-
         // Take the requests (each read once).
-        let mut reqs = [RxRequest::default(); crate::LEGACY_SLOTS_MAX];
+        let state = &mut *rx;
+        let mut pkt = RxPacket {
+            skb,
+            len,
+            gso,
+            hash,
+            csum,
+            headroom,
+            need,
+            reqs: [RxRequest::default(); crate::LEGACY_SLOTS_MAX],
+        };
         let mut n = 0;
         match state.ring.requests() {
             Ok(it) => {
-                for req in it.take(need) {
-                    reqs[n] = req;
+                for (req, slot) in it.take(need).zip(pkt.reqs.iter_mut()) {
+                    *slot = req;
                     n += 1;
                 }
             }
@@ -228,98 +407,26 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
             fatal = Some("RX requests vanished");
             break;
         }
-
-        // Data slots: every request but the extras' (after the first one: GSO, hash, then
-        // XDP, in the order of their types as in C).
-        let nr_extras =
-            usize::from(gso.is_some()) + usize::from(hash.is_some()) + usize::from(headroom != 0);
-        let data_slot = |i: usize| if i >= 1 { i + nr_extras } else { i };
-        let nr_data = need - nr_extras;
-        // The first slot's data starts after the headroom the frontend asked for.
-        let base = |i: usize| if i == 0 { headroom } else { 0 };
-        let mut ok = true;
-        {
-            let mut batch = CopyBatch::new();
-            let mut rest: &[u8] = &state.buf[..len];
-            for i in 0..nr_data {
-                let req = reqs[data_slot(i)];
-                let (mut cur, r) = rest.split_at(rest.len().min(PAGE_SIZE - base(i)));
-                rest = r;
-                let mut offset = base(i) as u16;
-                while !cur.is_empty() {
-                    let room = PAGE_SIZE - (cur.as_ptr() as usize % PAGE_SIZE);
-                    let k = room.min(cur.len());
-                    let (a, b) = cur.split_at(k);
-                    if batch
-                        .copy_to_peer(a, core.domid, GrantRef(req.gref), offset)
-                        .is_err()
-                    {
-                        ok = false;
-                    }
-                    offset += k as u16;
-                    cur = b;
-                }
-            }
-            batch.submit();
-            if (0..batch.len()).any(|i| batch.status(i).is_err()) {
-                ok = false;
-            }
-        }
-
-        // Responses.
-        let mut remaining = len;
-        for i in 0..nr_data {
-            let req = reqs[data_slot(i)];
-            let size = remaining.min(PAGE_SIZE - base(i));
-            remaining -= size;
-            let mut flags = if i == 0 {
-                RxFlags::from_checksum(csum)
-            } else {
-                RxFlags::empty()
-            };
-            if i + 1 < nr_data {
-                flags |= RxFlag::MoreData;
-            }
-            if i == 0 && nr_extras != 0 {
-                flags |= RxFlag::ExtraInfo;
-            }
-            let status = if ok {
-                size as i16
-            } else {
-                Status::Error as i16
-            };
-            let _ = state.ring.push_response(RxSlot::from(RxResponse {
-                id: req.id,
-                offset: base(i) as u16,
-                flags,
-                status,
-            }));
-            if i == 0 {
-                if let Some(gso) = gso {
-                    let extra = ExtraInfo::new(Extra::Gso(gso))
-                        .with_more(hash.is_some() || headroom != 0);
-                    let _ = state.ring.push_response(RxSlot::from(extra));
-                }
-                if let Some(hash) = hash {
-                    let extra = ExtraInfo::new(Extra::Hash(hash)).with_more(headroom != 0);
-                    let _ = state.ring.push_response(RxSlot::from(extra));
-                }
-                if headroom != 0 {
-                    let extra = ExtraInfo::new(Extra::Xdp {
-                        headroom: headroom as u16,
-                    });
-                    let _ = state.ring.push_response(RxSlot::from(extra));
-                }
-            }
-        }
-        if ok {
-            core.to_guest.packet(len as u32);
-        } else {
-            core.to_guest.dropped.inc();
-        }
         sent += 1;
-        notify |= state.ring.push_responses_and_check_notify();
+        slots += pkt.nr_data();
+        // Flushed when full before, so there is room.
+        if let Err(e) = state.pending.push_within_capacity(pkt) {
+            // Cannot happen; answered at once then, with an error.
+            let pkt = e.0;
+            flush(core, state);
+            pkt.respond(&mut state.ring, false);
+            core.to_guest.dropped.inc();
+            notify |= state.ring.push_responses_and_check_notify();
+            continue;
+        }
+        if state.pending.len() >= BATCH_PACKETS || slots >= BATCH_SLOTS {
+            flush(core, state);
+            slots = 0;
+        }
     }
+    // The packets taken so far are sent even if the frontend misbehaved since: their requests
+    // were valid.
+    flush(core, &mut rx);
     let more = sent == MAX_PACKETS_PER_RUN;
     // A frontend that leaves the head packet waiting too long loses what is queued for it
     // (C: `rx_drain_timeout_msecs`).

@@ -51,6 +51,12 @@ __rust_helper bool rust_helper_virt_addr_valid(const void *kaddr)
 #include <linux/preempt.h>
 #include <xen/grant_table.h>
 
+/* The grant a page mapped from another domain was mapped with, or NULL for a local page. */
+__rust_helper struct xen_page_foreign *rust_helper_xen_page_foreign(struct page *page)
+{
+	return xen_page_foreign(page);
+}
+
 __rust_helper void rust_helper_gnttab_set_map_op(struct gnttab_map_grant_ref *map, phys_addr_t addr,
 						 uint32_t flags, grant_ref_t ref, domid_t domid)
 {

@@ -31,6 +31,7 @@ use crate::{
     types::Opaque, //
 };
 use core::{
+    marker::PhantomData,
     mem::ManuallyDrop,
     ops::Deref,
     ptr::NonNull, //
@@ -189,6 +190,31 @@ impl Frag {
     pub fn size(&self) -> u32 {
         // SAFETY: `self.0` is a valid fragment by the type invariant.
         unsafe { bindings::skb_frag_size(self.0.get()) }
+    }
+}
+
+/// The buffers of a socket buffer's frag list, as returned by [`SkBuffRef::frag_list`].
+///
+/// # Invariants
+///
+/// `next` is NULL or a buffer of the frag list of a socket buffer borrowed for `'a`.
+pub struct FragList<'a> {
+    next: *mut bindings::sk_buff,
+    _skb: PhantomData<&'a SkBuffRef>,
+}
+
+impl<'a> Iterator for FragList<'a> {
+    type Item = &'a SkBuffRef;
+
+    fn next(&mut self) -> Option<&'a SkBuffRef> {
+        let skb = NonNull::new(self.next)?;
+        // SAFETY: By the type invariant, `skb` is on the frag list of a buffer borrowed for `'a`,
+        // which owns it and keeps it unmodified while borrowed.
+        let skb = unsafe { SkBuffRef::from_raw(skb.as_ptr()) };
+        // INVARIANT: The list is linked through `next` and ends with NULL.
+        // SAFETY: `skb` is a valid socket buffer.
+        self.next = unsafe { (*skb.as_raw()).__bindgen_anon_1.__bindgen_anon_1.next };
+        Some(skb)
     }
 }
 
@@ -393,6 +419,16 @@ impl SkBuffRef {
         // CAST: `Frag` is a transparent wrapper of `Opaque<skb_frag_t>`.
         // SAFETY: The first `nr` fragments are initialised and live as long as the buffer.
         unsafe { core::slice::from_raw_parts((*shinfo).frags.as_ptr().cast::<Frag>(), nr) }
+    }
+
+    /// Returns the buffers chained in the frag list (`skb_walk_frags()`): their data follows
+    /// this buffer's linear area and fragments, in order, and counts in [`SkBuffRef::len`].
+    pub fn frag_list(&self) -> FragList<'_> {
+        FragList {
+            // SAFETY: `shinfo()` returns a valid pointer.
+            next: unsafe { (*self.shinfo()).frag_list },
+            _skb: PhantomData,
+        }
     }
 
     /// Returns the number of page fragments.

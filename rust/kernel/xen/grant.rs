@@ -960,6 +960,91 @@ impl<'a> CopyBatch<'a> {
         self.push(op)
     }
 
+    /// Adds the operations that copy the next `len` bytes of a socket buffer's data, read through
+    /// `src`, to offset `offset` of the page that domain `domid` granted with `gref`
+    /// (`GNTCOPY_dest_gref`): the data goes from where it is to the other domain, with no copy
+    /// in this domain first (C: `xenvif_rx_copy_add()`).
+    ///
+    /// One operation per [`SkbPiece`] (split at the Xen page boundaries of the source and at
+    /// `len`); a piece of a page mapped from another domain is read through that domain's grant.
+    /// The socket buffer is borrowed by `src` for `'a`, so it and the pages of its fragments stay
+    /// allocated, and unmodified, until the batch is dropped or [reset](CopyBatch::reset).
+    ///
+    /// Returns the number of operations added (none if `len` is zero). Fails with [`EINVAL`] if
+    /// the copy would go past the end of the granted page or of the data left in `src`, and with
+    /// [`EBUSY`] if the batch was submitted: nothing is added then. Fails with [`EOPNOTSUPP`] if
+    /// a fragment is not in a page (`net_iov` memory) or [`ENOMEM`]: the operations added
+    /// before stay in the batch, and `src` has moved past them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::net::skb::SkBuff;
+    /// use kernel::xen::{grant::{CopyBatch, GrantRef, SkbSource}, DomId, PAGE_SIZE};
+    ///
+    /// let mut skb = SkBuff::alloc(200, GFP_KERNEL)?;
+    /// skb.put_data(&[7u8; 150])?;
+    /// let mut src = SkbSource::new(&skb);
+    /// let mut batch = CopyBatch::with_capacity(4, GFP_KERNEL)?;
+    /// // The first 100 bytes at the end of one granted page, the other 50 into another one.
+    /// let end = PAGE_SIZE as u16 - 100;
+    /// let n = batch.copy_skb_to_peer(&mut src, 100, DomId(1), GrantRef(8), end)?;
+    /// assert!(n >= 1);
+    /// assert_eq!(src.remaining(), 50);
+    /// // Not past the end of the granted page, not past the end of the packet.
+    /// assert_eq!(batch.copy_skb_to_peer(&mut src, 50, DomId(1), GrantRef(9), 4050), Err(EINVAL));
+    /// assert_eq!(batch.copy_skb_to_peer(&mut src, 51, DomId(1), GrantRef(9), 0), Err(EINVAL));
+    /// batch.copy_skb_to_peer(&mut src, 50, DomId(1), GrantRef(9), 0)?;
+    /// assert_eq!(src.remaining(), 0);
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    pub fn copy_skb_to_peer(
+        &mut self,
+        src: &mut SkbSource<'a>,
+        len: usize,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+    ) -> Result<usize> {
+        Self::remote(offset, len)?;
+        if len > src.remaining() {
+            return Err(EINVAL);
+        }
+        if self.submitted {
+            return Err(EBUSY);
+        }
+        let mut done = 0;
+        let mut added = 0;
+        while done < len {
+            // `src` holds at least `len - done` more bytes (checked above): never `None`.
+            let piece = src.next_piece(len - done)?.ok_or(EINVAL)?;
+            let mut op: bindings::gnttab_copy = pin_init::zeroed();
+            op.flags = bindings::GNTCOPY_dest_gref as u16;
+            match piece.frame {
+                SkbFrame::Local(gfn) => {
+                    op.source.u.gmfn = gfn.0 as bindings::xen_pfn_t;
+                    op.source.domid = DomId::SELF.0;
+                }
+                SkbFrame::Foreign(owner, r) => {
+                    op.source.u.ref_ = r.0;
+                    op.source.domid = owner.0;
+                    op.flags |= bindings::GNTCOPY_source_gref as u16;
+                }
+            }
+            op.source.offset = piece.offset;
+            op.dest.u.ref_ = gref.0;
+            op.dest.domid = domid.0;
+            // `offset + done < offset + len <= PAGE_SIZE`: fits.
+            op.dest.offset = offset + done as u16;
+            op.len = piece.len;
+            self.push(op)?;
+            done += usize::from(piece.len);
+            added += 1;
+        }
+        Ok(added)
+    }
+
     /// Performs all operations (`gnttab_batch_copy()`).
     ///
     /// The hypervisor retries operations on paged-out frames; each operation then has its final
@@ -998,6 +1083,184 @@ impl<'a> CopyBatch<'a> {
 impl Default for CopyBatch<'_> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Where a piece of a socket buffer's data is, as the source of a grant copy.
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkbFrame {
+    /// A frame of this domain.
+    Local(Gfn),
+    /// A page of another domain (the first field) that this domain mapped through a grant (the
+    /// second field), as the fragments of guest transmit data a backend forwards without copying
+    /// it (`xen_page_foreign()`): a grant copy reads it through that grant.
+    Foreign(DomId, GrantRef),
+}
+
+/// A piece of a socket buffer's data that lies within one Xen page, as returned by
+/// [`SkbSource::next_piece`].
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbPiece {
+    /// The Xen page.
+    pub frame: SkbFrame,
+    /// Offset of the piece in the Xen page.
+    pub offset: u16,
+    /// Length of the piece, at least 1, at most to the end of the Xen page.
+    pub len: u16,
+}
+
+/// A cursor over the data of a socket buffer, for grant copies that read the data where it is
+/// ([`CopyBatch::copy_skb_to_peer`]).
+///
+/// The data is read in the order of the packet: the linear area, each fragment, then each buffer
+/// of the frag list the same way (`skb_walk_frags()`, one level, as C's
+/// `xenvif_rx_next_frag()`). It comes in pieces that each lie within one Xen page: the linear
+/// area may cross page boundaries, and a fragment may span several pages of a compound page (an
+/// order-3 page of the page-fragment allocator, say), each Xen page of which is a separate
+/// frame. The linear area is memory of this domain; a fragment's page may be mapped from another
+/// domain ([`SkbFrame::Foreign`]).
+///
+/// The socket buffer is borrowed for `'a`, so a [`CopyBatch`] that copies from it keeps it
+/// allocated until the batch is submitted and dropped.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::skb::SkBuff;
+/// use kernel::page::Page;
+/// use kernel::xen::grant::{SkbFrame, SkbSource};
+///
+/// let mut skb = SkBuff::alloc(200, GFP_KERNEL)?;
+/// skb.put_data(&[1u8; 64])?;
+/// // 96 bytes at the end of a page, then 1000 bytes of another page.
+/// skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 4000, 96, 4096)?;
+/// skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, 1000, 4096)?;
+/// let mut src = SkbSource::new(&skb);
+/// assert_eq!(src.remaining(), 64 + 96 + 1000);
+/// // The linear area (`kmalloc()` memory: one piece unless it crosses a page boundary).
+/// let mut head = 0;
+/// while head < 64 {
+///     let p = src.next_piece(64 - head)?.unwrap();
+///     assert!(matches!(p.frame, SkbFrame::Local(_)));
+///     assert!(usize::from(p.offset) + usize::from(p.len) <= 4096);
+///     head += usize::from(p.len);
+/// }
+/// assert_eq!(head, 64);
+/// // At most `max` bytes at a time: the rest of a destination slot.
+/// let p = src.next_piece(40)?.unwrap();
+/// assert_eq!((p.offset, p.len), (4000, 40));
+/// let p = src.next_piece(4096)?.unwrap();
+/// assert_eq!((p.offset, p.len), (4040, 56));
+/// let p = src.next_piece(4096)?.unwrap();
+/// assert_eq!((p.offset, p.len), (0, 1000));
+/// assert_eq!(src.next_piece(4096)?, None);
+/// assert_eq!(src.remaining(), 0);
+/// # Ok::<(), Error>(())
+/// ```
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+pub struct SkbSource<'a> {
+    /// The buffer being read: the socket buffer or one of its frag list.
+    cur: &'a crate::net::skb::SkBuffRef,
+    /// The buffers of the frag list not read yet.
+    rest: crate::net::skb::FragList<'a>,
+    /// The part of `cur` being read: 0 the linear area, `i + 1` fragment `i`.
+    part: usize,
+    /// Bytes of that part already read.
+    pos: usize,
+    /// Bytes of the packet left to read.
+    left: usize,
+}
+
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+impl<'a> SkbSource<'a> {
+    /// Creates a cursor at the start of the data of `skb`.
+    pub fn new(skb: &'a crate::net::skb::SkBuffRef) -> Self {
+        Self {
+            cur: skb,
+            rest: skb.frag_list(),
+            part: 0,
+            pos: 0,
+            left: skb.len() as usize,
+        }
+    }
+
+    /// Returns the number of bytes left to read (of [`SkBuffRef::len`]).
+    ///
+    /// [`SkBuffRef::len`]: crate::net::skb::SkBuffRef::len
+    pub fn remaining(&self) -> usize {
+        self.left
+    }
+
+    /// Returns the next piece of at most `max` bytes, and moves past it.
+    ///
+    /// Returns [`None`] if `max` is zero or all data was read. Fails with [`EOPNOTSUPP`] if a
+    /// fragment is not in a page (`net_iov` memory), and with [`EINVAL`] if the parts of the
+    /// buffer hold less data than its length says.
+    pub fn next_piece(&mut self, max: usize) -> Result<Option<SkbPiece>> {
+        loop {
+            if self.left == 0 || max == 0 {
+                return Ok(None);
+            }
+            let max = max.min(self.left);
+            if self.part == 0 {
+                let data = self.cur.data();
+                if let Some(rest) = data.get(self.pos..).filter(|r| !r.is_empty()) {
+                    let addr = rest.as_ptr();
+                    let offset = addr as usize % PAGE_SIZE;
+                    let len = rest.len().min(PAGE_SIZE - offset).min(max);
+                    // SAFETY: `addr` is in the linear area, which is in the kernel's linear
+                    // mapping.
+                    let gfn = unsafe { bindings::virt_to_gfn(addr.cast()) };
+                    let frame = SkbFrame::Local(Gfn(gfn as u64));
+                    return Ok(Some(self.advance(frame, offset, len)));
+                }
+            } else if let Some(frag) = self.cur.frags().get(self.part - 1) {
+                let size = frag.size() as usize;
+                if self.pos < size {
+                    let page = frag.page().ok_or(EOPNOTSUPP)?;
+                    let start = frag.offset() as usize + self.pos;
+                    let offset = start % PAGE_SIZE;
+                    let len = (size - self.pos).min(PAGE_SIZE - offset).min(max);
+                    // SAFETY: A fragment lies within its (possibly compound) page, whose
+                    // `struct page`s are contiguous: this is the one holding byte `start`.
+                    let sub = unsafe { page.as_ptr().add(start / PAGE_SIZE) };
+                    // SAFETY: `sub` is a valid `struct page`.
+                    let foreign = unsafe { bindings::xen_page_foreign(sub) };
+                    let frame = if foreign.is_null() {
+                        // SAFETY: `sub` is a valid `struct page`.
+                        SkbFrame::Local(Gfn(unsafe { bindings::xen_page_to_gfn(sub) } as u64))
+                    } else {
+                        // SAFETY: `foreign` points into `sub`, which stays valid while the
+                        // fragment holds its page; the grant table code set it when it mapped
+                        // the page and keeps it until the page is unmapped.
+                        let f = unsafe { foreign.read() };
+                        SkbFrame::Foreign(DomId(f.domid), GrantRef(f.gref))
+                    };
+                    return Ok(Some(self.advance(frame, offset, len)));
+                }
+            } else {
+                // Past the last fragment: on to the next buffer of the frag list.
+                self.cur = self.rest.next().ok_or(EINVAL)?;
+                self.part = 0;
+                self.pos = 0;
+                continue;
+            }
+            self.part += 1;
+            self.pos = 0;
+        }
+    }
+
+    fn advance(&mut self, frame: SkbFrame, offset: usize, len: usize) -> SkbPiece {
+        self.pos += len;
+        self.left -= len;
+        SkbPiece {
+            frame,
+            // Both at most `PAGE_SIZE`, which fits.
+            offset: offset as u16,
+            len: len as u16,
+        }
     }
 }
 
@@ -1888,6 +2151,112 @@ mod tests {
         // An empty linear area gives a first piece too short for an Ethernet header.
         let skb = SkBuff::alloc(64, GFP_KERNEL)?;
         assert_eq!(GrantedSkb::layout(&skb).first_len, 0);
+        Ok(())
+    }
+
+    /// Pieces of a fragment in an order-3 compound page, and of the frag list, as
+    /// `SkbSource` and `CopyBatch::copy_skb_to_peer` split them.
+    #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+    #[test]
+    fn skb_source_split() -> Result {
+        use crate::net::skb::SkBuff;
+
+        let mut skb = SkBuff::alloc(256, GFP_KERNEL)?;
+        skb.put_data(&[1u8; 100])?;
+        let comp = 1 << bindings::___GFP_COMP_BIT;
+        // SAFETY: Allocating has no requirement; the result is checked below.
+        let page = unsafe { bindings::alloc_pages(GFP_KERNEL.as_raw() | comp, 3) };
+        if page.is_null() {
+            return Err(ENOMEM);
+        }
+        // 10000 bytes from byte 4000 of the compound page: in its Xen pages 0 to 3.
+        // SAFETY: `skb` is owned and has no fragment yet; the page reference is handed over to
+        // it; bytes 4000..14000 are within the 32 KiB page.
+        unsafe { bindings::skb_add_rx_frag(skb.as_raw(), 0, page, 4000, 10000, 8 * 4096) };
+        let mut tail = SkBuff::alloc(64, GFP_KERNEL)?;
+        tail.put_data(&[2u8; 30])?;
+        let tail = tail.into_raw().as_ptr();
+        // SAFETY: `skb` is owned and has no frag list; it takes over `tail` (freed with it) and
+        // its length, as `skb_append_pagefrags()` callers do.
+        unsafe {
+            (*bindings::skb_shinfo(skb.as_raw())).frag_list = tail;
+            (*skb.as_raw()).len += 30;
+            (*skb.as_raw()).data_len += 30;
+        }
+        let gfn = |i: usize| {
+            // SAFETY: `page` is the head page of the compound page the fragment holds, `i < 8`.
+            Gfn(unsafe { bindings::xen_page_to_gfn(page.add(i)) } as u64)
+        };
+
+        let mut src = SkbSource::new(&skb);
+        assert_eq!(src.remaining(), 100 + 10000 + 30);
+        let mut head = 0;
+        while head < 100 {
+            head += usize::from(src.next_piece(100 - head)?.ok_or(EINVAL)?.len);
+        }
+        // Destination slots of 4096 bytes, the first one 200 bytes short: the copies end at
+        // every source and destination Xen page boundary.
+        let mut batch = CopyBatch::with_capacity(8, GFP_KERNEL)?;
+        assert_eq!(
+            batch.copy_skb_to_peer(&mut src, 3896, DomId(1), GrantRef(5), 200),
+            Ok(2)
+        );
+        assert_eq!(
+            batch.copy_skb_to_peer(&mut src, 4096, DomId(1), GrantRef(6), 0),
+            Ok(2)
+        );
+        assert_eq!(
+            batch.copy_skb_to_peer(&mut src, 2038, DomId(1), GrantRef(7), 0),
+            Ok(3)
+        );
+        assert_eq!(src.remaining(), 0);
+        assert_eq!(src.next_piece(4096), Ok(None));
+        let expected = [
+            // (source frame, source offset, destination ref, destination offset, length)
+            (gfn(0), 4000, 5, 200, 96),
+            (gfn(1), 0, 5, 296, 3800),
+            (gfn(1), 3800, 6, 0, 296),
+            (gfn(2), 0, 6, 296, 3800),
+            (gfn(2), 3800, 7, 0, 296),
+            (gfn(3), 0, 7, 296, 1712),
+        ];
+        for (op, &(frame, so, r, d, l)) in batch.ops.iter().zip(expected.iter()) {
+            assert_eq!(op.flags, bindings::GNTCOPY_dest_gref as u16);
+            // SAFETY: These operations' sources are frames and destinations references.
+            let (sf, dr) = unsafe { (op.source.u.gmfn, op.dest.u.ref_) };
+            assert_eq!(
+                (Gfn(sf as u64), op.source.offset, op.source.domid),
+                (frame, so, DomId::SELF.0)
+            );
+            assert_eq!((dr, op.dest.offset, op.dest.domid, op.len), (r, d, 1, l));
+        }
+        // The last operation reads the linear area of the frag list's buffer.
+        let op = &batch.ops[6];
+        assert_eq!((op.dest.offset, op.len), (296 + 1712, 30));
+        assert_eq!(batch.len(), 7);
+
+        // A buffer whose parts hold less than its length.
+        // SAFETY: The frag list's buffer is still there; only the lengths are changed (the
+        // linear area keeps its length: `skb_headlen()` is `len - data_len`).
+        unsafe {
+            (*skb.as_raw()).len += 1;
+            (*skb.as_raw()).data_len += 1;
+        }
+        let mut src = SkbSource::new(&skb);
+        let mut n = 0;
+        let err = loop {
+            match src.next_piece(4096) {
+                Ok(Some(p)) => n += usize::from(p.len),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        assert_eq!((n, err), (10130, Err(EINVAL)));
+        // SAFETY: Restores the lengths the parts hold.
+        unsafe {
+            (*skb.as_raw()).len -= 1;
+            (*skb.as_raw()).data_len -= 1;
+        }
         Ok(())
     }
 
