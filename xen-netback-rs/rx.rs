@@ -115,16 +115,25 @@ impl RxPacket {
         }
     }
 
+    /// Where the packet's data goes: for each data slot, its index, where the data starts in
+    /// the slot and how many bytes it gets (the copies and the responses both follow this).
+    fn slots(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let mut remaining = self.len;
+        (0..self.nr_data()).map(move |i| {
+            let base = self.base(i);
+            let size = remaining.min(PAGE_SIZE - base);
+            remaining -= size;
+            (i, base, size)
+        })
+    }
+
     /// Writes the responses to the packet's requests: its data slots, with the extras after the
     /// first one; an error in each data slot if the copies failed.
     fn respond(&self, ring: &mut RxBackRing<MappedRing>, ok: bool) {
         let nr_data = self.nr_data();
         let nr_extras = self.nr_extras();
-        let mut remaining = self.len;
-        for i in 0..nr_data {
+        for (i, base, size) in self.slots() {
             let req = self.data_req(i);
-            let size = remaining.min(PAGE_SIZE - self.base(i));
-            remaining -= size;
             let mut flags = if i == 0 {
                 RxFlags::from_checksum(self.csum)
             } else {
@@ -143,7 +152,7 @@ impl RxPacket {
             };
             let _ = ring.push_response(RxSlot::from(RxResponse {
                 id: req.id,
-                offset: self.base(i) as u16,
+                offset: base as u16,
                 flags,
                 status,
             }));
@@ -190,12 +199,8 @@ fn flush(core: &Core, state: &mut crate::interface::RxState) {
         for (pkt, ops) in pending.iter().zip(ops.iter_mut()) {
             let start = batch.len();
             let mut src = SkbSource::new(&pkt.skb);
-            let mut remaining = pkt.len;
             let mut ok = true;
-            for i in 0..pkt.nr_data() {
-                let base = pkt.base(i);
-                let size = remaining.min(PAGE_SIZE - base);
-                remaining -= size;
+            for (i, base, size) in pkt.slots() {
                 let gref = GrantRef(pkt.data_req(i).gref);
                 if batch
                     .copy_skb_to_peer(&mut src, size, core.domid, gref, base as u16)
