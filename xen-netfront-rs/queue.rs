@@ -119,11 +119,22 @@ pub(crate) struct Channels {
     pub(crate) rx: Option<Pin<KBox<Evtchn>>>,
 }
 
-/// Interrupt handler: defers all work (and the EOI) to NAPI.
+/// Which rings an event channel serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rings {
+    /// Both rings (one channel per queue).
+    Both,
+    /// The TX ring only (split event channels).
+    Tx,
+    /// The RX ring only (split event channels).
+    Rx,
+}
+
+/// Interrupt handler. TX completions on a TX-only channel are reaped right here, as C's
+/// `xennet_tx_interrupt` does; everything else (and its EOI) is deferred to NAPI.
 pub(crate) struct Irq {
     pub(crate) queue: Arc<Napi<Queue>>,
-    /// Whether this is the RX ring's own channel (split event channels).
-    pub(crate) rx_only: bool,
+    pub(crate) rings: Rings,
 }
 
 impl evtchn::Handler for Irq {
@@ -132,10 +143,15 @@ impl evtchn::Handler for Irq {
             // A broken backend gets no more service: the channel stays masked.
             return Eoi::Deferred;
         }
-        if self.rx_only {
-            self.queue.eoi_pending_rx.store(1, Relaxed);
-        } else {
-            self.queue.eoi_pending.store(1, Relaxed);
+        match self.rings {
+            Rings::Tx => {
+                if let Some(work) = self.queue.tx_gc_irq(self.queue.device()) {
+                    return if work { Eoi::Done } else { Eoi::Spurious };
+                }
+                self.queue.eoi_pending.store(1, Relaxed);
+            }
+            Rings::Both => self.queue.eoi_pending.store(1, Relaxed),
+            Rings::Rx => self.queue.eoi_pending_rx.store(1, Relaxed),
         }
         self.queue.schedule();
         Eoi::Deferred
@@ -171,6 +187,9 @@ struct Tx {
     free_pkts: KVec<u16>,
     /// Bounce pages given back, reused before allocating.
     spare: KVec<Page>,
+    /// XDP frames in flight: their memory goes back to its page pool, which only NAPI (or
+    /// process) context may do, so their completions are not reaped in the interrupt handler.
+    xdp_inflight: u16,
 }
 
 /// A received packet being assembled across slots.
@@ -298,6 +317,7 @@ impl Queue {
             packets,
             free_pkts,
             spare: KVec::with_capacity(if bounce { TX_RING } else { 0 }, GFP_KERNEL)?,
+            xdp_inflight: 0,
         };
         let rx = Rx {
             ring: RxFrontRing::new(rx_ring)?,
@@ -402,6 +422,7 @@ impl Queue {
                     let offset = frame.offset_in_page() % PAGE_SIZE;
                     let grant = Grant::new(gref, self.domid, frame, Access::ReadOnly);
                     let gref = grant.gref().0;
+                    tx.xdp_inflight += 1;
                     (Slot::Xdp(grant), gref, offset)
                 };
                 tx.slots[usize::from(id)] = slot;
@@ -812,111 +833,135 @@ impl Queue {
     }
 
     /// Reaps TX responses (`xennet_tx_buf_gc`): checks each id, ends its grant, frees the id,
-    /// and frees a packet once all its requests are answered.
+    /// and frees a packet once all its requests are answered. Returns whether there were any.
     fn tx_gc(&self, dev: &Device) -> bool {
-        let mut work = false;
-        let mut bad: Option<&str> = None;
-        {
-            let mut guard = self.tx.lock();
-            let tx = &mut *guard;
-            'outer: loop {
-                let responses = match tx.ring.responses() {
-                    Ok(r) => r,
-                    Err(_) => {
-                        bad = Some("TX: Illegal number of responses");
-                        break;
-                    }
-                };
-                for rsp in responses {
-                    work = true;
-                    match Status::try_from(rsp.status) {
-                        Ok(Status::Null) => continue,
-                        Ok(Status::Okay) => {}
-                        _ => self.tx_stats.errors.inc(),
-                    }
-                    let id = usize::from(rsp.id);
-                    let Some(slot) = tx.slots.get_mut(id) else {
-                        bad = Some("TX: Response has incorrect id");
-                        break 'outer;
-                    };
-                    match core::mem::replace(slot, Slot::Free) {
-                        Slot::Free => {
-                            bad = Some("TX: Response for inactive request");
-                            break 'outer;
-                        }
-                        Slot::Bounce(grant) => match grant.end() {
-                            Ok((gref, page)) => {
-                                tx.refs.release(gref);
-                                if tx.spare.len() < TX_RING {
-                                    let _ = tx.spare.push(page, GFP_ATOMIC);
-                                }
-                            }
-                            Err(grant) => {
-                                // Still mapped by the backend: the page stays out of reuse.
-                                drop(grant);
-                                bad = Some("TX: Grant still in use by backend domain");
-                                break 'outer;
-                            }
-                        },
-                        Slot::Mcast => {}
-                        Slot::Xdp(grant) => match grant.end() {
-                            Ok((gref, frame)) => {
-                                tx.refs.release(gref);
-                                // Returns the frame's memory to its owner.
-                                drop(frame);
-                            }
-                            Err(grant) => {
-                                // Still mapped: the frame is leaked, never returned.
-                                drop(grant);
-                                bad = Some("TX: Grant still in use by backend domain");
-                                break 'outer;
-                            }
-                        },
-                        Slot::Skb { pkt, piece } => {
-                            let pkt = usize::from(pkt);
-                            let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut)
-                            else {
-                                bad = Some("TX: Response for inactive request (no packet)");
-                                break 'outer;
-                            };
-                            if granted.end(usize::from(piece), &mut tx.refs).is_err() {
-                                // Still mapped: the packet is leaked when the queue goes away.
-                                bad = Some("TX: Grant still in use by backend domain");
-                                break 'outer;
-                            }
-                            if granted.is_done() {
-                                if let Some(Ok(skb)) =
-                                    tx.packets[pkt].take().map(GrantedSkb::into_skb)
-                                {
-                                    skb.consume();
-                                }
-                                let _ = tx.free_pkts.push(pkt as u16, GFP_ATOMIC);
-                            }
-                        }
-                    }
-                    let _ = tx.free_ids.push(rsp.id, GFP_ATOMIC);
-                }
-                match tx.ring.final_check_for_responses() {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(_) => {
-                        bad = Some("TX: Illegal number of responses");
-                        break;
-                    }
-                }
-            }
-            if bad.is_none() && tx.ring.free_requests() >= TX_MAX_SLOTS && dev.carrier_ok() {
-                if let Some(q) = dev.tx_queue(u32::from(self.index)) {
-                    if q.is_stopped() {
-                        q.wake();
-                    }
-                }
-            }
-        }
+        let (work, bad) = {
+            let mut tx = self.tx.lock();
+            self.reap_tx(&mut tx, dev)
+        };
         if let Some(why) = bad {
             self.mark_broken(dev, why);
         }
         work
+    }
+
+    /// [`Self::tx_gc`] in hard interrupt context, as C's `xennet_tx_interrupt`; `None` while XDP
+    /// frames are in flight (they may only be returned from NAPI: the caller defers to it).
+    fn tx_gc_irq(&self, dev: &Device) -> Option<bool> {
+        let (work, bad) = {
+            let mut tx = self.tx.lock();
+            if tx.xdp_inflight != 0 {
+                return None;
+            }
+            self.reap_tx(&mut tx, dev)
+        };
+        if let Some(why) = bad {
+            self.mark_broken(dev, why);
+        }
+        Some(work)
+    }
+
+    /// The loop of [`Self::tx_gc`], under the TX lock: whether there were responses, and why
+    /// the backend is to be marked broken, if it is.
+    fn reap_tx(&self, tx: &mut Tx, dev: &Device) -> (bool, Option<&'static str>) {
+        let mut work = false;
+        let mut bad: Option<&'static str> = None;
+        'outer: loop {
+            let responses = match tx.ring.responses() {
+                Ok(r) => r,
+                Err(_) => {
+                    bad = Some("TX: Illegal number of responses");
+                    break;
+                }
+            };
+            for rsp in responses {
+                work = true;
+                match Status::try_from(rsp.status) {
+                    Ok(Status::Null) => continue,
+                    Ok(Status::Okay) => {}
+                    _ => self.tx_stats.errors.inc(),
+                }
+                let id = usize::from(rsp.id);
+                let Some(slot) = tx.slots.get_mut(id) else {
+                    bad = Some("TX: Response has incorrect id");
+                    break 'outer;
+                };
+                match core::mem::replace(slot, Slot::Free) {
+                    Slot::Free => {
+                        bad = Some("TX: Response for inactive request");
+                        break 'outer;
+                    }
+                    Slot::Bounce(grant) => match grant.end() {
+                        Ok((gref, page)) => {
+                            tx.refs.release(gref);
+                            if tx.spare.len() < TX_RING {
+                                let _ = tx.spare.push(page, GFP_ATOMIC);
+                            }
+                        }
+                        Err(grant) => {
+                            // Still mapped by the backend: the page stays out of reuse.
+                            drop(grant);
+                            bad = Some("TX: Grant still in use by backend domain");
+                            break 'outer;
+                        }
+                    },
+                    Slot::Mcast => {}
+                    Slot::Xdp(grant) => match grant.end() {
+                        Ok((gref, frame)) => {
+                            tx.xdp_inflight -= 1;
+                            tx.refs.release(gref);
+                            // Returns the frame's memory to its owner.
+                            drop(frame);
+                        }
+                        Err(grant) => {
+                            // Still mapped: the frame is leaked, never returned.
+                            tx.xdp_inflight -= 1;
+                            drop(grant);
+                            bad = Some("TX: Grant still in use by backend domain");
+                            break 'outer;
+                        }
+                    },
+                    Slot::Skb { pkt, piece } => {
+                        let pkt = usize::from(pkt);
+                        let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut)
+                        else {
+                            bad = Some("TX: Response for inactive request (no packet)");
+                            break 'outer;
+                        };
+                        if granted.end(usize::from(piece), &mut tx.refs).is_err() {
+                            // Still mapped: the packet is leaked when the queue goes away.
+                            bad = Some("TX: Grant still in use by backend domain");
+                            break 'outer;
+                        }
+                        if granted.is_done() {
+                            if let Some(Ok(skb)) =
+                                tx.packets[pkt].take().map(GrantedSkb::into_skb)
+                            {
+                                skb.consume();
+                            }
+                            let _ = tx.free_pkts.push(pkt as u16, GFP_ATOMIC);
+                        }
+                    }
+                }
+                let _ = tx.free_ids.push(rsp.id, GFP_ATOMIC);
+            }
+            match tx.ring.final_check_for_responses() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(_) => {
+                    bad = Some("TX: Illegal number of responses");
+                    break;
+                }
+            }
+        }
+        if bad.is_none() && tx.ring.free_requests() >= TX_MAX_SLOTS && dev.carrier_ok() {
+            if let Some(q) = dev.tx_queue(u32::from(self.index)) {
+                if q.is_stopped() {
+                    q.wake();
+                }
+            }
+        }
+        (work, bad)
     }
 
     /// Receives at most `budget` packets.

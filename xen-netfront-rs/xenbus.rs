@@ -14,7 +14,8 @@ use crate::{
         Channels,
         Evtchn,
         Irq,
-        Queue, //
+        Queue,
+        Rings, //
     },
 };
 use kernel::{
@@ -277,13 +278,13 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
             GFP_KERNEL,
         )?;
         // Named as C names them: "<ifname>-q<N>", or "-tx"/"-rx" after it when split.
-        let bind = |rx_only: bool, suffix: &str| -> Result<(Pin<KBox<Evtchn>>, u32)> {
+        let bind = |rings: Rings, suffix: &str| -> Result<(Pin<KBox<Evtchn>>, u32)> {
             let port = UnboundPort::alloc(dev)?;
             let nr = port.port().0;
             let name = CString::try_from_fmt(fmt!("{ifname}-q{index}{suffix}"))?;
             let irq = Irq {
                 queue: queue.clone(),
-                rx_only,
+                rings,
             };
             let evt = KBox::pin_init(
                 Registration::bind(port, name, Ok::<_, Error>(irq)),
@@ -292,11 +293,11 @@ fn connect(dev: &xb::Device<Core<'_>>, inner: &mut Inner) -> Result {
             Ok((evt, nr))
         };
         let (channels, tx_port, rx_port) = if split {
-            let (tx, tx_port) = bind(false, "-tx")?;
-            let (rx, rx_port) = bind(true, "-rx")?;
+            let (tx, tx_port) = bind(Rings::Tx, "-tx")?;
+            let (rx, rx_port) = bind(Rings::Rx, "-rx")?;
             (Channels { tx, rx: Some(rx) }, tx_port, Some(rx_port))
         } else {
-            let (tx, port) = bind(false, "")?;
+            let (tx, port) = bind(Rings::Both, "")?;
             (Channels { tx, rx: None }, port, None)
         };
         *queue.evtchn.lock() = Some(channels);
