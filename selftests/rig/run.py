@@ -121,10 +121,11 @@ def tool_bin(name):
     src = os.path.join(HERE, "tools", name + ".c")
     out = os.path.join(RIG, name)
     if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
-        r = subprocess.run(["gcc", "-static", "-O2", "-o", out + ".tmp", src])
+        tmp = "%s.%d.tmp" % (out, os.getpid())   # two rig lanes may build it at once
+        r = subprocess.run(["gcc", "-static", "-O2", "-o", tmp, src])
         if r.returncode:
             die("cannot build %s" % src)
-        os.rename(out + ".tmp", out)
+        os.rename(tmp, out)
     return out
 
 
@@ -134,10 +135,11 @@ def bpf_obj(name):
     out = os.path.join(RIG, name + ".o")
     if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
         clang = shutil.which("clang-19") or shutil.which("clang") or "clang-19"
-        r = subprocess.run([clang, "-target", "bpf", "-O2", "-c", src, "-o", out + ".tmp"])
+        tmp = "%s.%d.tmp" % (out, os.getpid())
+        r = subprocess.run([clang, "-target", "bpf", "-O2", "-c", src, "-o", tmp])
         if r.returncode:
             die("cannot build %s (clang-19 comes with scripts/deps.sh)" % src)
-        os.rename(out + ".tmp", out)
+        os.rename(tmp, out)
     return out
 
 
@@ -157,7 +159,8 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
     for tool in ("fpstress", "tlbbench", "ldttest"):
         shutil.copy(tool_bin(tool), os.path.join(st, tool))
-    shutil.copy(bpf_obj("xdp_drop.bpf"), os.path.join(st, "xdp_drop.bpf.o"))
+    for prog in ("xdp_drop.bpf", "xdp_reflect.bpf"):
+        shutil.copy(bpf_obj(prog), os.path.join(st, prog + ".o"))
     shutil.copy(os.path.join(kdir, "arch/x86/boot/bzImage"), os.path.join(st, "bzImage"))
     mods_src = os.path.join(kdir, "mods/lib/modules", krel)
     if not os.path.isdir(mods_src):

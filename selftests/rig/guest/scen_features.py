@@ -25,6 +25,9 @@ xenstore keys), never a driver's internals.
                         netfront loses its program on a reconnect); then detached
   ft-xdp-detach         xdpdrv off: no program, xdp-headroom 0
   ft-xdp-ping-after-detach  pings answered again
+  ft-xdp-tx             xdp_reflect.bpf.o attached: 40 frames of EtherType 0x88b5 from dom0 come
+                        back MAC-swapped (XDP_TX through the frontend's TX ring; >= 38), then
+                        detached and pings answered
   ft-max-queues-1/-4    frontend reloaded with max_queues=N: xenstore multi-queue-num-queues (when
                         the backend offers multi-queue) = min(N, backend's multi-queue-max-queues),
                         queue-<i> directories, the domU's netdev has that many TX queues; traffic
@@ -126,7 +129,7 @@ def reload_front(d, ag, domid, state, params="", under_traffic=False):
     if ifn and not under_traffic:
         ag.run("ip link set %s down" % ifn, 20)
     ag.run(d.UNBIND % "xen", 60)
-    gone = d.wait_for(lambda: d.domu_ifname(ag) is None, 30, 1)
+    gone = d.wait_for(lambda: d.domu_ifname(ag) is None, 30, 0.3)
     rc1, out1 = ag.run("modprobe -r %s" % d.modname("front"), 60)
     unloaded = not d.loaded_in(ag.run, "front")
     rc2, out2 = ag.run("modprobe %s %s && grep -q '^%s ' /proc/modules" % (d.modname("front"), params, d.modname("front")), 60)
@@ -179,10 +182,12 @@ def mcast_round(d, ag, ifn, secs, src=""):
     """The domU counts for `secs` s the datagrams to 239.1.2.3 (joined) and 239.1.2.4 (not) that
     reach its netdev while dom0 sends 30 to each, from the veth port or from `src`'s interface.
     Returns (joined, other, the listener's output); the counts are None if it printed none."""
-    ag.run("(python3 /tmp/mcrx.py %s %s %d >/tmp/mcrx.log 2>&1 &); sleep 2" % (ifn, d.DOMU_IP, secs), 30)
-    time.sleep(1)
+    ag.run("(python3 /tmp/mcrx.py %s %s %d >/tmp/mcrx.log 2>&1 &); "
+           "for i in $(seq 50); do grep -q MCRX-READY /tmp/mcrx.log && break; sleep 0.1; done" % (ifn, d.DOMU_IP, secs), 30)
     d.sh(("python3 /tmp/mctx.py %s" % src).strip(), 30)
-    _, out = ag.run("sleep %d; cat /tmp/mcrx.log" % (secs - 1), 30)
+    # the listener prints its counts when its `secs` are over
+    _, out = ag.run("for i in $(seq %d); do grep -q \"MCRX joined\" /tmp/mcrx.log && break; sleep 0.2; done; "
+                    "cat /tmp/mcrx.log" % (5 * secs), 30)
     m = re.search(r"MCRX joined=(\d+) other=(\d+)", out)
     return (int(m.group(1)), int(m.group(2)), out) if m else (None, None, out)
 
@@ -240,14 +245,14 @@ def ctrl_checks(d, ag, domid, fdir, state, nq):
             % (other, mctl.strip()))
     # As C, the filter applies to frames the bridge forwards from another port (PACKET_MULTICAST):
     # what dom0's own stack sends through the bridge passes, whatever the group.
-    _, local, out = mcast_round(d, ag, ifn, 6, d.DOM0_IP)
+    _, local, out = mcast_round(d, ag, ifn, 8, d.DOM0_IP)
     d.check("ft-mcast-local-passes", local is not None and local >= 25,
             "filter on, sent by dom0's own stack from %s: %s of 30 datagrams to 239.1.2.4 reached the domU netdev %s"
             % (d.DOM0_IP, local, "" if local is not None else out[-300:]))
     # Control: the same path delivers the other group once the filter is off (the backend's
     # request-multicast-control watch), so the check above cannot pass for another reason.
     d.sh("xenstore-write %s/request-multicast-control 0" % fdir, 10)
-    _, other2, out = mcast_round(d, ag, ifn, 6)
+    _, other2, out = mcast_round(d, ag, ifn, 8)
     d.check("ft-mcast-unfiltered", other2 is not None and other2 >= 25,
             "request-multicast-control=0 (written by dom0): %s of 30 datagrams to 239.1.2.4 reached the domU netdev %s"
             % (other2, "" if other2 is not None else out[-300:]))
@@ -315,6 +320,47 @@ def xdp_checks(d, ag, fdir, state):
             "rc=%s xdp-headroom=%s %s" % (rc, headroom, "" if rc == 0 else out.strip()[-300:]))
     warm(d, ag)
     d.ping_check("ft-xdp-ping-after-detach", d.sh, d.DOMU_IP, 5)
+
+
+def xdp_tx_check(d, ag, state, n=40):
+    """Native XDP_TX: with xdp_reflect.bpf.o attached, frames of EtherType 0x88b5 that dom0
+    sends to the domU through its bridge come back with the MACs swapped (sent from the XDP
+    program through the frontend's TX ring); other traffic passes (a ping after it)."""
+    import socket
+    ifn = state["ifn"]
+    if not ifn:
+        d.check("ft-xdp-tx", False, "no link")
+        return
+    rc, out = ag.run("ip link set dev %s xdpdrv obj /rig/xdp_reflect.bpf.o sec xdp && cat /sys/class/net/%s/address"
+                     % (ifn, ifn), 60, True)
+    mac = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
+    got, err = 0, None
+    try:
+        dst = bytes(int(x, 16) for x in mac.split(":"))
+        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+        s.bind(("xenbr0", 0x88b5))
+        s.settimeout(0.2)
+        for i in range(n):
+            s.send(dst + src + b"\x88\xb5" + (b"rig-xdp-tx %03d" % i).ljust(100, b"\0"))
+            time.sleep(0.02)
+        seen, end = set(), time.time() + 5
+        while time.time() < end and len(seen) < n:
+            try:
+                f = s.recv(2048)
+            except socket.timeout:
+                continue
+            if f[:6] == src and f[6:12] == dst and f[14:25] == b"rig-xdp-tx ":
+                seen.add(f[25:28])
+        got = len(seen)
+        s.close()
+    except (OSError, ValueError) as e:
+        err = repr(e)
+    rc2, _ = ag.run("ip link set dev %s xdpdrv off" % ifn, 60, True)
+    loss, _ = d.parse_ping(d.sh("ping -c 3 -i 0.3 -W 2 %s" % d.DOMU_IP, 30, True)[1])
+    d.check("ft-xdp-tx", rc == 0 and got >= n - 2 and rc2 == 0 and loss == 0.0,
+            "attach rc=%s (domU MAC %s); %d of %d frames sent back by XDP_TX; detach rc=%s; ping after: loss=%s%%%s"
+            % (rc, mac, got, n, rc2, loss, "; " + err if err else ""))
 
 
 def xdp_mode(ag, ifn):
@@ -405,6 +451,7 @@ def steps(d, ag, domid, fdir, bdir, state):
     # native XDP (both netfronts have it)
     d.mark("FT-XDP")
     xdp_checks(d, ag, fdir, state)
+    xdp_tx_check(d, ag, state)
 
     # max_queues
     # sysfs rxbuf_* (C: xennet_dev_group): read as the RX ring size, numbers written are ignored
@@ -548,8 +595,8 @@ def steps(d, ag, domid, fdir, bdir, state):
 
     # reload while traffic flows both ways
     d.mark("FT-RELOAD-TRAFFIC")
-    bg = subprocess.Popen("ping -i 0.05 -c 400 -W 1 %s" % d.DOMU_IP, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    ag.run("(iperf3 -c %s -p 5202 -t 15 >/tmp/bg-iperf.log 2>&1 &) ; (ping -i 0.05 -c 300 %s >/tmp/bg-ping.log 2>&1 &) ; sleep 2" %
+    bg = subprocess.Popen("ping -i 0.05 -c 200 -W 1 %s" % d.DOMU_IP, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ag.run("(iperf3 -c %s -p 5202 -t 8 >/tmp/bg-iperf.log 2>&1 &) ; (ping -i 0.05 -c 150 %s >/tmp/bg-ping.log 2>&1 &) ; sleep 2" %
            (d.DOM0_IP, d.DOM0_IP), 30)
     ok, detail = reload_front(d, ag, domid, state, "", under_traffic=True)
     try:
@@ -559,7 +606,7 @@ def steps(d, ag, domid, fdir, bdir, state):
         out = bg.communicate()[0].decode(errors="replace")
     m = re.search(r"(\d+) received", out)
     d.check("ft-reload-under-traffic", ok, "%s | background dom0 ping received=%s" % (detail, m.group(1) if m else "?"))
-    # the background iperf3 (15 s) has usually ended by now: wait for it, at most 16 s
+    # the background iperf3 (8 s) has usually ended by now: wait for it, at most 16 s
     ag.run("for i in $(seq 32); do pgrep -f 'iperf3 [-]c' >/dev/null || break; sleep 0.5; done; "
            "tail -5 /tmp/bg-iperf.log; tail -3 /tmp/bg-ping.log", 40)
     if state["ifn"]:
