@@ -73,9 +73,10 @@ kernel::xenbus_device_table!(NETFRONT_TABLE, (), [(DeviceId::new(c"vif"), ())]);
 /// Largest MTU with scatter-gather (`XEN_NETIF_MAX_TX_SIZE`).
 const MAX_MTU: u32 = 65535;
 
-/// Largest GSO packet: the protocol's 16-bit size less room for the headers the stack adds
-/// (`XEN_NETIF_MAX_TX_SIZE - MAX_TCP_HEADER` in C; 512 bytes covers `MAX_TCP_HEADER`).
-const TSO_MAX_SIZE: u32 = 0xffff - 512;
+/// Largest GSO packet: the protocol's 16-bit size (`XEN_NETIF_MAX_TX_SIZE`). TCP keeps its
+/// packets `MAX_TCP_HEADER` below it, so they are as large as with the C driver (which keeps the
+/// default 65536); bigger ones (forwarded) are segmented by the stack, where C drops them.
+const TSO_MAX_SIZE: u32 = 0xffff;
 
 /// Default number of queues when `max_queues` is 0 (`MAX_QUEUES_DEFAULT`).
 const MAX_QUEUES_DEFAULT: u32 = 8;
