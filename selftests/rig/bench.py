@@ -34,6 +34,9 @@ METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbp
            ("tlb-user-ns", False), ("tlb-kernel-ns", False), ("tlb-direct-ns", False),
            ("pvmmu-domu-image_2m", True), ("pvmmu-domu-direct_2m", True), ("pvmmu-domu-direct_2m-after-traffic", True),
            ("pvmmu-domu-kernel_global", True), ("pvmmu-domu-user_global", True)]
+# How the drivers batch (guest/dom0.py net_counts): packets and interrupts per MB carried.
+METRICS += [("%s-%s-per-mb" % (d, k), False) for d in ("iperf-tx", "iperf-rx")
+            for k in ("domu-tx-pkts", "domu-rx-pkts", "domu-irqs", "dom0-vif-irqs")]
 PVMMU_OFF = "xen_superpages=off xen_global_pages=off"
 
 

@@ -424,7 +424,27 @@ def diagnose(why):
                "grep -i xen /proc/interrupts; dmesg | tail -60", 60)
 
 
+def net_counts(ag):
+    """What the iperf metrics per MB compare: the domU's eth0 packets (/proc/net/dev) and
+    interrupts (its event channels: eth0-qN-* for xen-netfront-rs, vif0-qN-* for C's), and
+    dom0's vif interrupts."""
+    _, out = ag.run("cat /proc/net/dev /proc/interrupts", 20, True)
+    c = {"domu-rx-pkts": 0, "domu-tx-pkts": 0, "domu-irqs": 0, "dom0-vif-irqs": 0}
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "eth0:" and len(f) > 10:
+            c["domu-rx-pkts"], c["domu-tx-pkts"] = int(f[2]), int(f[10])
+        elif ("eth0-q" in line or "vif0-q" in line) and f and f[0].endswith(":"):
+            c["domu-irqs"] += sum(int(x) for x in f[1:] if x.isdigit())
+    for line in open("/proc/interrupts"):
+        f = line.split()
+        if "vif" in line and f and f[0].endswith(":"):
+            c["dom0-vif-irqs"] += sum(int(x) for x in f[1:] if x.isdigit())
+    return c
+
+
 def iperf(ag, name, reverse, secs):
+    before = net_counts(ag)
     cmd = ("iperf3 -c %s -t %d %s --json >/tmp/ip.json 2>/tmp/ip.err; rc=$?; "
            "python3 /rig/iperfsum.py /tmp/ip.json; cat /tmp/ip.err; exit $rc") % (DOM0_IP, secs, "-R" if reverse else "")
     rc, out = ag.run(cmd, secs + 60)
@@ -437,6 +457,10 @@ def iperf(ag, name, reverse, secs):
         metric(name + "-mbps", round(bps / 1e6, 2), "Mbit/s")
         if s.get("retransmits") is not None:
             metric(name + "-retransmits", s["retransmits"], "count")
+        # how the drivers batch: packets and interrupts per MB carried (bench compares them)
+        after = net_counts(ag)
+        for k in sorted(after):
+            metric("%s-%s-per-mb" % (name, k), round((after[k] - before[k]) * 1e6 / nbytes, 2), "per MB")
     return ok
 
 
