@@ -1471,7 +1471,7 @@ FRONT_CASES = {
 }
 
 
-def run_frontend_case(case, handle, hold=2.0):
+def run_frontend_case(case, handle, hold=1.0):
     meta = FRONT_CASES[case]
     res = Result("frontend", case, meta)
     res.d["peer_log"] = meta.get("peer_log", [])
@@ -1593,7 +1593,7 @@ def main():
     f = sub.add_parser("frontend", help="hostile frontend (run in a domU)")
     f.add_argument("--case", required=True, help="a case name, or 'all'")
     f.add_argument("--handle", type=int, default=1)
-    f.add_argument("--hold", type=float, default=2.0)
+    f.add_argument("--hold", type=float, default=1.0)
     ls = sub.add_parser("list")
     ls.add_argument("which", nargs="?", default="")
     a = ap.parse_args()

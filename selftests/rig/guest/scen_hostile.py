@@ -140,7 +140,7 @@ def attach(d, domid, k):
         if m == mac:
             devid = int(dv)
     ok = devid is not None and d.wait_for(lambda: d.sh("xenstore-read /local/domain/0/backend/vif/%d/%d/state"
-                                                       % (domid, devid), 10, True)[1].strip() == "2", 60, 0.5)
+                                                       % (domid, devid), 10, True)[1].strip() == "2", 60, 0.2)
     return devid if (rc == 0 and ok) else None, "network-attach rc=%d devid=%s InitWait=%s %s" % (rc, devid, ok, o.strip()[-200:])
 
 
@@ -148,7 +148,10 @@ def detach(d, domid, devid):
     fe = "/local/domain/%d/device/vif/%d/state" % (domid, devid)
     d.sh("xenstore-write %s 5" % fe, 10, True)
     p = subprocess.Popen(["xl", "network-detach", "domu", str(devid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    # the toolstack has asked the backend to close (its state 5 or 6) before the frontend is Closed
+    be = "/local/domain/0/backend/vif/%d/%d/state" % (domid, devid)
+    d.wait_for(lambda: subprocess.run(["xenstore-read", be], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+               .stdout.decode().strip() in ("5", "6", ""), 2, 0.1)
     d.sh("xenstore-write %s 6" % fe, 10, True)
     try:
         p.wait(60)
