@@ -89,7 +89,8 @@ step ksft-build bash selftests/ksft/build.sh
 # garbage, event and watch storms, grants not owned, an RX stall under a flood; and frontends
 # without SG/GSO/checksum offload or without rx-notify, which must still be served); dom0 disables
 # only that vif and keeps serving the domU's healthy vif and a second domU; then the guest-TX
-# data-path cases again with the backend reloaded in map mode (tx_mode=1) (about 9 min).
+# data-path cases again with the backend reloaded in map mode (tx_mode=1) (about 15 min beside
+# the other lane).
 # The backend's RX stall and drain timeouts are shortened (C names, 60 s and 10 s by default) for
 # the rx-stall case (XSA-392).
 hostile_front() {
@@ -123,7 +124,7 @@ pair_steps() { # front/back
 	[ "$pair" = c/c ] || step "features-$pair" python3 selftests/rig/run.py features --front "${pair%/*}" --back "${pair#*/}"
 }
 
-# Lane 1 (about 22 min): the hostile frontend, then the first pairing (rs/c).
+# Lane 1 (about 26 min): the hostile frontend, then the first pairing (rs/c).
 lane1() {
 	hostile_front
 	local pair
@@ -133,7 +134,7 @@ lane1() {
 	done
 }
 
-# Lane 2 (about 25 min): the PV MMU switches, the hostile backend, the other pairings (c/rs,
+# Lane 2 (about 26 min): the PV MMU switches, the hostile backend, the other pairings (c/rs,
 # rs/rs), the backend's features and the PV-superpage runs.
 lane2() {
 	pvmmu_off
