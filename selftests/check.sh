@@ -124,12 +124,16 @@ pair_steps() { # front/back
 	[ "$pair" = c/c ] || step "features-$pair" python3 selftests/rig/run.py features --front "${pair%/*}" --back "${pair#*/}"
 }
 
-# Lane 1 (about 26 min): the hostile frontend, then the first pairing (rs/c).
+# Lane 1 (about 27 min): the hostile frontend, then the first pairing (rs/c), with xl save /
+# xl restore on Xen 4.20 unless it is also the last pairing (which runs it on 4.17 below): the
+# frontend against the C backend across a restore.
 lane1() {
 	hostile_front
 	local pair
 	for pair in ${CHECK_PAIRS:-$pairs}; do
 		pair_steps "$pair"
+		[ "$pair" = "$last" ] || step "save-restore-$pair" python3 selftests/rig/run.py save-restore \
+			--front "${pair%/*}" --back "${pair#*/}"
 		break
 	done
 }

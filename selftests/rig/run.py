@@ -159,7 +159,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
     for tool in ("fpstress", "tlbbench", "ldttest"):
         shutil.copy(tool_bin(tool), os.path.join(st, tool))
-    for prog in ("xdp_drop.bpf", "xdp_reflect.bpf"):
+    for prog in ("xdp_drop.bpf", "xdp_reflect.bpf", "xdp_redirect.bpf"):
         shutil.copy(bpf_obj(prog), os.path.join(st, prog + ".o"))
     shutil.copy(os.path.join(kdir, "arch/x86/boot/bzImage"), os.path.join(st, "bzImage"))
     mods_src = os.path.join(kdir, "mods/lib/modules", krel)

@@ -28,6 +28,11 @@ xenstore keys), never a driver's internals.
   ft-xdp-tx             xdp_reflect.bpf.o attached: 40 frames of EtherType 0x88b5 from dom0 come
                         back MAC-swapped (XDP_TX through the frontend's TX ring; >= 38), then
                         detached and pings answered
+  ft-ethtool-info       ethtool: link detected, driver vif, software TX/RX timestamping, the C
+                        statistic rx_gso_checksum_fixup
+  ft-xdp-redirect       the same with xdp_redirect.bpf.o: the frames are redirected (XDP_REDIRECT,
+                        bpf_redirect to the ingress interface) and leave through the frontend's
+                        ndo_xdp_xmit
   ft-max-queues-1/-4    frontend reloaded with max_queues=N: xenstore multi-queue-num-queues (when
                         the backend offers multi-queue) = min(N, backend's multi-queue-max-queues),
                         queue-<i> directories, the domU's netdev has that many TX queues; traffic
@@ -322,27 +327,42 @@ def xdp_checks(d, ag, fdir, state):
     d.ping_check("ft-xdp-ping-after-detach", d.sh, d.DOMU_IP, 5)
 
 
-def xdp_tx_check(d, ag, state, n=40):
-    """Native XDP_TX: with xdp_reflect.bpf.o attached, frames of EtherType 0x88b5 that dom0
-    sends to the domU through its bridge come back with the MACs swapped (sent from the XDP
-    program through the frontend's TX ring); other traffic passes (a ping after it)."""
+def xdp_tx_check(d, ag, state, name="ft-xdp-tx", prog="xdp_reflect", n=40):
+    """Native XDP_TX (xdp_reflect.bpf.o) or XDP_REDIRECT back to the same interface through its
+    ndo_xdp_xmit (xdp_redirect.bpf.o): frames of EtherType 0x88b5 that dom0 sends to the domU
+    through its bridge come back with the MACs swapped; other traffic passes (a ping after it)."""
     import socket
     ifn = state["ifn"]
     if not ifn:
-        d.check("ft-xdp-tx", False, "no link")
+        d.check(name, False, "no link")
         return
-    rc, out = ag.run("ip link set dev %s xdpdrv obj /rig/xdp_reflect.bpf.o sec xdp && cat /sys/class/net/%s/address"
-                     % (ifn, ifn), 60, True)
+    rc, out = ag.run("ip link set dev %s xdpdrv obj /rig/%s.bpf.o sec xdp && cat /sys/class/net/%s/address"
+                     % (ifn, prog, ifn), 60, True)
     mac = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
-    got, err = 0, None
+    got, err, warm = 0, None, None
     try:
         dst = bytes(int(x, 16) for x in mac.split(":"))
         src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
         s.bind(("xenbr0", 0x88b5))
         s.settimeout(0.2)
+
+        def frame(i):
+            return dst + src + b"\x88\xb5" + (b"rig-xdp-tx %03d" % i).ljust(100, b"\0")
+        # the attach may still be settling (the Reconfiguring handshake with the backend): one
+        # frame at a time until the first comes back, at most 10 s
+        t0, warm = time.time(), None
+        while warm is None and time.time() - t0 < 10:
+            s.send(frame(999))
+            try:
+                f = s.recv(2048)
+                if f[:6] == src and f[6:12] == dst and f[14:28] == b"rig-xdp-tx 999":
+                    warm = time.time() - t0
+            except socket.timeout:
+                pass
+        err = None if warm is not None else "no frame back within 10 s of the attach"
         for i in range(n):
-            s.send(dst + src + b"\x88\xb5" + (b"rig-xdp-tx %03d" % i).ljust(100, b"\0"))
+            s.send(frame(i))
             time.sleep(0.02)
         seen, end = set(), time.time() + 5
         while time.time() < end and len(seen) < n:
@@ -350,7 +370,7 @@ def xdp_tx_check(d, ag, state, n=40):
                 f = s.recv(2048)
             except socket.timeout:
                 continue
-            if f[:6] == src and f[6:12] == dst and f[14:25] == b"rig-xdp-tx ":
+            if f[:6] == src and f[6:12] == dst and f[14:25] == b"rig-xdp-tx " and f[25:28] != b"999":
                 seen.add(f[25:28])
         got = len(seen)
         s.close()
@@ -358,9 +378,10 @@ def xdp_tx_check(d, ag, state, n=40):
         err = repr(e)
     rc2, _ = ag.run("ip link set dev %s xdpdrv off" % ifn, 60, True)
     loss, _ = d.parse_ping(d.sh("ping -c 3 -i 0.3 -W 2 %s" % d.DOMU_IP, 30, True)[1])
-    d.check("ft-xdp-tx", rc == 0 and got >= n - 2 and rc2 == 0 and loss == 0.0,
-            "attach rc=%s (domU MAC %s); %d of %d frames sent back by XDP_TX; detach rc=%s; ping after: loss=%s%%%s"
-            % (rc, mac, got, n, rc2, loss, "; " + err if err else ""))
+    d.check(name, rc == 0 and got >= n - 2 and rc2 == 0 and loss == 0.0,
+            "%s.bpf.o attach rc=%s (domU MAC %s); first frame back after %s s; %d of %d frames came back; "
+            "detach rc=%s; ping after: loss=%s%%%s"
+            % (prog, rc, mac, None if warm is None else round(warm, 1), got, n, rc2, loss, "; " + err if err else ""))
 
 
 def xdp_mode(ag, ifn):
@@ -452,6 +473,7 @@ def steps(d, ag, domid, fdir, bdir, state):
     d.mark("FT-XDP")
     xdp_checks(d, ag, fdir, state)
     xdp_tx_check(d, ag, state)
+    xdp_tx_check(d, ag, state, "ft-xdp-redirect", "xdp_redirect")
 
     # max_queues
     # sysfs rxbuf_* (C: xennet_dev_group): read as the RX ring size, numbers written are ignored
@@ -465,6 +487,16 @@ def steps(d, ag, domid, fdir, bdir, state):
                 "want 256 256 256 write-ok junk-refused 256, got: %s" % " ".join(got)[-200:])
     else:
         d.check("ft-rxbuf-sysfs", False, "no link")
+    # what ethtool tells a user about the frontend, as with C: link, driver name, software
+    # timestamping (ethtool_op_get_ts_info) and the C driver's statistic
+    if state["ifn"]:
+        rc, out = ag.run("ethtool {i}; ethtool -i {i}; ethtool -T {i}; ethtool -S {i}".format(i=state["ifn"]), 30, True)
+        want = ["Link detected: yes", "driver: vif", "software-transmit", "software-receive", "rx_gso_checksum_fixup:"]
+        missing = [w for w in want if w not in out]
+        d.check("ft-ethtool-info", not missing, "missing: %s | %s" % (missing, out.strip()[-300:]) if missing
+                else "link, driver vif, software timestamping, rx_gso_checksum_fixup")
+    else:
+        d.check("ft-ethtool-info", False, "no link")
 
     be_max = xs(d, "%s/multi-queue-max-queues" % bdir)
     for n in (1, 4):
