@@ -133,7 +133,8 @@ def bpf_obj(name):
     """A BPF object from tools/<name>.c for the guests (clang -target bpf, cached)."""
     src = os.path.join(HERE, "tools", name + ".c")
     out = os.path.join(RIG, name + ".o")
-    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+    deps = [src, os.path.join(HERE, "tools", "xdp_rig.h")]   # what the programs include
+    if not os.path.exists(out) or os.path.getmtime(out) < max(os.path.getmtime(p) for p in deps):
         clang = shutil.which("clang-19") or shutil.which("clang") or "clang-19"
         tmp = "%s.%d.tmp" % (out, os.getpid())
         r = subprocess.run([clang, "-target", "bpf", "-O2", "-c", src, "-o", tmp])
