@@ -428,18 +428,22 @@ def net_counts(ag):
     """What the iperf metrics per MB compare: the domU's eth0 packets (/proc/net/dev) and
     interrupts (its event channels: eth0-qN-* for xen-netfront-rs, vif0-qN-* for C's), and
     dom0's vif interrupts."""
+    def irqs(text, names):
+        """Interrupts on all CPUs of the /proc/interrupts lines naming one of `names`."""
+        total = 0
+        for line in text.splitlines():
+            f = line.split()
+            if f and f[0].endswith(":") and any(n in line for n in names):
+                total += sum(int(x) for x in f[1:] if x.isdigit())
+        return total
+
     _, out = ag.run("cat /proc/net/dev /proc/interrupts", 20, True)
-    c = {"domu-rx-pkts": 0, "domu-tx-pkts": 0, "domu-irqs": 0, "dom0-vif-irqs": 0}
-    for line in out.splitlines():
-        f = line.split()
+    c = {"domu-rx-pkts": 0, "domu-tx-pkts": 0}
+    for f in (line.split() for line in out.splitlines()):
         if f and f[0] == "eth0:" and len(f) > 10:
             c["domu-rx-pkts"], c["domu-tx-pkts"] = int(f[2]), int(f[10])
-        elif ("eth0-q" in line or "vif0-q" in line) and f and f[0].endswith(":"):
-            c["domu-irqs"] += sum(int(x) for x in f[1:] if x.isdigit())
-    for line in open("/proc/interrupts"):
-        f = line.split()
-        if "vif" in line and f and f[0].endswith(":"):
-            c["dom0-vif-irqs"] += sum(int(x) for x in f[1:] if x.isdigit())
+    c["domu-irqs"] = irqs(out, ("eth0-q", "vif0-q"))
+    c["dom0-vif-irqs"] = irqs(open("/proc/interrupts").read(), ("vif",))
     return c
 
 
