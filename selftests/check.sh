@@ -119,7 +119,7 @@ pair_steps() { # front/back
 	c/rs) step "ksft-$pair-dom0" python3 selftests/rig/run.py ksft --front c --back rs --ksft-phases dom0 --tag dom0 ;;
 	esac
 	# What a user of the frontend tries (guest/scen_features.py): v4/v6, big pings, MTU 9000,
-	# offload toggles, native XDP (drop program), max_queues, trusted=0, reload under traffic.
+	# offload toggles, native XDP (drop, XDP_TX, redirect), max_queues, trusted=0, reload under traffic.
 	# (c/c validated the scenario, 34/34; CI time keeps it to the pairings with a Rust driver)
 	[ "$pair" = c/c ] || step "features-$pair" python3 selftests/rig/run.py features --front "${pair%/*}" --back "${pair#*/}"
 }

@@ -661,6 +661,8 @@ impl dev::Operations for Vif {
             let queues = this.queues.lock();
             match queues.get(usize::from(index)) {
                 Some(q) if !q.napi.is_disabled() && skb.len() as usize <= RX_MAX_PACKET => {
+                    // Before it is queued: the RX thread may send and free it right after.
+                    skb.tx_timestamp();
                     let full = {
                         let mut rxq = q.napi.rxq.lock();
                         rxq.push_back(skb);

@@ -26,7 +26,8 @@ use kernel::{
         skb::{
             self,
             DropReason,
-            SkBuff, //
+            SkBuff,
+            SkBuffList, //
         },
         stats::QueueStats,
         xdp::{
@@ -703,6 +704,8 @@ impl Queue {
                 return Err(None);
             }
         };
+        // Before the requests are pushed: the completion may come right after.
+        granted.skb().tx_timestamp();
         let pieces = granted.grants();
         for (i, piece) in pieces.iter().enumerate() {
             // Cannot fail: the caller checked there are enough free ids.
@@ -787,6 +790,8 @@ impl Queue {
             }
             *slot = Some(page);
         }
+        // The copies are what the backend gets: the sender's packet is done with.
+        skb.tx_timestamp();
         skb.consume();
         for (i, page) in pages.iter_mut().take(data_slots).enumerate() {
             let (Some(page), Some(id)) = (page.take(), tx.free_ids.pop()) else {
@@ -974,7 +979,8 @@ impl Queue {
         let mut done = 0u32;
         let mut work = false;
         let mut bad: Option<&str> = None;
-        let mut ready: KVec<SkBuff> = KVec::new();
+        // Handed to GRO after the RX lock is dropped; linked through the buffers, no allocation.
+        let mut ready = SkBuffList::new();
         let mut xdp_tx: KVec<Frame> = KVec::new();
         let mut redirected = false;
         // The program for this poll: our own reference, so that a detach meanwhile frees it
@@ -1077,9 +1083,7 @@ impl Queue {
                     if complete {
                         if let Some(p) = rx.partial.take() {
                             match self.complete(dev, p, prog.as_ref()) {
-                                Done::Skb(skb) => {
-                                    let _ = ready.push(skb, GFP_ATOMIC);
-                                }
+                                Done::Skb(skb) => ready.push_back(skb),
                                 Done::Tx(frame) => {
                                     if xdp_tx.push(frame, GFP_ATOMIC).is_err() {
                                         self.tx_stats.dropped.inc();
@@ -1119,7 +1123,7 @@ impl Queue {
         if let Some(why) = bad {
             self.mark_broken(dev, why);
         }
-        for skb in ready.drain_all() {
+        while let Some(skb) = ready.pop_front() {
             ctx.gro_receive(skb);
         }
         if !xdp_tx.is_empty() {

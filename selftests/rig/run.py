@@ -148,7 +148,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "block-rig", "scen_hostile.py", "scen_back.py", "scen_features.py", "pvmmu.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "txtstamp.py", "block-rig", "scen_hostile.py", "scen_back.py", "scen_features.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     if conf["scenario"] == "ksft":   # the kselftests, built on the host (cached), and the C reference
         shutil.copy(os.path.join(HERE, "guest", "scen_ksft.py"), st)

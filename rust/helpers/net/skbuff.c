@@ -20,6 +20,11 @@ __rust_helper unsigned int rust_helper_skb_headlen(const struct sk_buff *skb)
 	return skb_headlen(skb);
 }
 
+__rust_helper void rust_helper_skb_tx_timestamp(struct sk_buff *skb)
+{
+	skb_tx_timestamp(skb);
+}
+
 __rust_helper unsigned int rust_helper_skb_headroom(const struct sk_buff *skb)
 {
 	return skb_headroom(skb);

@@ -299,6 +299,16 @@ impl SkBuffRef {
         unsafe { (*self.as_raw()).truesize }
     }
 
+    /// Takes the software transmit timestamp the sender asked for, if it did
+    /// (`skb_tx_timestamp()`): the time goes to the socket's error queue. A driver calls it in
+    /// its transmit function just before it hands the packet to the device, and before the
+    /// packet's completion can run.
+    pub fn tx_timestamp(&self) {
+        // SAFETY: `self.0` is a valid socket buffer by the type invariant; the timestamp is
+        // taken from a clone or a new buffer, this one is only read.
+        unsafe { bindings::skb_tx_timestamp(self.as_raw()) }
+    }
+
     /// Returns whether part of the data is in fragments (`skb_is_nonlinear()`).
     pub fn is_nonlinear(&self) -> bool {
         self.data_len() != 0

@@ -290,6 +290,30 @@ def vifs():
     return sorted(n for n in os.listdir("/sys/class/net") if n.startswith("vif"))
 
 
+def mac_bytes(mac):
+    """An Ethernet address written "aa:bb:cc:dd:ee:ff" as 6 bytes; ValueError if it is not one."""
+    b = bytes(int(x, 16) for x in mac.strip().split(":"))
+    if len(b) != 6:
+        raise ValueError("not a MAC address: %r" % mac)
+    return b
+
+
+def bridge_mac():
+    """The MAC of dom0's bridge xenbr0, as 6 bytes."""
+    return mac_bytes(open("/sys/class/net/xenbr0/address").read())
+
+
+def bridge_socket(ethertype=0x88b5, opts=()):
+    """A raw socket on dom0's bridge xenbr0 for frames of `ethertype`; `opts` are
+    (level, option, value) set before it is bound."""
+    import socket
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+    for level, opt, value in opts:
+        s.setsockopt(level, opt, value)
+    s.bind(("xenbr0", ethertype))
+    return s
+
+
 def domu_ifname(ag, mac=MAC):
     rc, out = ag.run("for d in /sys/class/net/*; do [ \"$(cat $d/address 2>/dev/null)\" = %s ] && basename $d; done; true" % mac, 20, True)
     return out.strip().split("\n")[0] if rc == 0 and out.strip() else None

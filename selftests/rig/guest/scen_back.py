@@ -4,6 +4,9 @@
 Checks (each a RIG-CHECK):
   back-ethtool-stats       `ethtool -S vif<id>.0` has the C driver's statistics names
   back-module-params       /sys/module/<backend>/parameters: the C names and the C defaults
+  back-tx-timestamp        10 UDP datagrams from dom0 through the bridge into the vif, from a socket
+                           with SO_TIMESTAMPING (TX_SOFTWARE): 10 SCM_TSTAMP_SND timestamps, which
+                           only the vif's skb_tx_timestamp() makes (C: xenvif_start_xmit)
   back-rate-*              `rate` (bytes,usecs, as libxl writes it) set through xenstore on the
                            running vif: guest TX measured by iperf3 within 10 % of the limit,
                            unlimited again once the node is removed
@@ -391,6 +394,9 @@ def run(d, ag, domid, ifn, vif):
     time.sleep(1)
     try:
         stats_and_params(d, vif)
+        rc, out = d.sh("python3 /rig/txtstamp.py %s 10" % d.DOMU_IP, 60, True)
+        d.check("back-tx-timestamp", "TXTSTAMP sent=10 snd=10 sane=10" in out,
+                "SO_TIMESTAMPING UDP to the domU: %s" % out.strip()[-200:])
         debugfs(d, ag, domid, vif)
         rate(d, ag, domid, vif)
         ifn, vif = multiqueue(d, ag, domid, ifn, 2, None)

@@ -30,6 +30,8 @@ xenstore keys), never a driver's internals.
                         detached and pings answered
   ft-ethtool-info       ethtool: link detected, driver vif, software TX/RX timestamping, the C
                         statistic rx_gso_checksum_fixup
+  ft-tx-timestamp       10 UDP datagrams to dom0 from a socket with SO_TIMESTAMPING (TX_SOFTWARE):
+                        10 SCM_TSTAMP_SND timestamps on its error queue (skb_tx_timestamp())
   ft-xdp-redirect       the same with xdp_redirect.bpf.o: the frames are redirected (XDP_REDIRECT,
                         bpf_redirect to the ingress interface) and leave through the frontend's
                         ndo_xdp_xmit
@@ -341,10 +343,8 @@ def xdp_tx_check(d, ag, state, name="ft-xdp-tx", prog="xdp_reflect", n=40):
     mac = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
     got, err, warm = 0, None, None
     try:
-        dst = bytes(int(x, 16) for x in mac.split(":"))
-        src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
-        s.bind(("xenbr0", 0x88b5))
+        dst, src = d.mac_bytes(mac), d.bridge_mac()
+        s = d.bridge_socket()
         s.settimeout(0.2)
 
         def frame(i):
@@ -497,6 +497,13 @@ def steps(d, ag, domid, fdir, bdir, state):
                 else "link, driver vif, software timestamping, rx_gso_checksum_fixup")
     else:
         d.check("ft-ethtool-info", False, "no link")
+    # ... and what the software TX timestamping it shows gives an application
+    if state["ifn"]:
+        rc, out = ag.run("python3 /rig/txtstamp.py %s 10" % d.DOM0_IP, 60, True)
+        d.check("ft-tx-timestamp", "TXTSTAMP sent=10 snd=10 sane=10" in out,
+                "SO_TIMESTAMPING UDP to dom0: %s" % out.strip()[-200:])
+    else:
+        d.check("ft-tx-timestamp", False, "no link")
 
     be_max = xs(d, "%s/multi-queue-max-queues" % bdir)
     for n in (1, 4):

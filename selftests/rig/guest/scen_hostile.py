@@ -177,12 +177,12 @@ class Inject:
       trickle one small frame every 0.5 s until stopped (rx-no-notify)."""
     SECS = 4
 
-    def __init__(self, domid, devid, mode="flood"):
-        self.mode = mode
+    def __init__(self, d, domid, devid, mode="flood"):
+        self.d, self.mode = d, mode
         mac = subprocess.run(["xenstore-read", "/local/domain/0/backend/vif/%d/%d/mac" % (domid, devid)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
-        self.dst = bytes(int(x, 16) for x in mac.split(":")) if mac.count(":") == 5 else b"\xff" * 6
-        self.src = bytes(int(x, 16) for x in open("/sys/class/net/xenbr0/address").read().strip().split(":"))
+        self.dst = d.mac_bytes(mac) if mac.count(":") == 5 else b"\xff" * 6
+        self.src = d.bridge_mac()
         self.th, self.done = None, threading.Event()
         self.sent_mb, self.secs, self.grew_kb, self.err = 0.0, 0.0, None, None
 
@@ -212,14 +212,12 @@ class Inject:
                 self.err = self.err or repr(e)
 
     def trickle(self):
-        import socket
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
-        s.bind(("xenbr0", 0x88b5))
+        s = self.d.bridge_socket()
         self.every_half_second(s, self.dst + self.src + b"\x88\xb5" + b"rig-trickle".ljust(100, b"\0"))
         s.close()
 
     def gso(self):
-        import socket, struct
+        import struct
         ones = netpeer.ones_sum
         sip, dip = bytes([10, 9, 9, 1]), bytes([10, 9, 9, 2])
         payload = bytes(i & 0xff for i in range(64000))
@@ -231,21 +229,17 @@ class Inject:
         tcp = struct.pack("!HHIIBBHHH", 40000, 5001, 1, 0, 0x50, 0x18, 65535, partial, 0)
         # struct virtio_net_hdr: NEEDS_CSUM, GSO_TCPV4, hdr_len, gso_size, csum_start, csum_offset
         vnet = struct.pack("<BBHHHH", 1, 1, 54, 1448, 34, 16)
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-        s.setsockopt(263, 15, 1)      # SOL_PACKET, PACKET_VNET_HDR
-        s.bind(("xenbr0", 0x0800))
+        s = self.d.bridge_socket(0x0800, [(263, 15, 1)])     # SOL_PACKET, PACKET_VNET_HDR
         s.send(vnet + self.dst + self.src + b"\x08\x00" + ip + tcp + payload)
         self.sent_mb = (14 + len(ip) + len(tcp) + len(payload)) / 1e6
         s.close()
 
     def flood(self):
         import socket
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
         # Frames queued anywhere (the bridge port, the vif's qdisc, the backend) are charged to
         # this socket until freed: a send buffer large enough that only the backend's own bound
         # (or its absence) limits what piles up, and no blocking on it.
-        s.setsockopt(socket.SOL_SOCKET, 32, 256 << 20)    # SO_SNDBUFFORCE
-        s.bind(("xenbr0", 0x88b5))
+        s = self.d.bridge_socket(opts=[(socket.SOL_SOCKET, 32, 256 << 20)])    # SO_SNDBUFFORCE
         frame = self.dst + self.src + b"\x88\xb5" + b"rig-flood".ljust(1386, b"\0")
         before = self.used_kb()
         t0, n = time.time(), 0
@@ -283,7 +277,7 @@ def front_case(d, ag, domid, case, devid, out, label):
     th.start()
     carrier = set()     # carrier values seen while the tool said it was attacking
     fep = "/local/domain/%d/device/vif/%d/netpeer-phase" % (domid, devid)
-    inj = Inject(domid, devid, meta["inject"]) if meta.get("inject") else None
+    inj = Inject(d, domid, devid, meta["inject"]) if meta.get("inject") else None
     while th.is_alive():
         ph = subprocess.run(["xenstore-read", fep], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         if ph == "attacked":
