@@ -63,6 +63,7 @@ use kernel::{
             GrantedSkb,
             RefPool,
             RingPages,
+            SkbLayout,
             SKB_MAX_GRANTS, //
         },
         netif::{
@@ -563,11 +564,12 @@ impl Queue {
         } else {
             None
         };
-        // Zero copy unless the backend is untrusted, a fragment is not in a page, or the first
-        // piece is too short for the Ethernet header (netback drops such packets).
-        let mut zero_copy = !self.bounce;
+        // Zero copy, with this layout of grants, unless the backend is untrusted, a fragment is not
+        // in a page, or the first piece is too short for the Ethernet header (netback drops such
+        // packets).
+        let mut zero_copy = None;
         let mut data_slots = tx_data_slots(len);
-        if zero_copy {
+        if !self.bounce {
             let mut layout = GrantedSkb::layout(&skb);
             if layout.grants > SKB_MAX_GRANTS {
                 // "skb rides the rocket": too many pieces for the backend.
@@ -578,11 +580,12 @@ impl Queue {
                 }
                 layout = GrantedSkb::layout(&skb);
             }
-            zero_copy = layout.grantable
+            if layout.grantable
                 && layout.grants <= SKB_MAX_GRANTS
-                && layout.first_len >= skb::ETH_HLEN as usize;
-            if zero_copy {
+                && layout.first_len >= skb::ETH_HLEN as usize
+            {
                 data_slots = layout.grants;
+                zero_copy = Some(layout);
             }
         }
         let needed = (data_slots + usize::from(gso.is_some())) as u32;
@@ -607,8 +610,8 @@ impl Queue {
                 }
                 return Err(skb);
             }
-            let sent = if zero_copy {
-                Self::push_granted(tx, self.domid, skb, len, first_flags, gso)
+            let sent = if let Some(layout) = &zero_copy {
+                Self::push_granted(tx, self.domid, skb, layout, len, first_flags, gso)
             } else {
                 Self::push_bounced(tx, self.domid, skb, len, data_slots, first_flags, gso)
             };
@@ -686,6 +689,7 @@ impl Queue {
         tx: &mut Tx,
         domid: DomId,
         skb: SkBuff,
+        layout: &SkbLayout,
         len: usize,
         first_flags: TxFlags,
         gso: Option<netif::Gso>,
@@ -693,7 +697,7 @@ impl Queue {
         let Some(pkt) = tx.free_pkts.pop() else {
             return Err(Some(skb));
         };
-        let granted = match GrantedSkb::new(skb, domid, &mut tx.refs) {
+        let granted = match GrantedSkb::new(skb, layout, domid, &mut tx.refs) {
             Ok(g) => g,
             Err((skb, e)) => {
                 let _ = tx.free_pkts.push(pkt, GFP_ATOMIC);

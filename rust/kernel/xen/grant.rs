@@ -405,6 +405,28 @@ pub struct SkbLayout {
     pub first_len: usize,
     /// Whether every fragment is in a page (not device memory, `net_iov`), so it can be granted.
     pub grantable: bool,
+    /// What it was computed from: the address of the data, the lengths of the packet and of
+    /// its linear area, and the number of fragments.
+    of: (usize, u32, u32, usize),
+}
+
+#[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
+impl SkbLayout {
+    fn of(skb: &crate::net::skb::SkBuffRef) -> (usize, u32, u32, usize) {
+        (
+            skb.data().as_ptr() as usize,
+            skb.len(),
+            skb.headlen(),
+            skb.frags().len(),
+        )
+    }
+
+    /// Returns whether this is still the layout of `skb`: computed from it, and its data not
+    /// moved or resized since (as [`SkBuff::linearize`](crate::net::skb::SkBuff::linearize)
+    /// does).
+    pub fn describes(&self, skb: &crate::net::skb::SkBuffRef) -> bool {
+        self.of == Self::of(skb)
+    }
 }
 
 /// A socket buffer whose data is granted read-only to another domain, one grant per piece of a
@@ -437,6 +459,10 @@ pub struct SkbLayout {
 /// assert!(layout.grantable);
 /// assert!(layout.grants == 1 || layout.grants == 2);
 /// assert!(layout.first_len <= 100);
+/// assert!(layout.describes(&skb));
+/// // A layout is of the buffer as it was: `GrantedSkb::new` computes it again after a change.
+/// skb.put_data(&[0u8; 10])?;
+/// assert!(!layout.describes(&skb));
 /// # Ok::<(), Error>(())
 /// ```
 ///
@@ -473,20 +499,30 @@ impl GrantedSkb {
             grants,
             first_len: data.len().min(PAGE_SIZE - head_offset),
             grantable,
+            of: SkbLayout::of(skb),
         }
     }
 
     /// Grants the data of `skb` read-only to `domid`, with references from `pool`.
+    ///
+    /// `layout` is what [`GrantedSkb::layout`] returned for `skb` (a caller needs it first, to
+    /// know how many requests the packet takes); it is computed again if it no longer
+    /// [describes](SkbLayout::describes) the buffer.
     ///
     /// Gives the buffer back with [`EMSGSIZE`] if it needs more than [`SKB_MAX_GRANTS`] grants
     /// (linearise it first), [`EOPNOTSUPP`] if a fragment is not in a page, [`ENOSPC`] if the pool
     /// has too few references.
     pub fn new(
         skb: crate::net::skb::SkBuff,
+        layout: &SkbLayout,
         domid: DomId,
         pool: &mut RefPool,
     ) -> core::result::Result<Self, (crate::net::skb::SkBuff, Error)> {
-        let layout = Self::layout(&skb);
+        let layout = if layout.describes(&skb) {
+            *layout
+        } else {
+            Self::layout(&skb)
+        };
         if !layout.grantable {
             return Err((skb, EOPNOTSUPP));
         }
