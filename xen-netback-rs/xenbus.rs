@@ -870,6 +870,21 @@ impl NetBack {
     }
 
     /// Goes to `target` the way the C backend's `set_backend_state` does.
+    /// Takes the frontend's `xdp-headroom` while connected, and the device features that
+    /// depend on it: always when it reconfigures, else only if it changed.
+    fn read_frontend_xdp(dev: &xenbus::Device<Core<'_>>, this: &Backend, reconfiguring: bool) {
+        let inner = this.inner.lock();
+        if !reconfiguring && inner.conns.is_empty() {
+            // Not connected: connecting reads it.
+            return;
+        }
+        let headroom = read_xdp_headroom(dev);
+        if inner.vif.xdp_headroom.xchg(headroom, Relaxed) != headroom || reconfiguring {
+            let rtnl = RtnlGuard::lock();
+            inner.netdev.device().update_features(&rtnl);
+        }
+    }
+
     fn set_state(dev: &xenbus::Device<Core<'_>>, this: &Backend, target: State) {
         let mut inner = this.inner.lock();
         match target {
@@ -938,19 +953,19 @@ impl xenbus::Driver for NetBack {
                 }
             }
             State::Initialised | State::InitWait => {}
-            State::Connected => Self::set_state(dev, &this, State::Connected),
+            State::Connected => {
+                // Back from a reconfiguration we may not have seen: xenbus reads the state
+                // when its watch fires, and the C netfront switches to Reconfiguring before it
+                // writes `xdp-headroom`, then goes on at once if we are still Reconfigured from
+                // its previous change (as C, we stay so). A change seen only as Connected, or
+                // read before the frontend wrote it, is taken now (the C netback misses it:
+                // the frontend then looks for its packets 256 bytes off).
+                Self::read_frontend_xdp(dev, &this, false);
+                Self::set_state(dev, &this, State::Connected)
+            }
             State::Reconfiguring => {
                 // The frontend changed its XDP headroom (C: `read_xenbus_frontend_xdp`).
-                let inner = this.inner.lock();
-                inner
-                    .vif
-                    .xdp_headroom
-                    .store(read_xdp_headroom(dev), Relaxed);
-                {
-                    let rtnl = RtnlGuard::lock();
-                    inner.netdev.device().update_features(&rtnl);
-                }
-                drop(inner);
+                Self::read_frontend_xdp(dev, &this, true);
                 let _ = dev.switch_state(State::Reconfigured);
             }
             State::Closing => Self::set_state(dev, &this, State::Closing),
