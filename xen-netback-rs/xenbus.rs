@@ -869,7 +869,6 @@ impl NetBack {
         })
     }
 
-    /// Goes to `target` the way the C backend's `set_backend_state` does.
     /// Takes the frontend's `xdp-headroom` while connected, and the device features that
     /// depend on it: always when it reconfigures, else only if it changed.
     fn read_frontend_xdp(dev: &xenbus::Device<Core<'_>>, this: &Backend, reconfiguring: bool) {
@@ -885,6 +884,7 @@ impl NetBack {
         }
     }
 
+    /// Goes to `target` the way the C backend's `set_backend_state` does.
     fn set_state(dev: &xenbus::Device<Core<'_>>, this: &Backend, target: State) {
         let mut inner = this.inner.lock();
         match target {
