@@ -395,6 +395,14 @@ def ping_check(name, runner, dst, count=10):
     return ok
 
 
+def txtstamp_check(name, runner, dst, n=10):
+    """A UDP socket with SO_TIMESTAMPING sends n datagrams to dst (guest/txtstamp.py): every one
+    gets its software TX timestamp (SCM_TSTAMP_SND, made by the transmitting driver)."""
+    _, out = runner("python3 /rig/txtstamp.py %s %d" % (dst, n), 60, True)
+    check(name, "TXTSTAMP sent=%d snd=%d sane=%d" % (n, n, n) in out,
+          "SO_TIMESTAMPING UDP to %s: %s" % (dst, out.strip()[-200:]))
+
+
 NC_RX = r"""
 import re, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -394,9 +394,7 @@ def run(d, ag, domid, ifn, vif):
     time.sleep(1)
     try:
         stats_and_params(d, vif)
-        rc, out = d.sh("python3 /rig/txtstamp.py %s 10" % d.DOMU_IP, 60, True)
-        d.check("back-tx-timestamp", "TXTSTAMP sent=10 snd=10 sane=10" in out,
-                "SO_TIMESTAMPING UDP to the domU: %s" % out.strip()[-200:])
+        d.txtstamp_check("back-tx-timestamp", d.sh, d.DOMU_IP)
         debugfs(d, ag, domid, vif)
         rate(d, ag, domid, vif)
         ifn, vif = multiqueue(d, ag, domid, ifn, 2, None)
