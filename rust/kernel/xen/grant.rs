@@ -412,11 +412,12 @@ pub struct SkbLayout {
 
 #[cfg(CONFIG_RUST_NETDEV_ABSTRACTIONS)]
 impl SkbLayout {
-    fn of(skb: &crate::net::skb::SkBuffRef) -> (usize, u32, u32, usize) {
+    /// `data` is `skb.data()`, which the caller has at hand.
+    fn of(skb: &crate::net::skb::SkBuffRef, data: &[u8]) -> (usize, u32, u32, usize) {
         (
-            skb.data().as_ptr() as usize,
+            data.as_ptr() as usize,
             skb.len(),
-            skb.headlen(),
+            data.len() as u32,
             skb.frags().len(),
         )
     }
@@ -425,7 +426,7 @@ impl SkbLayout {
     /// moved or resized since (as [`SkBuff::linearize`](crate::net::skb::SkBuff::linearize)
     /// does).
     pub fn describes(&self, skb: &crate::net::skb::SkBuffRef) -> bool {
-        self.of == Self::of(skb)
+        self.of == Self::of(skb, skb.data())
     }
 }
 
@@ -499,7 +500,7 @@ impl GrantedSkb {
             grants,
             first_len: data.len().min(PAGE_SIZE - head_offset),
             grantable,
-            of: SkbLayout::of(skb),
+            of: SkbLayout::of(skb, data),
         }
     }
 
