@@ -17,6 +17,8 @@ import argparse, datetime, fcntl, json, os, re, shutil, signal, subprocess, sys,
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "guest"))
 import pvmmu   # noqa: E402 (guest/pvmmu.py: which kernel command line asks for which PV MMU stage)
+sys.path.insert(0, os.path.join(HERE, "..", "hostile"))
+import netpeer  # noqa: E402 (the hostile cases --cases selects)
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(TOP, "build"))
 RIG = os.path.join(BUILD, "rig")
@@ -148,7 +150,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "txtstamp.py", "block-rig", "scen_hostile.py", "scen_back.py", "scen_features.py", "pvmmu.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "txtstamp.py", "flows.py", "block-rig", "scen_hostile.py", "scen_back.py", "scen_features.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     if conf["scenario"] == "ksft":   # the kselftests, built on the host (cached), and the C reference
         shutil.copy(os.path.join(HERE, "guest", "scen_ksft.py"), st)
@@ -321,8 +323,14 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the whole console")
     ap.add_argument("--ksft-all", action="store_true",
                     help="ksft: also the test files that fail with the C drivers for environment reasons (guest/scen_ksft.py ENV_FAIL)")
-    ap.add_argument("--cases", default="", help="hostile-back/-front: comma-separated netpeer.py cases (default: all)")
+    ap.add_argument("--cases", default="", help="hostile-back/-front: comma-separated netpeer.py cases or patterns, !pattern to leave out (default: all)")
     a = ap.parse_args()
+    if a.scenario.startswith("hostile-"):
+        try:
+            netpeer.select_cases(a.cases, list(netpeer.FRONT_CASES if a.scenario == "hostile-front"
+                                                 else netpeer.BACK_CASES))
+        except ValueError as e:
+            ap.error("--cases: %s" % e)
 
     sc = SCENARIOS[a.scenario]
     cpu = a.cpu or (ICOUNT_CPU if a.icount else DEFAULT_CPU)
@@ -493,7 +501,8 @@ def main():
                      "ft-mcast-local-passes", "ft-mcast-unfiltered", "ft-xdp-kept-over-reconnect", "ft-ethtool-L-1", "ft-traffic-ethtool-L-1"]
     elif a.scenario == "features":
         required += ["ft-ethtool-L"]   # the C frontend refuses ethtool -L
-    if a.scenario == "hostile-front" and a.back == "rs" and not a.cases:
+    if a.scenario == "hostile-front" and a.back == "rs" and \
+            set(netpeer.MAP_CASES) & set(netpeer.select_cases(a.cases, list(netpeer.FRONT_CASES))):
         required.append("hostile-front-map-mode")   # the map-mode pass (guest/scen_hostile.py)
     missing = [n for n in required if n not in seen]
     if a.scenario == "basic" and a.back == "c" and "back-rmmod-busy-refused" not in seen:

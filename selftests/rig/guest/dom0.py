@@ -10,7 +10,7 @@ reports on the console:
   RIG-CRASH <what>                a process died by a signal (the host fails no-crash)
 Every wait has a timeout; a failed step fails its check and the scenario goes on where it can.
 """
-import base64, json, os, re, select, subprocess, sys, termios, time, tty, zlib
+import base64, json, os, re, select, subprocess, sys, termios, threading, time, tty, zlib
 
 CONF = json.load(open("/rig/rig.json"))
 FRONT, BACK, SCEN = CONF["front"], CONF["back"], CONF["scenario"]
@@ -403,6 +403,31 @@ def txtstamp_check(name, runner, dst, n=10):
           "SO_TIMESTAMPING UDP to %s: %s" % (dst, out.strip()[-200:]))
 
 
+def flows_run(ag, to_domu, conns=64, nbytes=128 << 10, timeout=120):
+    """`conns` TCP flows of `nbytes` each (guest/flows.py) between dom0 and the domU behind `ag`,
+    towards it (to_domu) or from it: every flow its own ports, so its own hash. Returns (rc,
+    Mbit/s at the receiver, detail); rc 0 when every flow delivered all its bytes."""
+    port = 5301
+    if to_domu:
+        sink_run, send_run, dst = ag.run, sh, DOMU_IP
+    else:
+        sink_run, send_run, dst = sh, ag.run, DOM0_IP
+    box = {}
+    th = threading.Thread(target=lambda: box.update(
+        sink=sink_run("python3 /rig/flows.py sink %d %d %d %d" % (port, conns, nbytes, timeout), timeout + 30, True)))
+    th.start()
+    rc, out = send_run("python3 /rig/flows.py send %s %d %d %d %d" % (dst, port, conns, nbytes, timeout), timeout + 30, True)
+    th.join(timeout + 40)
+    rck, outk = box.get("sink", (None, ""))
+    m = re.search(r"^FLOWS (\{.*\})", outk, re.M)
+    k = json.loads(m.group(1)) if m else {}
+    mbps = k["bytes"] * 8 / k["secs"] / 1e6 if k.get("secs") else 0.0
+    detail = "%d flows of %d KiB %s: %.1f Mbit/s | sink rc=%s %s | sender rc=%s %s" % (
+        conns, nbytes >> 10, "dom0 -> domU" if to_domu else "domU -> dom0", mbps,
+        rck, outk.strip()[-200:], rc, out.strip()[-200:])
+    return (0 if rc == 0 and rck == 0 else 1), mbps, detail
+
+
 NC_RX = r"""
 import re, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -493,6 +518,10 @@ def iperf(ag, name, reverse, secs):
         metric(name + "-mbps", round(bps / 1e6, 2), "Mbit/s")
         if s.get("retransmits") is not None:
             metric(name + "-retransmits", s["retransmits"], "count")
+        # TCP sizes its TSO packets by the RTT (tcp_tso_autosize): the latency each driver adds
+        for k in ("mean_rtt", "min_rtt"):
+            if k in s:
+                metric("%s-%s" % (name, k.replace("_", "-")), s[k], "us")
         # how the drivers batch: packets and interrupts per MB carried (bench compares them)
         after = net_counts(ag)
         for k in sorted(after):

@@ -12,7 +12,8 @@ Checks (each a RIG-CHECK):
                            unlimited again once the node is removed
   back-mq<N>-*             the frontend reloaded with max_queues=N (N = 2, 4; the backend with
                            max_queues=4 for N = 4): N queues negotiated, N queues in dom0, every
-                           queue's event channels fire under iperf3 -P 16 both ways
+                           queue's event channels fire under 64 TCP flows each way
+                           (guest/flows.py)
   back-uevents             during the first requeue (network-detach, backend reload,
                            network-attach): the backend sent `offline` and `online` uevents
                            for the vif with `vif=vif<id>.0` and `script=<the xenstore script>`,
@@ -35,7 +36,9 @@ Checks (each a RIG-CHECK):
 import json, os, re, socket, subprocess, time
 
 C_STATS = ["rx_gso_checksum_fixup", "tx_zerocopy_sent", "tx_zerocopy_success", "tx_zerocopy_fail", "tx_frag_overflow"]
-RATE_MBPS = 100
+# Well below what guest TX reaches unlimited on a slow host (119 Mbit/s seen in CI, 190 here), so
+# that back-rate-removed tells the two apart
+RATE_MBPS = 50
 
 
 def c_params(ncpu):
@@ -66,9 +69,9 @@ def irq_counts(d, vif):
     return res
 
 
-def iperf_run(d, ag, dst, secs, extra=""):
-    cmd = ("iperf3 -c %s -t %d %s --json >/tmp/ip.json 2>/tmp/ip.err; rc=$?; "
-           "python3 /rig/iperfsum.py /tmp/ip.json; cat /tmp/ip.err; exit $rc") % (dst, secs, extra)
+def iperf_run(d, ag, dst, secs):
+    cmd = ("iperf3 -c %s -t %d --json >/tmp/ip.json 2>/tmp/ip.err; rc=$?; "
+           "python3 /rig/iperfsum.py /tmp/ip.json; cat /tmp/ip.err; exit $rc") % (dst, secs)
     rc, out = ag.run(cmd, secs + 60)
     m = re.search(r"IPERFSUM (\{.*\})", out)
     s = json.loads(m.group(1)) if m else {}
@@ -197,15 +200,15 @@ def multiqueue(d, ag, domid, ifn, n, bq):
     d.check(name + "-negotiated", rc == 0 and lines[:1] == [str(n)] and txq == n and rxq == n,
             "frontend num-queues=%s backend max-queues=%s, dom0 %s: %d tx / %d rx queues"
             % (lines[:1], lines[1:2], vif, txq, rxq))
-    for direction, extra in (("tx", "-P 16"), ("rx", "-P 16 -R")):
+    for direction in ("tx", "rx"):
         before = irq_counts(d, vif)
-        rc, mbps, out = iperf_run(d, ag, d.DOM0_IP, 5, extra)
+        rc, mbps, detail = d.flows_run(ag, direction == "rx")
         after = irq_counts(d, vif)
         grew = sorted(set(q for (q, k), v in after.items() if v > before.get((q, k), 0)))
         d.metric("%s-%s-mbps" % (name, direction), round(mbps, 2), "Mbit/s")
         d.check("%s-%s" % (name, direction), rc == 0 and mbps > 0 and grew == list(range(n)),
-                "iperf3 %s: %.1f Mbit/s; queues whose event channels fired: %s; irqs before %s after %s%s"
-                % (extra, mbps, grew, sorted(before.items()), sorted(after.items()), "" if rc == 0 else " | " + out[-300:]))
+                "queues whose event channels fired: %s; irqs before %s after %s | %s"
+                % (grew, sorted(before.items()), sorted(after.items()), detail))
     return ifn, vif
 
 

@@ -40,7 +40,7 @@ xenstore keys), never a driver's internals.
                         queue-<i> directories, the domU's netdev has that many TX queues; traffic
   ft-rss-ctrl-ring      (rs frontend) with max_queues=4: the frontend connected a control ring
                         (ctrl-ring-ref, event-channel-ctrl in xenstore) and set up RSS (its log)
-  ft-rss-spread         (rs frontend) 16 TCP flows dom0 -> domU (iperf3 -R -P 16): the domU's
+  ft-rss-spread         (rs frontend) 64 TCP flows dom0 -> domU (guest/flows.py): the domU's
                         per-queue counters (ethtool -S rx_queue_<i>_packets) show more than one
                         queue carrying them
   ft-mcast-joined       (rs frontend) the domU joins 239.1.2.3; 30 datagrams to it from a veth
@@ -227,13 +227,12 @@ def ctrl_checks(d, ag, domid, fdir, state, nq):
     d.check("ft-rss-ctrl-ring", ref is not None and port is not None and "RSS: Toeplitz" in log,
             "ctrl-ring-ref=%s event-channel-ctrl=%s; domU log: %s" % (ref, port, log.strip()[-300:]))
     before = rx_queue_packets(ag, ifn)
-    rc, out = ag.run("iperf3 -c %s -t 3 -P 16 -R >/tmp/rss.log 2>&1; rc=$?; tail -3 /tmp/rss.log; exit $rc" % d.DOM0_IP, 90)
+    rc, _, detail = d.flows_run(ag, True)
     after = rx_queue_packets(ag, ifn)
     delta = {q: after.get(q, 0) - before.get(q, 0) for q in after}
     busy = [q for q, v in delta.items() if v >= 50]
     d.check("ft-rss-spread", rc == 0 and nq > 1 and len(busy) > 1,
-            "%d queues; iperf3 -R -P 16 rc=%s; packets per RX queue %s (queues with >= 50: %s) %s" %
-            (nq, rc, delta, busy, "" if rc == 0 else out[-300:]))
+            "%d queues; packets per RX queue %s (queues with >= 50: %s) | %s" % (nq, delta, busy, detail))
 
     d.mark("FT-MCAST")
     d.sh("echo 0 > /sys/class/net/xenbr0/bridge/multicast_snooping; "
