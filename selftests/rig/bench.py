@@ -37,6 +37,8 @@ METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbp
 # How the drivers batch (guest/dom0.py net_counts): packets and interrupts per MB carried.
 METRICS += [("%s-%s-per-mb" % (d, k), False) for d in ("iperf-tx", "iperf-rx")
             for k in ("domu-tx-pkts", "domu-rx-pkts", "domu-irqs", "dom0-vif-irqs")]
+# The sending socket's RTT in the guest TX run (TCP sizes its TSO packets by it).
+METRICS += [("iperf-tx-mean-rtt", False), ("iperf-tx-min-rtt", False)]
 PVMMU_OFF = "xen_superpages=off xen_global_pages=off"
 
 
