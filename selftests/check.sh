@@ -37,10 +37,22 @@ step() { # name cmd...
 }
 
 rm -f "$results"/*.json "$results"/*.txt
+# The rig's images (cached; on a fresh machine two mmdebstrap root filesystems, mostly downloads
+# and unpacking, and the patched Xen 4.17 of scripts/xen.sh with its bookworm image) build beside
+# the checks that boot no rig; the lanes start once both are there.
+images_all() {
+	step images bash selftests/rig/images.sh
+	step images-4.17 bash selftests/rig/images.sh 4.17
+}
+imageslog=build/check-images.log
+images_all > "$imageslog" 2>&1 &
+imagespid=$!
 step kunit python3 selftests/vng/kunit.py
 step rustdoc python3 selftests/rustdoc-check.py
 step static python3 selftests/static-check.py
-step images bash selftests/rig/images.sh
+wait "$imagespid"
+echo "=== images (built beside the steps above)"
+cat "$imageslog"
 ref=${CHECK_REFERENCE:-0}
 # The rig's own FPU-state self-test (selftests/rig/README.md: the TCG XSAVE bug): FPU/AVX
 # register state survives vCPU switches under the QEMU/Xen flags the rig uses. It tests the
@@ -80,9 +92,6 @@ case " $ready " in *" back "*) pairs="$pairs c/rs";; esac
 case " $ready " in *" front "*) case " $ready " in *" back "*) pairs="$pairs rs/rs";; esac;; esac
 pairs=${pairs# }
 last=${CHECK_PAIRS:-$pairs}; last=${last##* }
-# The patched Xen 4.17 and its bookworm image (scripts/xen.sh, mmdebstrap): built before the
-# lanes, so that no build shares the cores with a rig boot.
-step images-4.17 bash selftests/rig/images.sh 4.17
 # The kselftests both lanes ship to their guests (cached; run.py would build them on first use).
 step ksft-build bash selftests/ksft/build.sh
 # The hostile frontend (selftests/hostile, run in the domU) against the Rust backend: every case,
