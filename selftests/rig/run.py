@@ -325,10 +325,11 @@ def main():
                     help="ksft: also the test files that fail with the C drivers for environment reasons (guest/scen_ksft.py ENV_FAIL)")
     ap.add_argument("--cases", default="", help="hostile-back/-front: comma-separated netpeer.py cases or patterns, !pattern to leave out (default: all)")
     a = ap.parse_args()
+    cases = []   # the hostile cases --cases selects
     if a.scenario.startswith("hostile-"):
         try:
-            netpeer.select_cases(a.cases, list(netpeer.FRONT_CASES if a.scenario == "hostile-front"
-                                                 else netpeer.BACK_CASES))
+            cases = netpeer.select_cases(a.cases, list(netpeer.FRONT_CASES if a.scenario == "hostile-front"
+                                                       else netpeer.BACK_CASES))
         except ValueError as e:
             ap.error("--cases: %s" % e)
 
@@ -501,8 +502,7 @@ def main():
                      "ft-mcast-local-passes", "ft-mcast-unfiltered", "ft-xdp-kept-over-reconnect", "ft-ethtool-L-1", "ft-traffic-ethtool-L-1"]
     elif a.scenario == "features":
         required += ["ft-ethtool-L"]   # the C frontend refuses ethtool -L
-    if a.scenario == "hostile-front" and a.back == "rs" and \
-            set(netpeer.MAP_CASES) & set(netpeer.select_cases(a.cases, list(netpeer.FRONT_CASES))):
+    if a.scenario == "hostile-front" and a.back == "rs" and set(netpeer.MAP_CASES) & set(cases):
         required.append("hostile-front-map-mode")   # the map-mode pass (guest/scen_hostile.py)
     missing = [n for n in required if n not in seen]
     if a.scenario == "basic" and a.back == "c" and "back-rmmod-busy-refused" not in seen:
