@@ -83,7 +83,8 @@ def parse(out, rc, script):
             if m.group(3):
                 subs.append((m.group(2), "skip", (m.group(3) + " " + m.group(4)).strip()))
             elif m.group(1):
-                subs.append((m.group(2), "fail", " / ".join(why[:4])[:300]))
+                # the exception, the command, and the last line printed (a C test's error())
+                subs.append((m.group(2), "fail", " / ".join(why[:3] + why[-1:] if len(why) > 4 else why)[:400]))
             else:
                 subs.append((m.group(2), "pass", ""))
             why = []
@@ -237,6 +238,25 @@ def run(d, ag, domid, ifn, vif):
             missing = [k[2] for k, v in exp.items() if k[0] == phase and k[1] == name and v == "pass"
                        and k[2] not in {s for s, _, _ in subs}]
             regress += ["%s: passes with C, did not run" % m for m in missing]
+            # A regressed Python sub-test runs once more on its own (ksft's `-t`): several of
+            # these tests have fixed timers (csum.py's receiver counts for 2 s from its start,
+            # while the sender starts over ssh), which a slow host can miss. One that passes
+            # again is reported in the detail and results.json ("flaky"), not as a regression.
+            flaky = []
+            subs_regressed = [r.split(":", 1)[0] for r in regress
+                              if "did not run" not in r and r.split(":", 1)[0].startswith(base[:-3] + ".")]
+            if script.endswith(".py") and subs_regressed:
+                for sub in subs_regressed:
+                    restore(d, ag, phase, ifn, vif)
+                    t2 = time.time()
+                    rc2, out2 = runner("cd %s/%s && %s timeout -k 10 %d ./%s -t %s 2>&1"
+                                       % (KSFT, tdir, env, tmo, base, shq(sub.split(".", 1)[1])), tmo + 30, True)
+                    open(os.path.join(d.OUT, "ksft", "%s-%s.log" % (phase, name)), "a").write(
+                        "\n# rerun of %s: rc=%s %.1fs\n%s" % (sub, rc2, time.time() - t2, out2))
+                    again = [s for n2, s, _ in parse(out2, rc2 if rc2 is not None else 255, script) if n2 == sub]
+                    if again == ["pass"] and rc2 == 0:
+                        flaky += [r for r in regress if r.startswith(sub + ":")]
+                regress = [r for r in regress if r not in flaky]
             n = {k: sum(1 for _, s, _ in subs if s == k) for k in ("pass", "skip", "fail")}
             skips = ["%s: %s" % (sub, why) for sub, s, why in subs if s == "skip"]
             detail = "%s rc=%s %.0fs: pass %d skip %d fail %d" % (st.upper(), rc, dt, n["pass"], n["skip"], n["fail"])
@@ -244,6 +264,8 @@ def run(d, ag, domid, ifn, vif):
                 detail += " | REGRESSION vs C: " + "; ".join(regress)
             if known:
                 detail += " | known C failures: " + "; ".join(known)
+            if flaky:
+                detail += " | FLAKY (failed, then passed when rerun alone): " + "; ".join(flaky)
             if newpass:
                 detail += " | passes, not with C: " + ", ".join(newpass)
             if skips:
@@ -251,7 +273,7 @@ def run(d, ag, domid, ifn, vif):
             d.check("ksft-%s-%s" % (phase, name), not regress, detail)
             results.append({"phase": phase, "test": name, "script": script, "rc": rc, "secs": round(dt, 1),
                             "status": st, "subs": [{"name": s, "status": x, "reason": w} for s, x, w in subs],
-                            "regressions": regress, "known_c_failures": known})
+                            "regressions": regress, "known_c_failures": known, "flaky": flaky})
             restore(d, ag, phase, ifn, vif)
     json.dump(results, open(os.path.join(d.OUT, "ksft", "results.json"), "w"), indent=1)
     with open(os.path.join(d.OUT, "ksft", "results.txt"), "w") as f:
@@ -262,10 +284,11 @@ def run(d, ag, domid, ifn, vif):
                                                  "  # " + s["reason"].replace("\n", " ")[:200] if s["reason"] else ""))
     tot = {k: sum(1 for r in results if r["status"] == k) for k in ("pass", "skip", "fail")}
     bad = [r["phase"] + "/" + r["test"] for r in results if r["regressions"]]
+    flaky = [r["phase"] + "/" + f.split(":", 1)[0] for r in results for f in r["flaky"]]
     phases = (d.CONF.get("ksft_phases") or "domu,dom0").split(",")
     d.check("ksft-summary", len(results) + len(not_run) == len(phases) * len(TESTS),
-            "%d test files: pass %d skip %d fail %d; regressions vs C in: %s; %s%s" % (
-                len(results), tot["pass"], tot["skip"], tot["fail"], ", ".join(bad) or "none",
+            "%d test files: pass %d skip %d fail %d; regressions vs C in: %s; passed when rerun: %s; %s%s" % (
+                len(results), tot["pass"], tot["skip"], tot["fail"], ", ".join(bad) or "none", ", ".join(flaky) or "none",
                 " ".join("%s/%s=%s" % (r["phase"], r["test"], r["status"]) for r in results),
                 "; not run (no sub-test passes with C; --ksft-all runs them): " + "; ".join(not_run) if not_run else ""))
 
