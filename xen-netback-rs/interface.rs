@@ -316,6 +316,11 @@ pub(crate) struct RxState {
 pub(crate) struct Notifiers {
     pub(crate) tx: Option<Notifier>,
     pub(crate) rx: Option<Notifier>,
+    /// Responses were pushed with a notification due before the channel was published (the
+    /// NAPI poll runs as soon as the TX channel is bound, before `connect` publishes it): sent
+    /// once it is.
+    tx_missed: bool,
+    rx_missed: bool,
 }
 
 /// The state of a queue shared by its NAPI poll, its worker and the device operations.
@@ -360,16 +365,47 @@ impl Core {
     }
 
     pub(crate) fn notify_tx(&self) {
-        let n = self.notify.lock().tx;
+        let n = {
+            let mut g = self.notify.lock();
+            g.tx_missed = g.tx.is_none();
+            g.tx
+        };
         if let Some(n) = n {
             n.notify();
         }
     }
 
     pub(crate) fn notify_rx(&self) {
-        let n = self.notify.lock().rx;
+        let n = {
+            let mut g = self.notify.lock();
+            g.rx_missed = g.rx.is_none();
+            g.rx
+        };
         if let Some(n) = n {
             n.notify();
+        }
+    }
+
+    /// Publishes the notification sides of the bound channels, and sends the notifications
+    /// that were due before (a frontend that waits for a TX completion event would otherwise
+    /// wait forever).
+    pub(crate) fn publish_notifiers(&self, tx: Notifier, rx: Notifier) {
+        let (tx_missed, rx_missed) = {
+            let mut g = self.notify.lock();
+            let missed = (g.tx_missed, g.rx_missed);
+            *g = Notifiers {
+                tx: Some(tx),
+                rx: Some(rx),
+                tx_missed: false,
+                rx_missed: false,
+            };
+            missed
+        };
+        if tx_missed {
+            tx.notify();
+        }
+        if rx_missed {
+            rx.notify();
         }
     }
 

@@ -831,10 +831,7 @@ impl NetBack {
                         return Err(e);
                     }
                 };
-                *queue.napi.notify.lock() = crate::interface::Notifiers {
-                    tx: Some(tx.notifier()),
-                    rx: Some(rx.notifier()),
-                };
+                queue.napi.publish_notifiers(tx.notifier(), rx.notifier());
                 Irqs::Split { _tx: tx, _rx: rx }
             }
             (port, None) => {
@@ -855,10 +852,7 @@ impl NetBack {
                         return Err(e);
                     }
                 };
-                *queue.napi.notify.lock() = crate::interface::Notifiers {
-                    tx: Some(r.notifier()),
-                    rx: Some(r.notifier()),
-                };
+                queue.napi.publish_notifiers(r.notifier(), r.notifier());
                 Irqs::Single { _txrx: r }
             }
         };
