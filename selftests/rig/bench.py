@@ -39,6 +39,8 @@ METRICS += [("%s-%s-per-mb" % (d, k), False) for d in ("iperf-tx", "iperf-rx")
             for k in ("domu-tx-pkts", "domu-rx-pkts", "domu-irqs", "dom0-vif-irqs")]
 # The sending socket's RTT in the guest TX run (TCP sizes its TSO packets by it).
 METRICS += [("iperf-tx-mean-rtt", False), ("iperf-tx-min-rtt", False)]
+# How busy each domain's CPUs were during the runs (guest/dom0.py net_counts): which side bounds it.
+METRICS += [("%s-%s-busy" % (d, k), False) for d in ("iperf-tx", "iperf-rx") for k in ("domu", "dom0")]
 PVMMU_OFF = "xen_superpages=off xen_global_pages=off"
 
 

@@ -494,13 +494,25 @@ def net_counts(ag):
                 total += sum(int(x) for x in f[1:] if x.isdigit())
         return total
 
-    _, out = ag.run("cat /proc/net/dev /proc/interrupts", 20, True)
+    def cpu(text):
+        """(busy, total) jiffies of the first "cpu" line of /proc/stat: busy is all but idle,
+        iowait and steal (the time Xen gave the other domain)."""
+        for line in text.splitlines():
+            f = line.split()
+            if f and f[0] == "cpu":
+                v = [int(x) for x in f[1:9]]
+                return sum(v) - v[3] - v[4] - v[7], sum(v)
+        return 0, 0
+
+    _, out = ag.run("cat /proc/net/dev /proc/interrupts /proc/stat", 20, True)
     c = {"domu-rx-pkts": 0, "domu-tx-pkts": 0}
     for f in (line.split() for line in out.splitlines()):
         if f and f[0] == "eth0:" and len(f) > 10:
             c["domu-rx-pkts"], c["domu-tx-pkts"] = int(f[2]), int(f[10])
     c["domu-irqs"] = irqs(out, ("eth0-q", "vif0-q"))
     c["dom0-vif-irqs"] = irqs(open("/proc/interrupts").read(), ("vif",))
+    c["domu-cpu"] = cpu(out)
+    c["dom0-cpu"] = cpu(open("/proc/stat").read())
     return c
 
 
@@ -525,7 +537,13 @@ def iperf(ag, name, reverse, secs):
         # how the drivers batch: packets and interrupts per MB carried (bench compares them)
         after = net_counts(ag)
         for k in sorted(after):
-            metric("%s-%s-per-mb" % (name, k), round((after[k] - before[k]) * 1e6 / nbytes, 2), "per MB")
+            if k.endswith("-cpu"):
+                # which domain the transfer keeps busy (the other one's share is steal time)
+                busy, total = (a - b for a, b in zip(after[k], before[k]))
+                if total > 0:
+                    metric("%s-%s-busy" % (name, k[:-4]), round(100.0 * busy / total, 1), "%")
+            else:
+                metric("%s-%s-per-mb" % (name, k), round((after[k] - before[k]) * 1e6 / nbytes, 2), "per MB")
     return ok
 
 
