@@ -70,7 +70,9 @@ pub(crate) struct Ctrl {
     #[pin]
     state: Mutex<CtrlState>,
     #[pin]
-    notify: SpinLockBh<Option<Notifier>>,
+    /// The notification side of the event channel once published, and whether a notification
+    /// was due before (the worker may run as soon as the channel is bound).
+    notify: SpinLockBh<(Option<Notifier>, bool)>,
     /// Non-zero while the event channel waits for its late EOI from the worker.
     eoi: Atomic<u32>,
     /// Non-zero once the ring is not served any more (disconnect, or a broken frontend).
@@ -124,7 +126,7 @@ impl Ctrl {
                     ring: Some(ring),
                     scratch,
                 }),
-                notify <- new_spinlock_bh!(None),
+                notify <- new_spinlock_bh!((None, false)),
                 eoi: Atomic::new(0),
                 disabled: Atomic::new(0),
                 work <- new_work!("xen_netback_rs::ctrl"),
@@ -133,10 +135,14 @@ impl Ctrl {
         )
     }
 
-    /// Publishes the notification side of the event channel, then looks at the ring once (for
-    /// requests, and for an event that came before the notifier was there).
+    /// Publishes the notification side of the event channel, sends the notification that was
+    /// due before, if one was, then looks at the ring once (for requests, and for an event that
+    /// came before the notifier was there).
     pub(crate) fn start(self: &Arc<Self>, notifier: Notifier) {
-        *self.notify.lock() = Some(notifier);
+        let missed = core::mem::replace(&mut *self.notify.lock(), (Some(notifier), false)).1;
+        if missed {
+            notifier.notify();
+        }
         self.kick();
     }
 
@@ -149,7 +155,7 @@ impl Ctrl {
     /// worker and unmaps the ring.
     pub(crate) fn stop(&self) {
         self.disabled.store(1, Relaxed);
-        *self.notify.lock() = None;
+        *self.notify.lock() = (None, false);
         kernel::xen::work::flush(&self.work);
         let ring = self.state.lock().ring.take();
         drop(ring);
@@ -234,8 +240,12 @@ impl Ctrl {
                 notify |= ring.push_responses_and_check_notify();
             }
         }
-        let notifier = *self.notify.lock();
         if notify {
+            let notifier = {
+                let mut g = self.notify.lock();
+                g.1 = g.0.is_none();
+                g.0
+            };
             if let Some(n) = notifier {
                 n.notify();
             }
@@ -256,6 +266,7 @@ impl Ctrl {
             return;
         }
         if self.eoi.xchg(0, Relaxed) != 0 {
+            let notifier = self.notify.lock().0;
             match notifier {
                 Some(n) => n.lateeoi(!found),
                 // An event before `start`: EOI'd by the run `start` schedules.
