@@ -142,9 +142,15 @@ fn show_io_ring(q: &Arc<Queue>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             pending,
         )
     };
-    let (rx, rx_stalled) = {
+    let (rx, rx_stalled, runs, waits, progress) = {
         let rx = core.rx.lock();
-        (rx.ring.indices(), rx.stalled)
+        (
+            rx.ring.indices(),
+            rx.stalled,
+            rx.runs,
+            rx.stalled_since.map(|t| t.elapsed().as_millis()),
+            rx.last_progress.elapsed().as_millis(),
+        )
     };
     let rxq = core.rxq.lock().len();
     writeln!(f, "Queue {}", core.index)?;
@@ -170,6 +176,13 @@ fn show_io_ring(q: &Arc<Queue>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         "Rx internal queue: pkts {rxq} {}",
         if rx_stalled { "stalled" } else { "running" }
     )?;
+    match waits {
+        Some(ms) => writeln!(
+            f,
+            "Rx worker runs {runs}; head packet waits for buffers since {ms} ms; last progress {progress} ms ago"
+        )?,
+        None => writeln!(f, "Rx worker runs {runs}; last progress {progress} ms ago")?,
+    }
     writeln!(
         f,
         "from guest: packets {} bytes {}; to guest: packets {} bytes {}",

@@ -309,6 +309,8 @@ pub(crate) struct RxState {
     /// The frontend is considered stalled (`rx_stall_timeout_msecs`): counted in
     /// [`VifShared::stalled`].
     pub(crate) stalled: bool,
+    /// Runs of the worker (debugfs).
+    pub(crate) runs: u64,
 }
 
 /// The notification sides of the event channels of a queue.
@@ -555,6 +557,7 @@ impl Queue {
                             stalled_since: None,
                             last_progress: now,
                             stalled: false,
+                            runs: 0,
                         }),
                         rxq <- new_spinlock_irq!(SkBuffList::new()),
                         notify <- new_spinlock_bh!(Notifiers::default()),

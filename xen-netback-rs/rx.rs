@@ -295,6 +295,7 @@ pub(crate) fn rx_action(queue: &Arc<Queue>) {
     }
 
     let mut rx = core.rx.lock();
+    rx.runs = rx.runs.wrapping_add(1);
     if rx.stalled && matches!(rx.ring.unconsumed_requests(), Ok(n) if n > 0) {
         // The frontend posts buffers again (C: `xenvif_rx_queue_ready`).
         set_stalled(core, dev, &mut rx, false);

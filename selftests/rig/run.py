@@ -50,6 +50,8 @@ FEATURES_REQUIRED = [
     "ft-traffic-max-queues-4", "ft-trusted-0-reload", "ft-trusted-0", "ft-trusted-key-0-reload", "ft-trusted-key-0",
     "ft-netconsole", "ft-traffic-after-netconsole",
     "ft-reload-under-traffic", "ft-traffic-after-reload", "ft-final-ping-dom0-to-domu"]
+# Backend module parameters for the hostile-frontend scenario (rx-stall: selftests/hostile/README.md).
+HOSTILE_FRONT_TIMEOUTS = (("rx_stall_timeout_msecs", 4000), ("rx_drain_timeout_msecs", 2000))
 SCENARIOS = {
     "boot": {"timeout": 600, "required": COMMON_REQUIRED + PVMMU_REQUIRED},
     "run": {"timeout": 900, "required": COMMON_REQUIRED + PVMMU_REQUIRED + NET_REQUIRED},
@@ -150,7 +152,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
     """The per-run rig disk: scripts, modules of the current build (+ Rust .ko), the domU kernel."""
     st = os.path.join(run_dir, "rigdisk")
     os.makedirs(st)
-    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "txtstamp.py", "flows.py", "block-rig", "scen_hostile.py", "scen_back.py", "scen_features.py", "pvmmu.py"):
+    for f in ("init-dom0", "init-domu", "dom0.py", "agent.py", "iperfsum.py", "txtstamp.py", "flows.py", "block-rig", "vif-rig", "scen_hostile.py", "scen_back.py", "scen_features.py", "pvmmu.py"):
         shutil.copy(os.path.join(HERE, "guest", f), st)
     if conf["scenario"] == "ksft":   # the kselftests, built on the host (cached), and the C reference
         shutil.copy(os.path.join(HERE, "guest", "scen_ksft.py"), st)
@@ -385,6 +387,11 @@ def main():
                ("" if a.lazy_fpu else XEN_EAGER_FPU + " ") + a.xen_append).strip()
     back_mod = "xen_netback_rs" if a.back == "rs" else "xen_netback"
     back_params = " ".join("%s.%s" % (back_mod, p) for p in a.back_append.split())
+    if a.scenario == "hostile-front":
+        # the rx-stall case (XSA-392) needs the RX stall and drain timeouts shortened (60 s and
+        # 10 s by default; same names in both backends), unless given
+        back_params += "".join(" %s.%s=%d" % (back_mod, p, v) for p, v in HOSTILE_FRONT_TIMEOUTS
+                               if p + "=" not in a.back_append)
     dom0_cmd = ("root=/dev/vda rw console=hvc0 earlyprintk=xen init=/sbin/rig-init rig.role=dom0 rig.disk=/dev/vdb "
                 "kunit.autorun=0 " + back_params + " " + a.dom0_append).strip()
     if "," in dom0_cmd:

@@ -130,9 +130,10 @@ def hostile_back(d, ag, domid):
 # --------------------------------------------------------------------------------------------
 def attach(d, domid, k):
     """A fresh backend vif for one case (the C netback keeps a vif disabled after a fatal error
-    even across frontend reconnects, until the backend device is re-created)."""
+    even across frontend reconnects, until the backend device is re-created), with the rig's
+    lean hotplug script (guest/vif-rig: vif-bridge took a third of each case)."""
     mac = "00:16:3e:00:01:%02x" % (k + 1)
-    rc, o = d.sh("xl network-attach domu bridge=xenbr0 mac=%s" % mac, 90)
+    rc, o = d.sh("xl network-attach domu bridge=xenbr0 mac=%s script=/rig/vif-rig" % mac, 90)
     devid = None
     for dv in subprocess.run(["xenstore-list", "/local/domain/0/backend/vif/%d" % domid], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL).stdout.decode().split():
@@ -185,8 +186,37 @@ class Inject:
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         self.dst = d.mac_bytes(mac) if mac.count(":") == 5 else b"\xff" * 6
         self.src = d.bridge_mac()
+        self.vif = "vif%d.%d" % (domid, devid)
+        self.vif_stats = self.debug = None
         self.th, self.done = None, threading.Event()
         self.sent_mb, self.secs, self.grew_kb, self.err = 0.0, 0.0, None, None
+
+    def stats(self):
+        """The vif's transmit counters (what reached the backend, what it dropped) and its
+        qdisc's (what the stopped queue held back or dropped)."""
+        c = {}
+        for k in ("tx_packets", "tx_dropped"):
+            try:
+                c[k] = int(open("/sys/class/net/%s/statistics/%s" % (self.vif, k)).read())
+            except (OSError, ValueError):
+                c[k] = None
+        q = subprocess.run(["tc", "-s", "qdisc", "show", "dev", self.vif], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL).stdout.decode()
+        m = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+) requeues (\d+)\)", q)
+        c["qdisc_sent_dropped"] = (int(m.group(2)), int(m.group(3))) if m else None
+        return c
+
+    def backend_debug(self):
+        """The backend's own view of the queue (xen-netback-rs and C netback debugfs), if any."""
+        if not os.path.isdir("/sys/kernel/debug/xen-netback"):
+            subprocess.run("grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug",
+                           shell=True)
+        for f in ("/sys/kernel/debug/xen-netback/%s/io_ring_q0" % self.vif,):
+            try:
+                return open(f).read()[-1500:]
+            except OSError:
+                pass
+        return None
 
     @staticmethod
     def used_kb():
@@ -243,7 +273,7 @@ class Inject:
         # (or its absence) limits what piles up, and no blocking on it.
         s = self.d.bridge_socket(opts=[(socket.SOL_SOCKET, 32, 256 << 20)])    # SO_SNDBUFFORCE
         frame = self.dst + self.src + b"\x88\xb5" + b"rig-flood".ljust(1386, b"\0")
-        before = self.used_kb()
+        before, stats0 = self.used_kb(), self.stats()
         t0, n = time.time(), 0
         while not self.done.is_set():
             secs = time.time() - t0
@@ -258,6 +288,9 @@ class Inject:
         self.secs = time.time() - t0
         self.sent_mb = n * len(frame) / 1e6
         self.grew_kb = self.used_kb() - before
+        stats1, self.debug = self.stats(), self.backend_debug()
+        self.vif_stats = {k: (stats1[k] - stats0[k] if isinstance(stats1[k], int) and isinstance(stats0[k], int) else stats1[k])
+                          for k in stats1}
         self.every_half_second(s, frame)
         s.close()
 
@@ -322,8 +355,9 @@ def front_case(d, ag, domid, case, devid, out, label):
         # queue, the bridge port and the qdisc).
         limit = max(4 * 1024, int(inj.sent_mb * 1e6 / 1024 / 4))
         add("rx-queue-bounded", inj.sent_mb >= 4 and inj.grew_kb is not None and inj.grew_kb < limit,
-            "flood of %.0f MB towards the vif in %.1f s: dom0 memory in use grew by %s KiB (limit %d KiB)%s"
-            % (inj.sent_mb, inj.secs, inj.grew_kb, limit, "; first send error: %s" % inj.err if inj.err else ""))
+            "flood of %.0f MB towards the vif in %.1f s: dom0 memory in use grew by %s KiB (limit %d KiB); "
+            "the vif meanwhile: %s%s" % (inj.sent_mb, inj.secs, inj.grew_kb, limit, inj.vif_stats,
+                                         "; first send error: %s" % inj.err if inj.err else ""))
         add("stall-carrier-off", "0" in carrier, "carrier values seen while the tool attacked: %s" % sorted(carrier))
     # the healthy frontends are still served: the domU's first vif and the second domU (pinged
     # at the same time)
@@ -339,6 +373,8 @@ def front_case(d, ag, domid, case, devid, out, label):
     gone = d.wait_for(lambda: not os.path.exists("/sys/class/net/%s" % vif), 10, 0.2)
     add("vif-detach", rcd == 0 and gone, "xl network-detach rc=%s, %s gone: %s" % (rcd, vif, gone))
     r["info"] = dict(r.get("info", {}), devid=devid)
+    if inj and inj.debug:
+        r["info"]["backend_debug_after_flood"] = inj.debug
     if label != case:
         r["info"]["label"] = label
     apply_known(d, r)
