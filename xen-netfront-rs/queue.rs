@@ -1354,7 +1354,16 @@ impl Poller for Queue {
             ctx.complete_done(0);
             return 0;
         }
-        let tx_work = ctx.tx_gc(dev);
+        // TX completions belong to the TX channel's handler when there is one (as in C, whose
+        // poll never reaps them): taken here first, they would leave it events with nothing to
+        // do, which late EOI counts as spurious and answers by delaying the channel's EOI, up to
+        // a second. So only what the handler deferred to us (one channel for both rings, XDP
+        // frames in flight), and for netpoll (budget 0, interrupts off).
+        let tx_work = if budget == 0 || ctx.eoi_pending.load(Relaxed) != 0 {
+            ctx.tx_gc(dev)
+        } else {
+            false
+        };
         let (done, rx_work) = ctx.rx_poll(ctx, budget);
         if done < budget {
             if ctx.complete_done(done) {
