@@ -8,7 +8,10 @@
 //! that moves its producer index out of range loses its control ring (the channel stays
 //! masked); its data rings keep working.
 
-use crate::interface::VifShared;
+use crate::interface::{
+    NotifySlot,
+    VifShared, //
+};
 use kernel::{
     new_mutex,
     new_work,
@@ -70,9 +73,9 @@ pub(crate) struct Ctrl {
     #[pin]
     state: Mutex<CtrlState>,
     #[pin]
-    /// The notification side of the event channel once published, and whether a notification
-    /// was due before (the worker may run as soon as the channel is bound).
-    notify: SpinLockBh<(Option<Notifier>, bool)>,
+    /// The notification side of the event channel (the worker may run as soon as the channel
+    /// is bound, before [`Self::start`] publishes it).
+    notify: SpinLockBh<NotifySlot>,
     /// Non-zero while the event channel waits for its late EOI from the worker.
     eoi: Atomic<u32>,
     /// Non-zero once the ring is not served any more (disconnect, or a broken frontend).
@@ -126,7 +129,7 @@ impl Ctrl {
                     ring: Some(ring),
                     scratch,
                 }),
-                notify <- new_spinlock_bh!((None, false)),
+                notify <- new_spinlock_bh!(NotifySlot::default()),
                 eoi: Atomic::new(0),
                 disabled: Atomic::new(0),
                 work <- new_work!("xen_netback_rs::ctrl"),
@@ -139,9 +142,9 @@ impl Ctrl {
     /// due before, if one was, then looks at the ring once (for requests, and for an event that
     /// came before the notifier was there).
     pub(crate) fn start(self: &Arc<Self>, notifier: Notifier) {
-        let missed = core::mem::replace(&mut *self.notify.lock(), (Some(notifier), false)).1;
-        if missed {
-            notifier.notify();
+        let missed = self.notify.lock().publish(notifier);
+        if let Some(n) = missed {
+            n.notify();
         }
         self.kick();
     }
@@ -155,7 +158,7 @@ impl Ctrl {
     /// worker and unmaps the ring.
     pub(crate) fn stop(&self) {
         self.disabled.store(1, Relaxed);
-        *self.notify.lock() = (None, false);
+        *self.notify.lock() = NotifySlot::default();
         kernel::xen::work::flush(&self.work);
         let ring = self.state.lock().ring.take();
         drop(ring);
@@ -240,12 +243,16 @@ impl Ctrl {
                 notify |= ring.push_responses_and_check_notify();
             }
         }
+        // One look at the slot serves the notification and the EOI below.
+        let notifier = {
+            let mut g = self.notify.lock();
+            if notify {
+                g.due()
+            } else {
+                g.get()
+            }
+        };
         if notify {
-            let notifier = {
-                let mut g = self.notify.lock();
-                g.1 = g.0.is_none();
-                g.0
-            };
             if let Some(n) = notifier {
                 n.notify();
             }
@@ -266,7 +273,6 @@ impl Ctrl {
             return;
         }
         if self.eoi.xchg(0, Relaxed) != 0 {
-            let notifier = self.notify.lock().0;
             match notifier {
                 Some(n) => n.lateeoi(!found),
                 // An event before `start`: EOI'd by the run `start` schedules.

@@ -313,16 +313,46 @@ pub(crate) struct RxState {
     pub(crate) runs: u64,
 }
 
+/// The notification side of an event channel once it is published, and whether a notification
+/// was due before: the NAPI poll and the workers may push responses as soon as a channel is bound,
+/// before `connect` publishes its notifier, and a frontend that waits for the event (C's netfront
+/// reaps TX completions only on it) would otherwise wait forever.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct NotifySlot {
+    notifier: Option<Notifier>,
+    missed: bool,
+}
+
+impl NotifySlot {
+    /// The published notifier, if any.
+    pub(crate) fn get(&self) -> Option<Notifier> {
+        self.notifier
+    }
+
+    /// A notification is due: the notifier to send it on, or `None` (then it is remembered and
+    /// sent by [`Self::publish`]).
+    pub(crate) fn due(&mut self) -> Option<Notifier> {
+        self.missed = self.notifier.is_none();
+        self.notifier
+    }
+
+    /// Publishes `notifier`; returns it if a notification was due before (the caller sends it
+    /// once the lock is dropped).
+    pub(crate) fn publish(&mut self, notifier: Notifier) -> Option<Notifier> {
+        let missed = self.missed;
+        *self = Self {
+            notifier: Some(notifier),
+            missed: false,
+        };
+        missed.then_some(notifier)
+    }
+}
+
 /// The notification sides of the event channels of a queue.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Notifiers {
-    pub(crate) tx: Option<Notifier>,
-    pub(crate) rx: Option<Notifier>,
-    /// Responses were pushed with a notification due before the channel was published (the
-    /// NAPI poll runs as soon as the TX channel is bound, before `connect` publishes it): sent
-    /// once it is.
-    tx_missed: bool,
-    rx_missed: bool,
+    pub(crate) tx: NotifySlot,
+    pub(crate) rx: NotifySlot,
 }
 
 /// The state of a queue shared by its NAPI poll, its worker and the device operations.
@@ -367,47 +397,28 @@ impl Core {
     }
 
     pub(crate) fn notify_tx(&self) {
-        let n = {
-            let mut g = self.notify.lock();
-            g.tx_missed = g.tx.is_none();
-            g.tx
-        };
+        let n = self.notify.lock().tx.due();
         if let Some(n) = n {
             n.notify();
         }
     }
 
     pub(crate) fn notify_rx(&self) {
-        let n = {
-            let mut g = self.notify.lock();
-            g.rx_missed = g.rx.is_none();
-            g.rx
-        };
+        let n = self.notify.lock().rx.due();
         if let Some(n) = n {
             n.notify();
         }
     }
 
     /// Publishes the notification sides of the bound channels, and sends the notifications
-    /// that were due before (a frontend that waits for a TX completion event would otherwise
-    /// wait forever).
+    /// that were due before.
     pub(crate) fn publish_notifiers(&self, tx: Notifier, rx: Notifier) {
-        let (tx_missed, rx_missed) = {
+        let missed = {
             let mut g = self.notify.lock();
-            let missed = (g.tx_missed, g.rx_missed);
-            *g = Notifiers {
-                tx: Some(tx),
-                rx: Some(rx),
-                tx_missed: false,
-                rx_missed: false,
-            };
-            missed
+            [g.tx.publish(tx), g.rx.publish(rx)]
         };
-        if tx_missed {
-            tx.notify();
-        }
-        if rx_missed {
-            rx.notify();
+        for n in missed.into_iter().flatten() {
+            n.notify();
         }
     }
 
@@ -415,7 +426,7 @@ impl Core {
     /// (`spurious`: the event found no work).
     pub(crate) fn eoi_tx(&self, spurious: bool) {
         if self.tx_eoi.xchg(0, Relaxed) != 0 {
-            match self.notify.lock().tx {
+            match self.notify.lock().tx.get() {
                 Some(n) => n.lateeoi(spurious),
                 // An event that came between the binding and the publication of the notifiers
                 // (connect): EOI'd by the run that `connect` schedules once they are published.
@@ -427,7 +438,7 @@ impl Core {
     /// The late EOI of the RX event channel, if its handler deferred one: the worker is done.
     pub(crate) fn eoi_rx(&self, spurious: bool) {
         if self.rx_eoi.xchg(0, Relaxed) != 0 {
-            match self.notify.lock().rx {
+            match self.notify.lock().rx.get() {
                 Some(n) => n.lateeoi(spurious),
                 // An event that came between the binding and the publication of the notifiers
                 // (connect): EOI'd by the run that `connect` schedules once they are published.
