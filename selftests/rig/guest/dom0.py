@@ -78,6 +78,28 @@ def sh(cmd, timeout=60, quiet=False):
     return rc, out
 
 
+class progress:
+    """`with progress(label):` says every `every` s that `label` is still running, so that a
+    command silent for minutes (a kselftest file may run 5 min, longer on a slow host) is not
+    taken for a hung rig by run.py's console watchdog. A hung kernel still trips it: this thread
+    stops with it. The command's own timeout bounds the body."""
+
+    def __init__(self, label, every=60):
+        self.label, self.every, self.stop = label, every, threading.Event()
+
+    def __enter__(self):
+        t0 = time.time()
+
+        def tick():
+            while not self.stop.wait(self.every):
+                say("[dom0] %s: running for %.0f s" % (self.label, time.time() - t0))
+        threading.Thread(target=tick, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
 def wait_for(fn, timeout, interval=0.5):
     """Poll fn() until it returns a true value or timeout seconds pass; returns the last value."""
     end = time.time() + timeout
@@ -429,12 +451,13 @@ def flows_run(ag, to_domu, conns=64, nbytes=128 << 10, timeout=120):
 
 
 NC_RX = r"""
-import re, socket, sys, time
+import os, re, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 6666))
 s.settimeout(0.3)
-got, end = set(), time.time() + float(sys.argv[2])
-while time.time() < end:
+n, stop = int(sys.argv[2]), sys.argv[3]
+got, end = set(), time.time() + 120
+while len(got) < n and not os.path.exists(stop) and time.time() < end:
     try:
         b = s.recv(4096)
     except socket.timeout:
@@ -447,16 +470,20 @@ print("NCRX got=%d" % len(got), flush=True)
 def netconsole_check(name, tx_run, rx_run, dev, local_ip, remote_ip, remote_mac, n=20):
     """netconsole (netpoll: transmits with interrupts disabled, polls with budget 0) on `dev` of
     the domain `tx_run` runs in, towards a UDP listener in the other one: at least n-2 of n
-    kernel messages must arrive; the target is removed afterwards. One check; True if passed."""
-    rx_run("cat > /tmp/ncrx.py <<'EOF'\n%sEOF\n(python3 /tmp/ncrx.py %s 10 >/tmp/ncrx.log 2>&1 &); sleep 1"
-           % (NC_RX, remote_ip), 30)
+    kernel messages must arrive; the target is removed afterwards. The listener runs until it
+    has them all or the sender is done (2 s after its last message), not for a fixed time: on a
+    slow host the setup alone took most of a fixed window. One check; True if passed."""
+    rx_run("rm -f /tmp/ncrx.stop; cat > /tmp/ncrx.py <<'EOF'\n%sEOF\n"
+           "(python3 /tmp/ncrx.py %s %d /tmp/ncrx.stop >/tmp/ncrx.log 2>&1 &); sleep 1"
+           % (NC_RX, remote_ip, n), 30)
     t = "/sys/kernel/config/netconsole/rig"
     rc, out = tx_run("grep -q ' /sys/kernel/config ' /proc/mounts || mount -t configfs configfs /sys/kernel/config; "
                      "modprobe netconsole && mkdir -p {t} && echo {dev} > {t}/dev_name && echo {l} > {t}/local_ip && "
                      "echo {r} > {t}/remote_ip && echo 6666 > {t}/remote_port && echo {m} > {t}/remote_mac && "
                      "echo 1 > {t}/enabled && for i in $(seq {n}); do echo \"<3>rig-netconsole-$i\" > /dev/kmsg; sleep 0.05; done; "
                      "sleep 2; echo 0 > {t}/enabled; rmdir {t}".format(t=t, dev=dev, l=local_ip, r=remote_ip, m=remote_mac, n=n), 60)
-    _, log = rx_run("sleep 6; cat /tmp/ncrx.log", 30)
+    _, log = rx_run("touch /tmp/ncrx.stop; for i in $(seq 50); do grep -q NCRX /tmp/ncrx.log && break; sleep 0.2; done; "
+                    "cat /tmp/ncrx.log", 30)
     m = re.search(r"NCRX got=(\d+)", log)
     got = int(m.group(1)) if m else None
     return check(name, rc == 0 and got is not None and got >= n - 2,
