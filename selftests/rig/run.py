@@ -162,7 +162,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
         shutil.copy(os.path.join(TOP, "selftests", "ksft", "expected-c.txt"), os.path.join(st, "ksft-expected-c.txt"))
     for f in ("netpeer.py", "xenproto.py"):   # hostile peers, for dom0 and the domU
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
-    for tool in ("fpstress", "tlbbench", "ldttest"):
+    for tool in ("fpstress", "tlbbench", "ldttest", "rawflood"):
         shutil.copy(tool_bin(tool), os.path.join(st, tool))
     for prog in ("xdp_drop.bpf", "xdp_reflect.bpf", "xdp_redirect.bpf"):
         shutil.copy(bpf_obj(prog), os.path.join(st, prog + ".o"))

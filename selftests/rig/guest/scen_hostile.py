@@ -172,9 +172,9 @@ def meminfo(d):
 class Inject:
     """Traffic from dom0 to the hostile vif's frontend MAC through the bridge, from the attack on
     (netpeer.py cases with `inject`):
-      flood   raw frames as fast as dom0 can send them for 4 s and until 16 MB went (at most
-              8 s: a slow host sent 6 MB in 4 s), then one every 0.5 s until stopped; records
-              their volume and how much dom0's used memory grew (rx-stall);
+      flood   raw frames as fast as dom0 can send them (tools/rawflood.c, 64 per system call)
+              for 4 s and until 16 MB went (at most 8 s), then one every 0.5 s until stopped;
+              records their volume and how much dom0's used memory grew (rx-stall);
       gso     one 64000-byte TCP/IPv4 GSO frame with a partial checksum (PACKET_VNET_HDR), as
               a TSO-capable stack hands it to the bridge (rx-no-offloads);
       trickle one small frame every 0.5 s until stopped (rx-no-notify)."""
@@ -267,30 +267,30 @@ class Inject:
         s.close()
 
     def flood(self):
-        import socket
-        # Frames queued anywhere (the bridge port, the vif's qdisc, the backend) are charged to
-        # this socket until freed: a send buffer large enough that only the backend's own bound
-        # (or its absence) limits what piles up, and no blocking on it.
-        s = self.d.bridge_socket(opts=[(socket.SOL_SOCKET, 32, 256 << 20)])    # SO_SNDBUFFORCE
+        # /rig/rawflood (tools/rawflood.c): 64 frames per system call, with a send buffer large
+        # enough that only the backend's own bound (or its absence) limits what piles up.
         frame = self.dst + self.src + b"\x88\xb5" + b"rig-flood".ljust(1386, b"\0")
         before, stats0 = self.used_kb(), self.stats()
-        t0, n = time.time(), 0
-        while not self.done.is_set():
-            secs = time.time() - t0
-            if secs >= self.MAX_SECS or (secs >= self.SECS and n * len(frame) >= self.VOLUME):
-                break
-            for _ in range(64):
-                try:
-                    s.send(frame, socket.MSG_DONTWAIT)
-                    n += 1
-                except OSError as e:
-                    self.err = self.err or repr(e)
-        self.secs = time.time() - t0
-        self.sent_mb = n * len(frame) / 1e6
+        mac = lambda b: ":".join("%02x" % x for x in b)    # noqa: E731
+        p = subprocess.Popen(["/rig/rawflood", "xenbr0", mac(self.dst), mac(self.src),
+                              str(len(frame)), str(self.SECS), str(self.MAX_SECS), str(int(self.VOLUME))],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out = p.communicate(timeout=self.MAX_SECS + 30)[0].decode("utf-8", "replace")
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out = p.communicate()[0].decode("utf-8", "replace") + " [killed]"
+        m = re.search(r"^RAWFLOOD (\{.*\})\s*$", out, re.M)
+        r = json.loads(m.group(1)) if m else {}
+        self.secs = r.get("secs", 0.0)
+        self.sent_mb = r.get("bytes", 0) / 1e6
+        if not m or r.get("errors"):
+            self.err = "rawflood rc=%s: %s" % (p.returncode, out.strip()[-300:])
         self.grew_kb = self.used_kb() - before
         stats1, self.debug = self.stats(), self.backend_debug()
         self.vif_stats = {k: (stats1[k] - stats0[k] if isinstance(stats1[k], int) and isinstance(stats0[k], int) else stats1[k])
                           for k in stats1}
+        s = self.d.bridge_socket()
         self.every_half_second(s, frame)
         s.close()
 
@@ -347,9 +347,9 @@ def front_case(d, ag, domid, case, devid, out, label):
     if inj and inj.mode == "flood":
         # XSA-392: what the backend keeps for a frontend that takes nothing is bounded (C: 512 KB
         # per queue), and the stall turns the carrier off. The flood offers far more: its volume
-        # depends on the host's speed (dom0 sends a frame per system call, each a trap into Xen
-        # under TCG: 19 to 41 MB in 4 s alone, 8 to 10 MB beside another rig, 6 MB in a CI run),
-        # so at least 4 MB, 8 times C's bound. Kept unbounded, frames take more memory than
+        # depends on the host's speed (rawflood, 64 frames per system call: 61 MB in 4 s here;
+        # one frame per call from Python, each a trap into Xen under TCG, sent 19 to 41 MB alone,
+        # 6 MB in a CI run, 3 MB in 8 s beside two other rigs), at least 4 MB, 8 times C's bound. Kept unbounded, frames take more memory than
         # their bytes (a 1400-byte frame's skb has a truesize of about 2.3 KB: 4 MB of them
         # hold over 6.5 MB); the limit is a quarter of the volume, at least 4 MiB (for the
         # queue, the bridge port and the qdisc).
