@@ -8,7 +8,8 @@ Checks (each a RIG-CHECK):
                            with SO_TIMESTAMPING (TX_SOFTWARE): 10 SCM_TSTAMP_SND timestamps, which
                            only the vif's skb_tx_timestamp() makes (C: xenvif_start_xmit)
   back-rate-*              `rate` (bytes,usecs, as libxl writes it) set through xenstore on the
-                           running vif: guest TX measured by iperf3 within 10 % of the limit,
+                           running vif: guest TX measured by iperf3 within 10 % of the limit
+                           (50 Mbit/s, lower if 40 % of the unlimited rate measured first is),
                            unlimited again once the node is removed
   back-mq<N>-*             the frontend reloaded with max_queues=N (N = 2, 4; the backend with
                            max_queues=4 for N = 4): N queues negotiated, N queues in dom0, every
@@ -36,10 +37,11 @@ Checks (each a RIG-CHECK):
 import json, os, re, socket, subprocess, time
 
 C_STATS = ["rx_gso_checksum_fixup", "tx_zerocopy_sent", "tx_zerocopy_success", "tx_zerocopy_fail", "tx_frag_overflow"]
-# Well below what guest TX reaches unlimited on a slow host (119 Mbit/s seen in CI, 190 here), so
-# that back-rate-removed tells the two apart
+# The limit: at most 40 % of what guest TX reaches unlimited in the same run (119 Mbit/s seen in
+# CI, 145-190 here; a limit at 60 % of a loaded host's rate was missed by 14 %), so that TCP can
+# hold it and back-rate-removed tells the two apart
 RATE_MBPS = 50
-
+RATE_SHARE = 0.4
 
 def c_params(ncpu):
     # xen-netback 7.3 (netback.c, xenbus.c): name -> accepted sysfs values
@@ -101,23 +103,26 @@ def stats_and_params(d, vif):
 def rate(d, ag, domid, vif):
     d.mark("BACK-RATE")
     base = "/local/domain/0/backend/vif/%d/0" % domid
-    # libxl's default interval is 50 ms: bytes per 50 ms for RATE_MBPS
+    rc0, mbps0, out = iperf_run(d, ag, d.DOM0_IP, 5)
+    d.metric("back-rate-before-mbps", round(mbps0, 2), "Mbit/s")
+    limit = min(RATE_MBPS, max(5, int(mbps0 * RATE_SHARE)))
+    # libxl's default interval is 50 ms: bytes per 50 ms for the limit
     usec = 50000
-    nbytes = RATE_MBPS * 1000000 // 8 * usec // 1000000
+    nbytes = limit * 1000000 // 8 * usec // 1000000
     rc, _ = d.sh("xenstore-write %s/rate %d,%d" % (base, nbytes, usec), 20)
     time.sleep(1)
     rc1, mbps, out = iperf_run(d, ag, d.DOM0_IP, 10)
-    err = abs(mbps - RATE_MBPS) / RATE_MBPS
+    err = abs(mbps - limit) / limit
     d.metric("back-rate-limited-mbps", round(mbps, 2), "Mbit/s")
-    d.check("back-rate-limit", rc == 0 and rc1 == 0 and err <= 0.10,
-            "rate=%d,%d (%d Mbit/s): iperf3 TX %.1f Mbit/s, %.1f %% off%s" % (nbytes, usec, RATE_MBPS, mbps, err * 100,
-                                                                            "" if rc1 == 0 else " | " + out[-300:]))
+    d.check("back-rate-limit", rc0 == 0 and rc == 0 and rc1 == 0 and err <= 0.10,
+            "unlimited before %.1f Mbit/s; rate=%d,%d (%d Mbit/s): iperf3 TX %.1f Mbit/s, %.1f %% off%s"
+            % (mbps0, nbytes, usec, limit, mbps, err * 100, "" if rc1 == 0 else " | " + out[-300:]))
     d.sh("xenstore-rm %s/rate" % base, 20)
     time.sleep(1)
     rc2, mbps2, out = iperf_run(d, ag, d.DOM0_IP, 5)
     d.metric("back-rate-unlimited-mbps", round(mbps2, 2), "Mbit/s")
-    d.check("back-rate-removed", rc2 == 0 and mbps2 > RATE_MBPS * 1.3,
-            "rate node removed: iperf3 TX %.1f Mbit/s%s" % (mbps2, "" if rc2 == 0 else " | " + out[-300:]))
+    d.check("back-rate-removed", rc2 == 0 and mbps2 > limit * 1.3,
+            "rate node removed: iperf3 TX %.1f Mbit/s (limit was %d)%s" % (mbps2, limit, "" if rc2 == 0 else " | " + out[-300:]))
 
 
 class Uevents:
