@@ -3,6 +3,7 @@
 
   selftests/rig/bench.py [-n 5] [--scenario run] [--pairs c/c,rs/c,c/rs,c/rs-map,rs/rs] [--plain] [--cpu MODEL]
   selftests/rig/bench.py --pvmmu [-n 3] [--pairs rs/rs]      (issue 6: PV MMU patches on vs off)
+  selftests/rig/bench.py --pool build/results/bench-A.json build/results/bench-B.json ...
 
 --pvmmu compares the guest-kernel PV MMU features on and off (dom0 and domU booted with
 xen_superpages=off xen_global_pages=off for "off"; "on" is the defaults plus xen_superpages=all in
@@ -21,8 +22,14 @@ copies), so both guest-TX strategies are measured against the C backend.
 Each run is a normal selftests/rig/run.py run (its own run dir); this script collects
 build/results/<scenario>-<front>-<back>-<tag>.json and writes build/results/bench-<ts>.json + .txt.
 Exit code: 0 if every run passed, 1 otherwise (statistics use the passing runs only).
+
+For the throughput metrics (iperf-*-mbps) each variant's line below the table gives the ratio of
+medians with a 95 % interval (bootstrap, resampling each side's runs) and P(better): the chance
+that one of its runs beats one of the reference's (Mann-Whitney; 0.5 = no difference). A ratio
+whose interval holds 1.0 is not distinguishable from the reference with these runs. --pool runs
+nothing: it reports the runs of earlier benches (same variants) together.
 """
-import argparse, datetime, fcntl, json, os, statistics, subprocess, sys, time
+import argparse, datetime, fcntl, json, os, random, statistics, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -68,6 +75,77 @@ def stats(vals):
             "values": [round(v, 3) for v in vals]}
 
 
+# The metrics whose ratio gets an interval and P(better).
+TESTED = ["iperf-tx-mbps", "iperf-rx-mbps"]
+
+
+def compare(vals, ref, higher_better=True, rounds=4000):
+    """(ratio of medians, its 95 % bootstrap interval, P(a run of vals beats one of ref))."""
+    rnd = random.Random(1)      # reproducible: the same runs give the same interval
+    ratios = sorted(statistics.median(rnd.choices(vals, k=len(vals))) / statistics.median(rnd.choices(ref, k=len(ref)))
+                    for _ in range(rounds))
+    wins = sum((x > y if higher_better else x < y) + 0.5 * (x == y) for x in vals for y in ref)
+    return (statistics.median(vals) / statistics.median(ref), (ratios[int(rounds * 0.025)], ratios[int(rounds * 0.975) - 1]),
+            wins / (len(vals) * len(ref)))
+
+
+def report(runs, variants, meta):
+    """The summary of `runs` per variant label (the first is the reference) and its text."""
+    summary = {}
+    for label in variants:
+        ok = [r for r in runs if r["pair"] == label and r["pass"]]
+        summary[label] = {"runs": sum(r["pair"] == label for r in runs), "passed": len(ok),
+                          "metrics": {m: stats([r["metrics"][m] for r in ok if m in r["metrics"]]) for m, _ in METRICS}}
+    refname = variants[0]
+    ref = summary[refname]
+    for p, s in summary.items():
+        s["ratio"], s["ratio_ci95"], s["p_better"] = {}, {}, {}
+        for m, hib in METRICS:
+            if ref["metrics"].get(m) and s["metrics"].get(m) and ref["metrics"][m]["median"]:
+                s["ratio"][m] = round(s["metrics"][m]["median"] / ref["metrics"][m]["median"], 3)
+                if p != refname and m in TESTED and min(len(s["metrics"][m]["values"]), len(ref["metrics"][m]["values"])) >= 3:
+                    _, ci, pb = compare(s["metrics"][m]["values"], ref["metrics"][m]["values"], hib)
+                    s["ratio_ci95"][m], s["p_better"][m] = [round(ci[0], 3), round(ci[1], 3)], round(pb, 2)
+    lines = ["bench %s  scenario=%s  n=%s per variant  mode=%s  (medians; spread = (max-min)/median; xR = ratio to %s)"
+             % (meta["started"], meta["scenario"], meta["n"], meta["mode"], refname)]
+    lines.append("  %-22s" % "metric" + "".join("  %-26s" % p for p in summary))
+    for m, hib in METRICS:
+        if not any(s["metrics"].get(m) for s in summary.values()):
+            continue
+        row = "  %-22s" % m
+        for p, s in summary.items():
+            st = s["metrics"].get(m)
+            cell = "-" if not st else "%.4g (±%s%%)" % (st["median"], st["spread_pct"])
+            if st and p != refname and m in s["ratio"]:
+                cell += " x%.2f" % s["ratio"][m]
+            row += "  %-26s" % cell
+        lines.append(row)
+    lines.append("  %-22s" % "runs passed" + "".join("  %-26s" % ("%d/%d" % (s["passed"], s["runs"])) for s in summary.values()))
+    for p, s in summary.items():
+        for m in TESTED:
+            if m in s["ratio_ci95"]:
+                lines.append("  %s %s: x%.3f, 95%% interval %.3f-%.3f, P(better than %s) %.2f (%d vs %d runs)"
+                             % (p, m, s["ratio"][m], s["ratio_ci95"][m][0], s["ratio_ci95"][m][1], refname,
+                                s["p_better"][m], s["metrics"][m]["n"], ref["metrics"][m]["n"]))
+    return summary, lines
+
+
+def pool(files):
+    """Reports the runs of earlier benches together (--pool)."""
+    benches = [json.load(open(f)) for f in files]
+    variants = benches[0]["variants"]
+    runs = [r for b in benches for r in b["runs"] if r["pair"] in variants]
+    ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    meta = {"started": "pool-" + ts, "scenario": benches[0]["scenario"],
+            "n": "%d (%d benches)" % (sum(r["pair"] == variants[0] for r in runs), len(benches)),
+            "mode": benches[0]["mode"]}
+    if any(b["mode"] != meta["mode"] or b["scenario"] != meta["scenario"] for b in benches):
+        sys.exit("bench: --pool: the benches differ in mode or scenario")
+    summary, lines = report(runs, variants, meta)
+    lines.insert(1, "  pooled: " + " ".join("%s (n=%d)" % (b["started"], b["n"]) for b in benches))
+    return meta, summary, runs, variants, lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=int(os.environ.get("N", 5)), help="runs per pair (default 5)")
@@ -81,9 +159,14 @@ def main():
                     help="where xen-net{front,back}-rs.ko are (default build/modules, build/modules-bench with a kernel-bench dir)")
     ap.add_argument("--scenario-args", default="", help="extra run.py arguments, e.g. '--xen-append spec-ctrl=eager-fpu'")
     ap.add_argument("--pvmmu", action="store_true", help="PV MMU patches on vs off (issue 6), see above")
+    ap.add_argument("--pool", nargs="+", metavar="BENCH_JSON", help="report earlier benches together, run nothing")
     ap.add_argument("--hold-lock", action="store_true",
                     help="take the heavy lock once for the whole series (no kernel build in between; blocks others longer)")
     a = ap.parse_args()
+    if a.pool:
+        meta, summary, runs, variants, lines = pool(a.pool)
+        write(meta, summary, runs, variants, {}, lines, "bench-%s" % meta["started"])
+        return
 
     mdir = a.modules_dir or os.path.join(BUILD, "modules-bench" if a.kernel_dir and
                                          os.path.basename(os.path.normpath(a.kernel_dir)) == "kernel-bench" else "modules")
@@ -131,49 +214,28 @@ def main():
             print("bench:   %s in %.0fs %s" % ("ok" if runs[-1]["pass"] else "FAILED", time.time() - t,
                                                " ".join("%s=%s" % (k, runs[-1]["metrics"].get(k)) for k in ("iperf-tx-mbps", "iperf-rx-mbps", "tlb-user-ns", "tlb-kernel-ns") if k in runs[-1]["metrics"])), flush=True)
 
-    summary = {}
-    for label, _, _, _ in variants:
-        ok = [r for r in runs if r["pair"] == label and r["pass"]]
-        summary[label] = {"runs": sum(r["pair"] == label for r in runs), "passed": len(ok),
-                          "metrics": {m: stats([r["metrics"][m] for r in ok if m in r["metrics"]]) for m, _ in METRICS}}
-    refname = variants[0][0]
-    ref = summary[refname]
-    for p, s in summary.items():
-        s["ratio"] = {}
-        for m, _ in METRICS:
-            if ref["metrics"].get(m) and s["metrics"].get(m) and ref["metrics"][m]["median"]:
-                s["ratio"][m] = round(s["metrics"][m]["median"] / ref["metrics"][m]["median"], 3)
-    out = {"started": ts, "scenario": a.scenario, "n": a.n, "mode": "plain" if a.plain else "icount shift=3,sleep=off",
-           "cpu": a.cpu, "variants": [v[0] for v in variants], "args": {v[0]: v[3] for v in variants},
-           "ratio_to": refname, "summary": summary, "runs": runs}
-    lines = ["bench %s  scenario=%s  n=%d per variant  mode=%s  (medians; spread = (max-min)/median; xR = ratio to %s)"
-             % (ts, a.scenario, a.n, out["mode"], refname)]
-    lines.append("  %-22s" % "metric" + "".join("  %-26s" % p for p in summary))
-    for m, hib in METRICS:
-        if not any(s["metrics"].get(m) for s in summary.values()):
-            continue
-        row = "  %-22s" % m
-        for p, s in summary.items():
-            st = s["metrics"].get(m)
-            cell = "-" if not st else "%.4g (±%s%%)" % (st["median"], st["spread_pct"])
-            if st and p != refname and m in s["ratio"]:
-                cell += " x%.2f" % s["ratio"][m]
-            row += "  %-26s" % cell
-        lines.append(row)
-    lines.append("  %-22s" % "runs passed" + "".join("  %-26s" % ("%d/%d" % (s["passed"], s["runs"])) for s in summary.values()))
+    meta = {"started": ts, "scenario": a.scenario, "n": a.n, "mode": "plain" if a.plain else "icount shift=3,sleep=off",
+            "cpu": a.cpu}
+    summary, lines = report(runs, [v[0] for v in variants], meta)
     if a.pvmmu:
         lines.append("  (QEMU TCG keeps a soft TLB flushed on every CR3 write: global and 2 MiB entries cannot show "
                      "their hardware gain here; ratios near 1.0 are expected, patches/README.md 9.3)")
-    if not a.plain:
+    write(meta, summary, runs, [v[0] for v in variants], {v[0]: v[3] for v in variants}, lines, "bench-%s" % ts)
+    sys.exit(0 if all(r["pass"] for r in runs) else 1)
+
+
+def write(meta, summary, runs, variants, args, lines, name):
+    """Prints the report and writes build/results/<name>.json and .txt."""
+    if "icount" in meta["mode"]:
         lines.append("  (icount: Mbit/s are per guest time; guest instructions per byte = 1000 / (Mbit/s) at shift=3)")
+    out = dict(meta, variants=variants, args=args, ratio_to=variants[0], summary=summary, runs=runs)
     txt = "\n".join(lines)
     rdir = os.path.join(BUILD, "results")
     os.makedirs(rdir, exist_ok=True)
-    json.dump(out, open(os.path.join(rdir, "bench-%s.json" % ts), "w"), indent=1)
-    open(os.path.join(rdir, "bench-%s.txt" % ts), "w").write(txt + "\n")
+    json.dump(out, open(os.path.join(rdir, name + ".json"), "w"), indent=1)
+    open(os.path.join(rdir, name + ".txt"), "w").write(txt + "\n")
     print(txt)
-    print("bench: build/results/bench-%s.json" % ts)
-    sys.exit(0 if all(r["pass"] for r in runs) else 1)
+    print("bench: build/results/%s.json" % name)
 
 
 if __name__ == "__main__":
