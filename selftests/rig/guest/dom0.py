@@ -512,12 +512,13 @@ def net_counts(ag):
     """What the iperf metrics per MB compare: the domU's eth0 packets (/proc/net/dev) and
     interrupts (its event channels: eth0-qN-* for xen-netfront-rs, vif0-qN-* for C's), and
     dom0's vif interrupts."""
-    def irqs(text, names):
-        """Interrupts on all CPUs of the /proc/interrupts lines naming one of `names`."""
+    def irqs(text, names, suffix=""):
+        """Interrupts on all CPUs of the /proc/interrupts lines naming one of `names` (and
+        ending with `suffix`: "-tx"/"-rx", the channels of split event channels)."""
         total = 0
         for line in text.splitlines():
             f = line.split()
-            if f and f[0].endswith(":") and any(n in line for n in names):
+            if f and f[0].endswith(":") and any(n in line for n in names) and f[-1].endswith(suffix):
                 total += sum(int(x) for x in f[1:] if x.isdigit())
         return total
 
@@ -537,6 +538,8 @@ def net_counts(ag):
         if f and f[0] == "eth0:" and len(f) > 10:
             c["domu-rx-pkts"], c["domu-tx-pkts"] = int(f[2]), int(f[10])
     c["domu-irqs"] = irqs(out, ("eth0-q", "vif0-q"))
+    c["domu-tx-irqs"] = irqs(out, ("eth0-q", "vif0-q"), "-tx")
+    c["domu-rx-irqs"] = irqs(out, ("eth0-q", "vif0-q"), "-rx")
     c["dom0-vif-irqs"] = irqs(open("/proc/interrupts").read(), ("vif",))
     c["domu-cpu"] = cpu(out)
     c["dom0-cpu"] = cpu(open("/proc/stat").read())
