@@ -43,6 +43,7 @@ C_STATS = ["rx_gso_checksum_fixup", "tx_zerocopy_sent", "tx_zerocopy_success", "
 RATE_MBPS = 50
 RATE_SHARE = 0.4
 
+
 def c_params(ncpu):
     # xen-netback 7.3 (netback.c, xenbus.c): name -> accepted sysfs values
     return {

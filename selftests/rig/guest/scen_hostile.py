@@ -271,8 +271,7 @@ class Inject:
         # enough that only the backend's own bound (or its absence) limits what piles up.
         frame = self.dst + self.src + b"\x88\xb5" + b"rig-flood".ljust(1386, b"\0")
         before, stats0 = self.used_kb(), self.stats()
-        mac = lambda b: ":".join("%02x" % x for x in b)    # noqa: E731
-        p = subprocess.Popen(["/rig/rawflood", "xenbr0", mac(self.dst), mac(self.src),
+        p = subprocess.Popen(["/rig/rawflood", "xenbr0", self.dst.hex(":"), self.src.hex(":"),
                               str(len(frame)), str(self.SECS), str(self.MAX_SECS), str(int(self.VOLUME))],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:

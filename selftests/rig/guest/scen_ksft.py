@@ -226,8 +226,6 @@ def run(d, ag, domid, ifn, vif):
                 return rc, out, dt
 
             d.mark("KSFT-TEST %s/%s" % (phase, name))
-            if os.path.exists(logf):
-                os.unlink(logf)
             # netdevice.sh only runs its up / MAC / down cycle on a device that is down
             rc, out, dt = ksft(pre="ip link set %s down; " % netif if name == "netdevice" else "")
             subs = parse(out, rc if rc is not None else 255, script)
