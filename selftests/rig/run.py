@@ -162,7 +162,7 @@ def make_rig_disk(run_dir, conf, kdir, krel, kos):
         shutil.copy(os.path.join(TOP, "selftests", "ksft", "expected-c.txt"), os.path.join(st, "ksft-expected-c.txt"))
     for f in ("netpeer.py", "xenproto.py"):   # hostile peers, for dom0 and the domU
         shutil.copy(os.path.join(HERE, "..", "hostile", f), st)
-    for tool in ("fpstress", "tlbbench", "ldttest", "rawflood"):
+    for tool in ("fpstress", "tlbbench", "ldttest", "rawflood", "ksample"):
         shutil.copy(tool_bin(tool), os.path.join(st, tool))
     for prog in ("xdp_drop.bpf", "xdp_reflect.bpf", "xdp_redirect.bpf"):
         shutil.copy(bpf_obj(prog), os.path.join(st, prog + ".o"))
@@ -302,6 +302,8 @@ def main():
     ap.add_argument("--front-ko", default=os.path.join(BUILD, "modules", "xen-netfront-rs", "xen-netfront-rs.ko"))
     ap.add_argument("--back-ko", default=os.path.join(BUILD, "modules", "xen-netback-rs", "xen-netback-rs.ko"))
     ap.add_argument("--secs", type=int, default=10, help="iperf3/fpstress duration (s)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample both domains' kernels during each iperf3 run (tools/ksample.c): metrics *-prof-*")
     ap.add_argument("--loopback", action="store_true", help="also measure dom0's TCP loopback (benchmark control)")
     ap.add_argument("--xen", choices=(XENVER, "4.17"), default=XENVER,
                     help="hypervisor: Debian's Xen %s (default) or our patched 4.17 with a bookworm "
@@ -367,7 +369,7 @@ def main():
     run_dir = os.path.join(BUILD, "runs", "%s-%s" % (name, stamp))
     os.makedirs(run_dir)
     conf = {"scenario": a.scenario, "front": a.front, "back": a.back, "krel": krel, "xenver": a.xen,
-            "secs": a.secs, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "ksft_phases": a.ksft_phases, "ksft_all": a.ksft_all, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1,
+            "secs": a.secs, "profile": a.profile, "loopback": a.loopback, "hostile_cases": a.cases, "tlbbench": a.tlbbench, "ksft_phases": a.ksft_phases, "ksft_all": a.ksft_all, "domu_cmdline": a.domu_append, "domu_mem": 512, "domu_vcpus": 1,
             "back_params": a.back_append}
     rig_img = make_rig_disk(run_dir, conf, kdir, krel, kos)
     dom0_disk = os.path.join(run_dir, "dom0.qcow2")

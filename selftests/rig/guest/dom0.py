@@ -546,11 +546,43 @@ def net_counts(ag):
     return c
 
 
+def profile_metrics(name, dom, out):
+    """Metrics of a tools/ksample.c profile (`out` holds its KSAMPLE line): the share of the busy
+    samples per module and of the busiest functions, and the whole profile in the run's log."""
+    m = re.search(r"KSAMPLE (\{.*\})", out)
+    if not m:
+        say("no profile of %s: %s" % (dom, out[-300:]))
+        return
+    p = json.loads(m.group(1))
+    busy = p["samples"] - p["idle"]
+    say("PROFILE %s %s %s" % (name, dom, m.group(1)))
+    if busy <= 0:
+        return
+    metric("%s-prof-%s-samples" % (name, dom), busy, "count")
+    for mod, n in sorted(p["mods"].items()):
+        metric("%s-prof-%s-mod-%s" % (name, dom, mod), round(100.0 * n / busy, 2), "%")
+    metric("%s-prof-%s-mod-user" % (name, dom), round(100.0 * p["user"] / busy, 2), "%")
+    for sym, mod, n in p["top"][:25]:
+        metric("%s-prof-%s-fn-%s" % (name, dom, sym), round(100.0 * n / busy, 2), "%")
+    for sym, mod, n in p["hypercalls"][:15]:   # time in Xen, by the function that called it
+        metric("%s-prof-%s-hv-%s" % (name, dom, sym), round(100.0 * n / busy, 2), "%")
+
+
 def iperf(ag, name, reverse, secs):
     before = net_counts(ag)
     cmd = ("iperf3 -c %s -t %d %s --json >/tmp/ip.json 2>/tmp/ip.err; rc=$?; "
-           "python3 /rig/iperfsum.py /tmp/ip.json; cat /tmp/ip.err; exit $rc") % (DOM0_IP, secs, "-R" if reverse else "")
-    rc, out = ag.run(cmd, secs + 60)
+           "python3 /rig/iperfsum.py /tmp/ip.json; cat /tmp/ip.err") % (DOM0_IP, secs, "-R" if reverse else "")
+    prof = None
+    if CONF.get("profile"):
+        # both kernels, over the middle of the transfer (TCP's ramp-up and the end left out)
+        psecs = max(1, secs - 4)
+        cmd = "(sleep 2; /rig/ksample %d 60 >/tmp/ks.out 2>&1) & %s; wait; cat /tmp/ks.out" % (psecs, cmd)
+        prof = subprocess.Popen("sleep 3; exec /rig/ksample %d 60" % psecs, shell=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rc, out = ag.run(cmd + "; exit $rc", secs + 60)
+    if prof is not None:
+        profile_metrics(name, "domu", out)
+        profile_metrics(name, "dom0", prof.communicate(timeout=60)[0])
     m = re.search(r"IPERFSUM (\{.*\})", out)
     s = json.loads(m.group(1)) if m else {}
     nbytes, bps = s.get("recv_bytes", 0), s.get("recv_bps", 0)
