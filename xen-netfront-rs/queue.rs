@@ -187,11 +187,39 @@ struct Tx {
     packets: KVec<Option<GrantedSkb>>,
     /// Indices of `packets` not in use.
     free_pkts: KVec<u16>,
+    /// Indices of `packets` in use, oldest first.
+    pending: KVec<u16>,
     /// Bounce pages given back, reused before allocating.
     spare: KVec<Page>,
     /// XDP frames in flight: their memory goes back to its page pool, which only NAPI (or
     /// process) context may do, so their completions are not reaped in the interrupt handler.
     xdp_inflight: u16,
+}
+
+impl Tx {
+    /// The fewest responses after which a packet in flight can be complete: the fewest grants
+    /// left to any packet sent without copying. Waiting for fewer responses would only wake
+    /// the frontend for a response that frees nothing the stack waits for (the C backend
+    /// answers a packet's header, which it copies, long before the pages it maps). One when
+    /// anything else is in flight (copies, XDP frames, multicast updates) or nothing is.
+    fn completion_batch(&self) -> u32 {
+        let mut fewest = u32::MAX;
+        let mut live = 0;
+        for &pkt in self.pending.iter() {
+            if let Some(Some(granted)) = self.packets.get(usize::from(pkt)) {
+                let n = granted.live_count();
+                live += n;
+                fewest = fewest.min(n);
+            }
+        }
+        // Every id in flight is a live grant of a pending packet, or something else.
+        let in_flight = (TX_RING - self.free_ids.len()) as u32;
+        if fewest == u32::MAX || fewest == 0 || in_flight != live {
+            1
+        } else {
+            fewest
+        }
+    }
 }
 
 /// A received packet being assembled across slots.
@@ -318,6 +346,7 @@ impl Queue {
             slots,
             packets,
             free_pkts,
+            pending: KVec::with_capacity(TX_RING, GFP_KERNEL)?,
             spare: KVec::with_capacity(if bounce { TX_RING } else { 0 }, GFP_KERNEL)?,
             xdp_inflight: 0,
         };
@@ -744,6 +773,8 @@ impl Queue {
             }
         }
         tx.packets[usize::from(pkt)] = Some(granted);
+        // Cannot fail: there are as many packet entries as its capacity.
+        let _ = tx.pending.push(pkt, GFP_ATOMIC);
         Ok(())
     }
 
@@ -948,13 +979,24 @@ impl Queue {
                             {
                                 skb.consume();
                             }
+                            if let Some(i) = tx.pending.iter().position(|&p| usize::from(p) == pkt)
+                            {
+                                let _ = tx.pending.remove(i);
+                            }
                             let _ = tx.free_pkts.push(pkt as u16, GFP_ATOMIC);
                         }
                     }
                 }
                 let _ = tx.free_ids.push(rsp.id, GFP_ATOMIC);
             }
-            match tx.ring.final_check_for_responses() {
+            // Low on ring space, the queue needs every response; otherwise the next event is of
+            // use only once a packet can be complete.
+            let batch = if tx.ring.free_requests() < 2 * TX_MAX_SLOTS {
+                1
+            } else {
+                tx.completion_batch()
+            };
+            match tx.ring.final_check_for_responses_after(batch) {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(_) => {

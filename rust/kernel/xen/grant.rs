@@ -635,6 +635,11 @@ impl GrantedSkb {
         self.live == 0
     }
 
+    /// Returns the number of grants that have not ended yet.
+    pub fn live_count(&self) -> u32 {
+        self.live.count_ones()
+    }
+
     /// Ends grant `index` (`gnttab_end_foreign_access_ref()`) and puts its reference back into
     /// `pool`.
     ///

@@ -507,13 +507,25 @@ where
     ///
     /// Call this after taking all responses, before waiting for the next notification.
     pub fn final_check_for_responses(&mut self) -> Result<bool, ProtocolError> {
+        self.final_check_for_responses_after(1)
+    }
+
+    /// As [`Self::final_check_for_responses`], but asks for the notification only when the
+    /// `n`-th next response is published: for a frontend that knows no earlier response can be
+    /// of use (none of its requests in flight can complete with fewer).
+    ///
+    /// `n` is bounded by the requests published and not answered yet (a backend that answers
+    /// every request reaches it) and is at least one. Returns `true` if there are responses
+    /// already, fewer than `n` perhaps: they are to be taken now.
+    pub fn final_check_for_responses_after(&mut self, n: u32) -> Result<bool, ProtocolError> {
         if self.unconsumed_responses()? != 0 {
             return Ok(true);
         }
+        let n = n.clamp(1, self.req_prod.wrapping_sub(self.rsp_cons).max(1));
         let header = self.shared.header();
         header
             .rsp_event
-            .store(self.rsp_cons.wrapping_add(1), Relaxed);
+            .store(self.rsp_cons.wrapping_add(n), Relaxed);
         // The backend must see `rsp_event` before we look at its producer index again.
         virt_mb();
         Ok(self.unconsumed_responses()? != 0)
@@ -1318,6 +1330,41 @@ mod tests {
                 cons
             })
         );
+        Ok(())
+    }
+
+    #[test]
+    fn final_check_after() -> Result {
+        let page = Page::new()?;
+        let mem = mem(&page, 0, 4);
+        let mut front = Front::new(mem)?;
+        let mut back = Back::attach(mem)?;
+
+        for req in [0, 1, 2] {
+            front.push_request(req)?;
+        }
+        front.push_requests();
+        assert_eq!(take_requests(&mut back)?, [0, 1, 2]);
+        back.push_response(10)?;
+        back.push_responses();
+        // A response is there: taken first, whatever the frontend waits for.
+        assert!(front.final_check_for_responses_after(2)?);
+        assert_eq!(take_responses(&mut front)?, [10]);
+        // Two requests in flight: a notification at the second response, not the first.
+        assert!(!front.final_check_for_responses_after(2)?);
+        assert_eq!(mem.peek(RSP_EVENT), 3);
+        back.push_response(11)?;
+        assert!(!back.push_responses_and_check_notify());
+        back.push_response(12)?;
+        assert!(back.push_responses_and_check_notify());
+        assert_eq!(take_responses(&mut front)?, [11, 12]);
+        // Never further than the requests in flight, never less than one ahead.
+        front.push_request(3)?;
+        front.push_requests();
+        assert!(!front.final_check_for_responses_after(10)?);
+        assert_eq!(mem.peek(RSP_EVENT), 4);
+        assert!(!front.final_check_for_responses_after(0)?);
+        assert_eq!(mem.peek(RSP_EVENT), 4);
         Ok(())
     }
 
