@@ -146,7 +146,7 @@ struct ring {
 static long samples, lost, user, unknown, idle;
 
 /* Busy samples by their first CHAIN_DEPTH functions (the sample's own, then its callers). */
-#define CHAIN_DEPTH 4
+#define CHAIN_DEPTH 6
 #define MAX_CHAINS 4096
 static struct chain {
 	const struct sym *f[CHAIN_DEPTH];
