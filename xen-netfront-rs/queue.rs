@@ -627,7 +627,7 @@ impl Queue {
             first_flags |= TxFlag::ExtraInfo;
         }
 
-        let notify = {
+        {
             let mut guard = self.tx.lock();
             let tx = &mut *guard;
             if tx.ring.free_requests() < needed
@@ -657,17 +657,18 @@ impl Queue {
                     return Ok(());
                 }
             }
-            let notify = tx.ring.push_requests_and_check_notify();
+            // Notified under the TX lock, as C does: interrupts go off once per packet, not
+            // a second time for the event channel's lock (nested in this section, it does not
+            // toggle them).
+            if tx.ring.push_requests_and_check_notify() {
+                self.notify_tx();
+            }
             // Stop under the lock, so that a completion cannot miss the stopped queue.
             if tx.ring.free_requests() < TX_MAX_SLOTS {
                 if let Some(q) = dev.tx_queue(u32::from(self.index)) {
                     q.stop();
                 }
             }
-            notify
-        };
-        if notify {
-            self.notify_tx();
         }
         self.tx_stats.packet(len as u32);
         Ok(())
