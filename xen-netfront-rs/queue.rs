@@ -284,7 +284,8 @@ pub(crate) struct Queue {
     #[pin]
     rx: SpinLockBh<Rx>,
     /// The event channels; taken out (breaking the reference cycle) on disconnect.
-    /// Interrupt-safe: the transmit path notifies through them (netpoll included).
+    /// Interrupt-safe: the transmit path notifies through them (netpoll included), with the
+    /// TX lock held; so this lock is taken inside the TX lock, never the other way round.
     #[pin]
     pub(crate) evtchn: SpinLockIrq<Option<Channels>>,
     /// An event of the TX (or only) channel waits for its EOI.

@@ -25,7 +25,6 @@
  */
 #define _GNU_SOURCE
 #include <linux/perf_event.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
