@@ -511,7 +511,7 @@ def diagnose(why):
 def net_counts(ag):
     """What the iperf metrics per MB compare: the domU's eth0 packets (/proc/net/dev) and
     interrupts (its event channels: eth0-qN-* for xen-netfront-rs, vif0-qN-* for C's), and
-    dom0's vif interrupts."""
+    dom0's vif interrupts (all, and per channel of split event channels)."""
     def irqs(text, names, suffix=""):
         """Interrupts on all CPUs of the /proc/interrupts lines naming one of `names` (and
         ending with `suffix`: "-tx"/"-rx", the channels of split event channels)."""
@@ -540,7 +540,11 @@ def net_counts(ag):
     c["domu-irqs"] = irqs(out, ("eth0-q", "vif0-q"))
     c["domu-tx-irqs"] = irqs(out, ("eth0-q", "vif0-q"), "-tx")
     c["domu-rx-irqs"] = irqs(out, ("eth0-q", "vif0-q"), "-rx")
-    c["dom0-vif-irqs"] = irqs(open("/proc/interrupts").read(), ("vif",))
+    dom0 = open("/proc/interrupts").read()
+    c["dom0-vif-irqs"] = irqs(dom0, ("vif",))
+    # the backend's channels: -tx, the frontend's new TX requests; -rx, its new RX buffers
+    c["dom0-vif-tx-irqs"] = irqs(dom0, ("vif",), "-tx")
+    c["dom0-vif-rx-irqs"] = irqs(dom0, ("vif",), "-rx")
     c["domu-cpu"] = cpu(out)
     c["dom0-cpu"] = cpu(open("/proc/stat").read())
     return c
