@@ -17,6 +17,7 @@ need rustc "$(rustc --version 2>/dev/null | first_ver)" "$RUST_MIN"
 need bindgen "$(bindgen --version 2>/dev/null | first_ver)" "$BINDGEN_MIN"
 [ -d "$(rustc --print sysroot 2>/dev/null)/lib/rustlib/src/rust/library/core" ] || { echo "missing: rust-src (rustup component add rust-src)"; bad=1; }
 command -v clippy-driver >/dev/null || { echo "missing: clippy (rustup component add clippy)"; bad=1; }
+command -v rustfmt >/dev/null || { echo "missing: rustfmt (rustup component add rustfmt)"; bad=1; }
 need libclang "$(ls /usr/lib/llvm-$LLVM_MAJOR/lib/ 2>/dev/null | grep -oE '^libclang-[0-9]+\.[0-9]+\.[0-9]+\.so$' | first_ver)" "$LLVM_MIN"
 need gcc "$(gcc -dumpfullversion 2>/dev/null)" 8.1
 need ccache "$(ccache --version 2>/dev/null | first_ver)" 3.7

@@ -92,6 +92,8 @@ command -v rustup >/dev/null || die "rustup is missing: install Rust $RUST_VERSI
 rustup component list --installed 2>/dev/null | grep -q '^rust-src' || { log "rustup component add rust-src"; rustup component add rust-src; }
 # clippy: make clippy (the kernel's Rust lints, CLIPPY=1), part of make check.
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || { log "rustup component add clippy"; rustup component add clippy; }
+# rustfmt: the static check formats as the kernel's make rustfmtcheck (part of make check).
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || { log "rustup component add rustfmt"; rustup component add rustfmt; }
 if ! bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; then
 	log "cargo install bindgen-cli $BINDGEN_VERSION (about 3 min)"
 	LIBCLANG_PATH=/usr/lib/llvm-$LLVM_MAJOR/lib cargo install --locked bindgen-cli --version "$BINDGEN_VERSION" >/dev/null

@@ -13,7 +13,10 @@
    undocumented_unsafe_blocks checks this too, but not in code that a macro expands
    (`try_pin_init!`, `#[pinned_drop]`, ...), and it accepts any comment block that contains a
    `SAFETY:` somewhere.
-3. The kernel's own Rust lints (`make CLIPPY=1`, scripts/clippy.sh) report no warning over the
+3. The Rust files are formatted as the kernel's `make rustfmtcheck` wants: rustfmt of the pinned
+   toolchain with the settings of the kernel's .rustfmt.toml (edition 2021, Unix newlines);
+   imports stay one per line with the kernel's trailing `//` marker.
+4. The kernel's own Rust lints (`make CLIPPY=1`, scripts/clippy.sh) report no warning over the
    kernel crate with the project's abstractions and over both drivers.
 
 Writes build/results/static.json. Options: --no-clippy (only check 1), --root DIR (check the
@@ -141,6 +144,27 @@ def unsafe_blocks_without_safety(root):
     return found
 
 
+# The kernel's .rustfmt.toml (what `make rustfmtcheck` uses), as options.
+RUSTFMT = ["rustfmt", "--check", "--edition", "2021", "--config", "newline_style=Unix"]
+
+
+def rustfmt_diffs(root):
+    """The project's Rust files (rust/ and the drivers) rustfmt would change, or why it cannot
+    run. Each file is checked alone (rustfmt would also follow a crate root's `mod`s)."""
+    files = sorted(os.path.join(d, f) for top in ("rust",) + DRIVERS
+                   for d, _, fs in os.walk(os.path.join(root, top)) for f in fs if f.endswith(".rs"))
+    bad = []
+    for f in files:
+        try:
+            p = subprocess.run(RUSTFMT + ["--config", "skip_children=true", f], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            return [f"rustfmt: {e}"], len(files)
+        if p.returncode:
+            bad.append(os.path.relpath(f, root))
+    return bad, len(files)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-clippy", action="store_true", help="skip the clippy build")
@@ -158,6 +182,8 @@ def main():
     r.check("driver crate roots forbid unsafe_code", not missing, ", ".join(missing))
     bad = unsafe_blocks_without_safety(args.root)
     r.check_none("every unsafe block in rust/kernel has its SAFETY comment right above", bad, ", ", 10)
+    unformatted, n_rs = rustfmt_diffs(args.root)
+    r.check_none(f"rustfmt: {n_rs} files formatted as the kernel's rustfmtcheck wants", unformatted, ", ", 10)
 
     if not args.no_clippy:
         log = os.path.join(BUILD, "clippy.log")

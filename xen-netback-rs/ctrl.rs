@@ -14,7 +14,7 @@ use crate::interface::{
 };
 use kernel::{
     new_mutex,
-    new_work,
+    new_work, //
     prelude::*,
     sync::{
         atomic::{
@@ -47,7 +47,7 @@ use kernel::{
             CtrlRequest, //
         },
         DomId,
-        PAGE_SIZE,
+        PAGE_SIZE, //
     },
 };
 

@@ -199,9 +199,7 @@ impl HashConfig {
             Ok(CtrlType::GetHashFlags) => self.get_flags(),
             Ok(CtrlType::SetHashFlags) => (self.set_flags(d[0]), 0),
             Ok(CtrlType::SetHashKey) => (self.set_key(d[0], d[1], &mut copy), 0),
-            Ok(CtrlType::GetHashMappingSize) => {
-                (CtrlStatus::Success, MAX_HASH_MAPPING_SIZE as u32)
-            }
+            Ok(CtrlType::GetHashMappingSize) => (CtrlStatus::Success, MAX_HASH_MAPPING_SIZE as u32),
             Ok(CtrlType::SetHashMappingSize) => (self.set_mapping_size(d[0]), 0),
             Ok(CtrlType::SetHashMapping) => {
                 (self.set_mapping(d[0], d[1], d[2], num_queues, &mut copy), 0)
@@ -715,51 +713,128 @@ mod tests {
         let ok = CtrlStatus::Success as u32;
         let inval = CtrlStatus::InvalidParameter as u32;
         // Without an algorithm: no flags.
-        assert_eq!(status(&mut c, req(CtrlType::SetHashFlags, [1, 0, 0]), 4, &[]), inval);
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashFlags, [1, 0, 0]), 4, &[]),
+            inval
+        );
         let r = c.process(&req(CtrlType::GetHashFlags, [0; 3]), 4, page(&[]));
         assert_eq!(r.status, CtrlStatus::NotSupported as u32);
         assert_eq!((r.id, r.type_), (7, CtrlType::GetHashFlags as u16));
-        assert_eq!(status(&mut c, req(CtrlType::SetHashAlgorithm, [2, 0, 0]), 4, &[]), inval);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashAlgorithm, [1, 0, 0]), 4, &[]), ok);
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashAlgorithm, [2, 0, 0]), 4, &[]),
+            inval
+        );
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashAlgorithm, [1, 0, 0]), 4, &[]),
+            ok
+        );
         let r = c.process(&req(CtrlType::GetHashFlags, [0; 3]), 4, page(&[]));
         assert_eq!((r.status, r.data), (ok, 0xf));
-        assert_eq!(status(&mut c, req(CtrlType::SetHashFlags, [0x10, 0, 0]), 4, &[]), inval);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashFlags, [0xf, 0, 0]), 4, &[]), ok);
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashFlags, [0x10, 0, 0]), 4, &[]),
+            inval
+        );
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashFlags, [0xf, 0, 0]), 4, &[]),
+            ok
+        );
         // Mapping size.
         let r = c.process(&req(CtrlType::GetHashMappingSize, [0; 3]), 4, page(&[]));
         assert_eq!((r.status, r.data), (ok, 128));
-        assert_eq!(status(&mut c, req(CtrlType::SetHashMappingSize, [129, 0, 0]), 4, &[]), inval);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashMappingSize, [64, 0, 0]), 4, &[]), ok);
+        assert_eq!(
+            status(
+                &mut c,
+                req(CtrlType::SetHashMappingSize, [129, 0, 0]),
+                4,
+                &[]
+            ),
+            inval
+        );
+        assert_eq!(
+            status(
+                &mut c,
+                req(CtrlType::SetHashMappingSize, [64, 0, 0]),
+                4,
+                &[]
+            ),
+            ok
+        );
         // The hostile frontend's cases: wrapping, past the size, huge.
         let mut m = [0u8; 16];
         for (i, q) in [1u32, 2, 3, 0].iter().enumerate() {
             m[i * 4..i * 4 + 4].copy_from_slice(&q.to_ne_bytes());
         }
-        for (g, l, o) in [(5, 0xfffffff0, 0x20), (5, 1, 64), (5, 0, 0xffffffff), (5, 0xffffffff, 1)] {
-            assert_eq!(status(&mut c, req(CtrlType::SetHashMapping, [g, l, o]), 4, &m), inval);
+        for (g, l, o) in [
+            (5, 0xfffffff0, 0x20),
+            (5, 1, 64),
+            (5, 0, 0xffffffff),
+            (5, 0xffffffff, 1),
+        ] {
+            assert_eq!(
+                status(&mut c, req(CtrlType::SetHashMapping, [g, l, o]), 4, &m),
+                inval
+            );
         }
         assert_eq!(c.mapping, [0; MAX_HASH_MAPPING_SIZE]);
         // A bad gref, an entry beyond the queues: refused, nothing changes.
-        assert_eq!(status(&mut c, req(CtrlType::SetHashMapping, [6, 4, 0]), 4, &m), inval);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashMapping, [5, 4, 0]), 3, &m), inval);
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashMapping, [6, 4, 0]), 4, &m),
+            inval
+        );
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashMapping, [5, 4, 0]), 3, &m),
+            inval
+        );
         assert_eq!(c.mapping, [0; MAX_HASH_MAPPING_SIZE]);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashMapping, [5, 4, 60]), 4, &m), ok);
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashMapping, [5, 4, 60]), 4, &m),
+            ok
+        );
         assert_eq!(&c.mapping[58..64], &[0, 0, 1, 2, 3, 0]);
         assert_eq!(c.queue(61, 4), 2);
         assert_eq!(c.queue(64 + 62, 4), 3);
         // The key: at most 40 bytes, the rest zeroed.
-        assert_eq!(status(&mut c, req(CtrlType::SetHashKey, [5, 0x10000, 0]), 4, &[]), inval);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashKey, [5, 41, 0]), 4, &[]), inval);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashKey, [6, 4, 0]), 4, &[]), inval);
-        assert_eq!(status(&mut c, req(CtrlType::SetHashKey, [5, 2, 0]), 4, &[9, 8, 7]), ok);
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashKey, [5, 0x10000, 0]), 4, &[]),
+            inval
+        );
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashKey, [5, 41, 0]), 4, &[]),
+            inval
+        );
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashKey, [6, 4, 0]), 4, &[]),
+            inval
+        );
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashKey, [5, 2, 0]), 4, &[9, 8, 7]),
+            ok
+        );
         assert_eq!(&c.key[..4], &[9, 8, 0, 0]);
         // Unknown operations.
-        let r = CtrlRequest { id: 1, type_: 99, data: [0; 3] };
-        assert_eq!(c.process(&r, 4, page(&[])).status, CtrlStatus::NotSupported as u32);
-        let r = CtrlRequest { id: 1, type_: 0, data: [0; 3] };
-        assert_eq!(c.process(&r, 4, page(&[])).status, CtrlStatus::NotSupported as u32);
+        let r = CtrlRequest {
+            id: 1,
+            type_: 99,
+            data: [0; 3],
+        };
+        assert_eq!(
+            c.process(&r, 4, page(&[])).status,
+            CtrlStatus::NotSupported as u32
+        );
+        let r = CtrlRequest {
+            id: 1,
+            type_: 0,
+            data: [0; 3],
+        };
+        assert_eq!(
+            c.process(&r, 4, page(&[])).status,
+            CtrlStatus::NotSupported as u32
+        );
         // Size 0: modulo the queues.
-        assert_eq!(status(&mut c, req(CtrlType::SetHashMappingSize, [0, 0, 0]), 4, &[]), ok);
+        assert_eq!(
+            status(&mut c, req(CtrlType::SetHashMappingSize, [0, 0, 0]), 4, &[]),
+            ok
+        );
         assert_eq!(c.queue(7, 4), 3);
     }
 

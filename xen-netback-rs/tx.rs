@@ -643,7 +643,10 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
     };
 
     // The `rate` limit: pick up a change, read the clock.
-    let now = (Instant::<Monotonic>::now() - tx.clock_base).as_nanos().max(0) as u64 / 1000;
+    let now = (Instant::<Monotonic>::now() - tx.clock_base)
+        .as_nanos()
+        .max(0) as u64
+        / 1000;
     let gen = core.shared.rate_gen.load(Acquire);
     if gen != tx.rate_gen {
         tx.rate_gen = gen;
@@ -868,7 +871,10 @@ pub(crate) fn poll(ctx: &PollContext<'_, Core>, budget: u32) -> u32 {
                     let mut ok = true;
                     for (r, offset, len) in pkt.mapped_pieces() {
                         let slot = pkt.slots[r];
-                        if !ok || z.add_frag(usize::from(slot), u32::from(offset), len as u32).is_err() {
+                        if !ok
+                            || z.add_frag(usize::from(slot), u32::from(offset), len as u32)
+                                .is_err()
+                        {
                             // Cannot happen (validated pieces, mapped slots): the slots not
                             // lent are unmapped below.
                             ok = false;
@@ -1200,7 +1206,8 @@ mod tests {
     fn sized(first: u16, sizes: &[u16]) -> Packet {
         let total = first + sizes.iter().sum::<u16>();
         let mut v = KVec::new();
-        v.push(slot(total, 10, !sizes.is_empty(), 0), GFP_KERNEL).unwrap();
+        v.push(slot(total, 10, !sizes.is_empty(), 0), GFP_KERNEL)
+            .unwrap();
         for (i, &s) in sizes.iter().enumerate() {
             v.push(slot(s, 0, i + 1 < sizes.len(), i as u16 + 1), GFP_KERNEL)
                 .unwrap();
@@ -1295,8 +1302,7 @@ mod tests {
         });
         let group = [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03];
         let next = slot(100, 0, false, 6);
-        let mut it = [TxSlot::from(ExtraInfo::new(Extra::McastAdd(group))), next]
-            .into_iter();
+        let mut it = [TxSlot::from(ExtraInfo::new(Extra::McastAdd(group))), next].into_iter();
         let pkt = read_packet(first.request(), &mut it, crate::FATAL_SKB_SLOTS).unwrap();
         assert_eq!(pkt.mcast, Some(Extra::McastAdd(group)));
         assert_eq!((pkt.nr_reqs, pkt.nr_extras, pkt.reqs[0].id), (1, 1, 5));

@@ -774,7 +774,9 @@ impl NetBack {
             match crate::zerocopy::MapState::new(zc.clone()) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    pr_warn!("{ifname}: queue {index}: no pages to map guest TX ({e:?}): copying\n");
+                    pr_warn!(
+                        "{ifname}: queue {index}: no pages to map guest TX ({e:?}): copying\n"
+                    );
                     None
                 }
             }

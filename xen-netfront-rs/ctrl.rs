@@ -36,7 +36,7 @@ use kernel::{
             HashTypeFlag, //
         },
         xenbus,
-        DomId,
+        DomId, //
     },
 };
 

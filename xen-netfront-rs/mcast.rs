@@ -13,10 +13,10 @@ use crate::queue::Queue;
 use kernel::{
     net::{
         dev::RxMode,
-        napi::Napi,
+        napi::Napi, //
     },
     new_mutex,
-    new_work,
+    new_work, //
     prelude::*,
     str::CString,
     sync::{

@@ -40,6 +40,7 @@ use kernel::{
         },
     },
     prelude::*,
+    str::CString,
     sync::{
         aref::ARef,
         atomic::{
@@ -54,7 +55,6 @@ use kernel::{
         SpinLockBh,
         SpinLockIrq, //
     },
-    str::CString,
     time::{
         delay::fsleep,
         Delta, //

@@ -965,8 +965,7 @@ impl Queue {
                     },
                     Slot::Skb { pkt, piece } => {
                         let pkt = usize::from(pkt);
-                        let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut)
-                        else {
+                        let Some(granted) = tx.packets.get_mut(pkt).and_then(Option::as_mut) else {
                             bad = Some("TX: Response for inactive request (no packet)");
                             break 'outer;
                         };
@@ -976,8 +975,7 @@ impl Queue {
                             break 'outer;
                         }
                         if granted.is_done() {
-                            if let Some(Ok(skb)) =
-                                tx.packets[pkt].take().map(GrantedSkb::into_skb)
+                            if let Some(Ok(skb)) = tx.packets[pkt].take().map(GrantedSkb::into_skb)
                             {
                                 skb.consume();
                             }

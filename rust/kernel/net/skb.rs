@@ -373,7 +373,10 @@ impl SkBuffRef {
         page_offset: usize,
         len: usize,
     ) -> Result {
-        if page_offset.checked_add(len).is_none_or(|end| end > PAGE_SIZE) {
+        if page_offset
+            .checked_add(len)
+            .is_none_or(|end| end > PAGE_SIZE)
+        {
             return Err(EINVAL);
         }
         let c_len = c_int::try_from(len)?;
@@ -1605,7 +1608,10 @@ mod tests {
         assert!(back[90..].iter().all(|&b| b == 0));
         // Out of range: refused, and the page holds nothing at all.
         assert!(skb.copy_to_page_zero_rest(50, &mut page, 90).is_err());
-        assert_eq!(skb.copy_to_page_zero_rest(0, &mut page, PAGE_SIZE + 1), Err(EINVAL));
+        assert_eq!(
+            skb.copy_to_page_zero_rest(0, &mut page, PAGE_SIZE + 1),
+            Err(EINVAL)
+        );
         // SAFETY: As above.
         unsafe { page.read_raw(back.as_mut_ptr(), 0, PAGE_SIZE)? };
         assert!(back.iter().all(|&b| b == 0));
@@ -1826,7 +1832,10 @@ mod tests {
         let mut pages = KVec::new();
         let mut lent = KVec::new();
         for _ in 0..4 {
-            pages.push(Page::alloc_page(GFP_KERNEL | crate::alloc::flags::__GFP_ZERO)?, GFP_KERNEL)?;
+            pages.push(
+                Page::alloc_page(GFP_KERNEL | crate::alloc::flags::__GFP_ZERO)?,
+                GFP_KERNEL,
+            )?;
             lent.push(Atomic::new(0), GFP_KERNEL)?;
         }
         let zc = ZeroCopy::new(
@@ -1874,7 +1883,8 @@ mod tests {
         z.add_frag(1, 10, 20)?;
         let mut skb = z.finish();
         // SAFETY: We own the buffer.
-        assert_eq!(unsafe { bindings::skb_orphan_frags(skb.raw(), GFP_KERNEL.as_raw()) }, 0);
+        let orphaned = unsafe { bindings::skb_orphan_frags(skb.raw(), GFP_KERNEL.as_raw()) };
+        assert_eq!(orphaned, 0);
         assert_eq!(tp.completed.load(Relaxed), 2);
         assert_eq!(tp.copied.load(Relaxed), 1);
         assert_eq!(tp.given_back.load(Relaxed), 4);
@@ -1910,10 +1920,11 @@ mod tests {
         assert_eq!(tp.lent.iter().map(|l| l.load(Relaxed)).sum::<u32>(), 0);
         assert_eq!(zc.in_flight(), 0);
         // Nothing lent, nothing in flight: finishing is a no-op.
-        let skb = ZeroCopySkb::new(SkBuff::alloc(64, GFP_KERNEL)?, &zc).map_err(|(_, e)| e)?.finish();
+        let skb = ZeroCopySkb::new(SkBuff::alloc(64, GFP_KERNEL)?, &zc)
+            .map_err(|(_, e)| e)?
+            .finish();
         skb.consume();
         assert_eq!(tp.completed.load(Relaxed), 4);
         Ok(())
     }
-
 }

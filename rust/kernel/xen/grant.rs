@@ -603,7 +603,8 @@ impl GrantedSkb {
             for chunk in chunks(frag.offset() as usize, frag.size() as usize) {
                 // SAFETY: A fragment lies within its (possibly compound) page, whose `struct page`s
                 // are contiguous; `first + chunk.page` is the page holding this piece.
-                let gfn = unsafe { bindings::xen_page_to_gfn(page.as_ptr().add(first + chunk.page)) };
+                let gfn =
+                    unsafe { bindings::xen_page_to_gfn(page.as_ptr().add(first + chunk.page)) };
                 grant(Gfn(gfn as u64), chunk.offset, chunk.len);
             }
         }
@@ -695,7 +696,10 @@ impl Drop for GrantedSkb {
         }
         if still_mapped {
             // The other domain may still read the data: the buffer is never freed.
-            pr_warn!("xen: grant still in use by domain {}: leaking a socket buffer\n", self.domid.0);
+            pr_warn!(
+                "xen: grant still in use by domain {}: leaking a socket buffer\n",
+                self.domid.0
+            );
             return;
         }
         // SAFETY: `self.skb` is initialised and not used after this.
@@ -1456,7 +1460,10 @@ impl ForeignPages {
         let mut state = KVec::with_capacity(count, GFP_KERNEL)?;
         let mut handles = KVec::with_capacity(count, GFP_KERNEL)?;
         for _ in 0..count {
-            state.push(crate::sync::atomic::Atomic::new(SlotState::Free as u32), GFP_KERNEL)?;
+            state.push(
+                crate::sync::atomic::Atomic::new(SlotState::Free as u32),
+                GFP_KERNEL,
+            )?;
             handles.push(crate::sync::atomic::Atomic::new(0), GFP_KERNEL)?;
         }
         let free = KBox::pin_init(
@@ -1698,7 +1705,10 @@ impl MapBatch<'_> {
         if slot >= self.pool.len() {
             return Err(EINVAL);
         }
-        if !self.pool.transition(slot, SlotState::Free, SlotState::Mapping) {
+        if !self
+            .pool
+            .transition(slot, SlotState::Free, SlotState::Mapping)
+        {
             return Err(EBUSY);
         }
         let mut op = bindings::gnttab_map_grant_ref::default();
@@ -1839,11 +1849,13 @@ unsafe impl<N: ReturnNotify> crate::net::skb::ZeroCopyPages for LendablePages<N>
     }
 
     fn lend(&self, slot: usize) -> bool {
-        self.pages.transition(slot, SlotState::Mapped, SlotState::Lent)
+        self.pages
+            .transition(slot, SlotState::Mapped, SlotState::Lent)
     }
 
     fn give_back(&self, slot: usize) {
-        self.pages.transition(slot, SlotState::Lent, SlotState::Returned);
+        self.pages
+            .transition(slot, SlotState::Lent, SlotState::Returned);
     }
 
     fn complete(&self, zerocopy_success: bool) {
@@ -2184,7 +2196,12 @@ mod tests {
         // One piece per fragment within a page; one more for a fragment crossing none.
         skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 100, 3996, PAGE_SIZE as u32)?;
         skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 4000, 96, PAGE_SIZE as u32)?;
-        skb.add_rx_frag(Page::alloc_page(GFP_KERNEL)?, 0, PAGE_SIZE as u32, PAGE_SIZE as u32)?;
+        skb.add_rx_frag(
+            Page::alloc_page(GFP_KERNEL)?,
+            0,
+            PAGE_SIZE as u32,
+            PAGE_SIZE as u32,
+        )?;
         let layout = GrantedSkb::layout(&skb);
         assert_eq!(layout.grants, head + 3);
         assert!(layout.grantable);
