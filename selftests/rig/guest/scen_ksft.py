@@ -251,18 +251,24 @@ def run(d, ag, domid, ifn, vif):
                     newpass.append(sub)
             missing = [k[2] for k, v in exp.items() if k[0] == phase and k[1] == name and v == "pass"
                        and k[2] not in {s for s, _, _ in subs}]
-            # A regressed Python sub-test runs once more on its own (ksft's `-t`): several of
-            # these tests have fixed timers (csum.py's receiver counts for 2 s from its start,
-            # while the sender starts over ssh), which a slow host can miss. One that passes
-            # again is reported in the detail and results.json ("flaky"), not as a regression.
+            # A regressed Python sub-test runs again on its own (ksft's `-t`), up to twice:
+            # several of these tests have fixed timers (csum.py's receiver counts for 2 s from
+            # its start, while the sender starts over ssh), which a slow host can miss (a
+            # clean-clone make check beside a bench lost the tail of csum.ipv4_rx_udp_invalid
+            # twice running, 90 and 97 of 100 packets). One that passes again is reported in the
+            # detail and results.json ("flaky"), not as a regression; one that fails all three
+            # times is the regression.
             flaky = []
             if script.endswith(".py"):
                 for sub in [s for s in regressed if s.startswith(base[:-3] + ".")]:
-                    restore(d, ag, phase, ifn, vif)
-                    rc2, out2, _ = ksft("-t " + shq(sub.split(".", 1)[1]))
-                    again = [s for n2, s, _ in parse(out2, rc2 if rc2 is not None else 255, script) if n2 == sub]
-                    if again == ["pass"] and rc2 == 0:
-                        flaky.append("%s: %s" % (sub, regressed.pop(sub)))
+                    for _ in range(2):
+                        restore(d, ag, phase, ifn, vif)
+                        rc2, out2, _ = ksft("-t " + shq(sub.split(".", 1)[1]))
+                        again = [s for n2, s, _ in parse(out2, rc2 if rc2 is not None else 255, script)
+                                 if n2 == sub]
+                        if again == ["pass"] and rc2 == 0:
+                            flaky.append("%s: %s" % (sub, regressed.pop(sub)))
+                            break
             regress = ["%s: %s" % kv for kv in regressed.items()]
             regress += ["%s: passes with C, did not run" % m for m in missing]
             n = {k: sum(1 for _, s, _ in subs if s == k) for k in ("pass", "skip", "fail")}
@@ -273,7 +279,7 @@ def run(d, ag, domid, ifn, vif):
             if known:
                 detail += " | known C failures: " + "; ".join(known)
             if flaky:
-                detail += " | FLAKY (failed, then passed when rerun alone): " + "; ".join(flaky)
+                detail += " | FLAKY (failed, then passed when rerun alone, at most twice): " + "; ".join(flaky)
             if newpass:
                 detail += " | passes, not with C: " + ", ".join(newpass)
             if skips:
