@@ -19,7 +19,7 @@
 4. The kernel's own Rust lints (`make CLIPPY=1`, scripts/clippy.sh) report no warning over the
    kernel crate with the project's abstractions and over both drivers.
 
-Writes build/results/static.json. Options: --no-clippy (only check 1), --root DIR (check the
+Writes build/results/static.json. Options: --no-clippy (checks 1-3 only), --root DIR (check the
 drivers under DIR instead of this tree).
 """
 import argparse

@@ -44,7 +44,7 @@ METRICS = [("iperf-tx-mbps", True), ("iperf-rx-mbps", True), ("dom0-loopback-mbp
 # How the drivers batch (guest/dom0.py net_counts): packets and interrupts per MB carried.
 METRICS += [("%s-%s-per-mb" % (d, k), False) for d in ("iperf-tx", "iperf-rx")
             for k in ("domu-tx-pkts", "domu-rx-pkts", "domu-irqs", "domu-tx-irqs", "domu-rx-irqs", "dom0-vif-irqs",
-                                 "dom0-vif-tx-irqs", "dom0-vif-rx-irqs")]
+                      "dom0-vif-tx-irqs", "dom0-vif-rx-irqs")]
 # The sending socket's RTT in the guest TX run (TCP sizes its TSO packets by it).
 METRICS += [("iperf-tx-mean-rtt", False), ("iperf-tx-min-rtt", False)]
 # How busy each domain's CPUs were during the runs (guest/dom0.py net_counts): which side bounds it.
