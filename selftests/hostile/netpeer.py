@@ -5,6 +5,7 @@
   netpeer.py backend  --case CASE --domid D [--handle H] [--peer-cmd 'ssh root@domu']
   netpeer.py frontend --case CASE [--handle H]
   netpeer.py list [backend|frontend]
+  netpeer.py serve [--dir D]      (requests like the above from the FIFO D/in: serve())
 
 backend: runs in dom0 with the xen-backend bus' drivers_autoprobe off (or no netback loaded for
 that vif). It creates the xenstore nodes of a new vif <H> for domain D (backend and frontend
@@ -42,10 +43,12 @@ class Result:
     def __init__(self, side, case, meta):
         self.d = {"side": side, "case": case, "xsa": meta.get("xsa", ""), "desc": meta.get("desc", ""),
                   "expect": meta.get("expect", ""), "checks": [], "info": {}}
+        self.t0 = time.time()   # each check records its time since here ("t")
 
     def check(self, name, ok, detail=""):
-        self.d["checks"].append({"name": name, "pass": bool(ok), "detail": str(detail)[:600]})
-        log("  %-28s %s %s" % (name, "ok" if ok else "FAIL", str(detail)[:200]))
+        t = round(time.time() - self.t0, 2)
+        self.d["checks"].append({"name": name, "pass": bool(ok), "detail": str(detail)[:600], "t": t})
+        log("  %-28s %s %s (%.2f s)" % (name, "ok" if ok else "FAIL", str(detail)[:200], t))
         return bool(ok)
 
     def info(self, k, v):
@@ -1599,7 +1602,42 @@ def run_frontend_case(case, handle, hold=1.0):
 
 
 # ============================================================================================
-def main():
+def serve(d):
+    """Runs requests (each one command line of this tool) one after the other in this process,
+    from the FIFO d/in; each request's output, then `NETPEER-RC <exit status>`, goes to the FIFO
+    d/out. In a PV domU under TCG starting Python costs seconds; a server starts it once for all
+    the cases of a run. A client: `echo 'frontend --case good --handle 1' > d/in; cat d/out`."""
+    import traceback
+    os.makedirs(d, exist_ok=True)
+    fin, fout = os.path.join(d, "in"), os.path.join(d, "out")
+    for f in (fin, fout):
+        if not os.path.exists(f):
+            os.mkfifo(f)
+    with open(os.path.join(d, "pid"), "w") as f:
+        f.write("%d\n" % os.getpid())
+    while True:
+        with open(fin) as f:
+            line = f.readline().strip()
+        if not line:
+            continue
+        if line == "quit":
+            return 0
+        with open(fout, "w") as o:
+            saved = sys.stdout, sys.stderr
+            sys.stdout = sys.stderr = o
+            try:
+                rc = main(shlex.split(line))
+            except SystemExit as e:
+                rc = e.code
+            except Exception:
+                o.write(traceback.format_exc())
+                rc = 1
+            finally:
+                sys.stdout, sys.stderr = saved
+            o.write("NETPEER-RC %s\n" % rc)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="side", required=True)
     b = sub.add_parser("backend", help="hostile backend (run in dom0)")
@@ -1616,7 +1654,11 @@ def main():
     f.add_argument("--hold", type=float, default=1.0)
     ls = sub.add_parser("list")
     ls.add_argument("which", nargs="?", default="")
-    a = ap.parse_args()
+    sv = sub.add_parser("serve", help="run requests from the FIFO DIR/in, answers to DIR/out (see serve())")
+    sv.add_argument("--dir", default="/tmp/netpeer")
+    a = ap.parse_args(argv)
+    if a.side == "serve":
+        return serve(a.dir)
     if a.side == "list":
         for side, cases in (("backend", BACK_CASES), ("frontend", FRONT_CASES)):
             if a.which in ("", side):

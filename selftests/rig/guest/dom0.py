@@ -455,6 +455,7 @@ import os, re, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 6666))
 s.settimeout(0.3)
+print("NCRX ready", flush=True)
 n, stop = int(sys.argv[2]), sys.argv[3]
 got, end = set(), time.time() + 120
 while len(got) < n and not os.path.exists(stop) and time.time() < end:
@@ -463,7 +464,7 @@ while len(got) < n and not os.path.exists(stop) and time.time() < end:
     except socket.timeout:
         continue
     got.update(int(m) for m in re.findall(rb"rig-netconsole-(\d+)", b))
-print("NCRX got=%d" % len(got), flush=True)
+print("NCRX got=%d missing=%s" % (len(got), sorted(set(range(1, n + 1)) - got)), flush=True)
 """
 
 
@@ -472,23 +473,27 @@ def netconsole_check(name, tx_run, rx_run, dev, local_ip, remote_ip, remote_mac,
     the domain `tx_run` runs in, towards a UDP listener in the other one: at least n-2 of n
     kernel messages must arrive; the target is removed afterwards. The listener runs until it
     has them all or the sender is done (2 s after its last message), not for a fixed time: on a
-    slow host the setup alone took most of a fixed window. One check; True if passed."""
+    slow host the setup alone took most of a fixed window. The first message goes out only once
+    the listener is bound (on a loaded host its Python took over a second to start, and the
+    first messages of a run were lost before it listened). One check; True if passed."""
     rx_run("rm -f /tmp/ncrx.stop; cat > /tmp/ncrx.py <<'EOF'\n%sEOF\n"
-           "(python3 /tmp/ncrx.py %s %d /tmp/ncrx.stop >/tmp/ncrx.log 2>&1 &); sleep 1"
-           % (NC_RX, remote_ip, n), 30)
+           "(python3 /tmp/ncrx.py %s %d /tmp/ncrx.stop >/tmp/ncrx.log 2>&1 &); "
+           "for i in $(seq 150); do grep -q 'NCRX ready' /tmp/ncrx.log && break; sleep 0.2; done"
+           % (NC_RX, remote_ip, n), 60)
     t = "/sys/kernel/config/netconsole/rig"
     rc, out = tx_run("grep -q ' /sys/kernel/config ' /proc/mounts || mount -t configfs configfs /sys/kernel/config; "
                      "modprobe netconsole && mkdir -p {t} && echo {dev} > {t}/dev_name && echo {l} > {t}/local_ip && "
                      "echo {r} > {t}/remote_ip && echo 6666 > {t}/remote_port && echo {m} > {t}/remote_mac && "
                      "echo 1 > {t}/enabled && for i in $(seq {n}); do echo \"<3>rig-netconsole-$i\" > /dev/kmsg; sleep 0.05; done; "
                      "sleep 2; echo 0 > {t}/enabled; rmdir {t}".format(t=t, dev=dev, l=local_ip, r=remote_ip, m=remote_mac, n=n), 60)
-    _, log = rx_run("touch /tmp/ncrx.stop; for i in $(seq 50); do grep -q NCRX /tmp/ncrx.log && break; sleep 0.2; done; "
+    _, log = rx_run("touch /tmp/ncrx.stop; for i in $(seq 50); do grep -q 'NCRX got' /tmp/ncrx.log && break; sleep 0.2; done; "
                     "cat /tmp/ncrx.log", 30)
-    m = re.search(r"NCRX got=(\d+)", log)
+    m = re.search(r"NCRX got=(\d+) missing=(.*)", log)
     got = int(m.group(1)) if m else None
     return check(name, rc == 0 and got is not None and got >= n - 2,
-                 "netconsole on %s (%s -> %s): %s of %d messages received; setup rc=%s %s"
-                 % (dev, local_ip, remote_ip, got, n, rc, "" if rc == 0 else out.strip()[-300:]))
+                 "netconsole on %s (%s -> %s): %s of %d messages received (missing %s); setup rc=%s %s"
+                 % (dev, local_ip, remote_ip, got, n, m.group(2).strip() if m else "?", rc,
+                    "" if rc == 0 else out.strip()[-300:]))
 
 
 DIAGNOSED = set()
