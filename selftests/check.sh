@@ -15,9 +15,8 @@
 # much of the time: two at once took 1.17 and 1.22 times as long each as alone (features rs/c
 # and c/rs, both passing), about 1.4 times the work per hour on two cores. The checks with a
 # time in them leave room for that (the hostile cases wait 3 to 15 s for what takes
-# milliseconds; the RX-stall flood is judged against its own volume). The kernel build never
-# overlaps a rig boot; the Xen 4.17 build, its image, rustdoc and the static checks run beside
-# the lanes at the lowest priority (below). CHECK_LANES=1 runs the lanes one after the other.
+# milliseconds; the RX-stall flood is judged against its own volume). Kernel, Xen and image
+# builds never overlap a rig boot. CHECK_LANES=1 runs everything one at a time.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -38,48 +37,26 @@ step() { # name cmd...
 }
 
 rm -f "$results"/*.json "$results"/*.txt
-# Before the lanes: the 4.20 rig's images (cached; on a fresh machine an mmdebstrap root
-# filesystem, mostly downloads and unpacking) beside the KUnit boot and the kselftest build.
-# The rest that boots no 4.20 rig (the patched Xen 4.17 of scripts/xen.sh and its bookworm
-# image, make rustdoc, the static checks with clippy's kernel build: about 10 min of CPU) runs
-# in the background at the lowest CPU and I/O priority while the lanes boot their rigs: two rigs
-# leave about a third of a core idle (they wait on their guests' timers), and the background
-# work takes only that, not the rigs' share. Lane 2 waits for the 4.17 images before its 4.17
-# steps (the last ones). CHECK_BG=0 runs it all in the foreground first.
+# The rig's images (cached; on a fresh machine two mmdebstrap root filesystems, mostly downloads
+# and unpacking, and the patched Xen 4.17 of scripts/xen.sh with its bookworm image) build beside
+# the checks that boot no rig; the lanes start once both are there. (Measured: the same builds
+# beside the lanes at nice 19 and idle I/O priority slowed the rigs two to three times while
+# they ran, and the check as a whole by more than they took here.)
+images_all() {
+	step images bash selftests/rig/images.sh
+	step images-4.17 bash selftests/rig/images.sh 4.17
+}
 imageslog=build/check-images.log
-step images bash selftests/rig/images.sh > "$imageslog" 2>&1 &
+images_all > "$imageslog" 2>&1 &
 imagespid=$!
 step kunit python3 selftests/vng/kunit.py
+step rustdoc python3 selftests/rustdoc-check.py
+step static python3 selftests/static-check.py
 # The kselftests both lanes ship to their guests (cached; run.py would build them on first use).
 step ksft-build bash selftests/ksft/build.sh
 wait "$imagespid"
 echo "=== images (built beside the steps above)"
 cat "$imageslog"
-img417=build/check-images-4.17.done
-rm -f "$img417"
-background() {
-	step images-4.17 bash selftests/rig/images.sh 4.17
-	touch "$img417"
-	step rustdoc python3 selftests/rustdoc-check.py
-	step static python3 selftests/static-check.py
-}
-bglog=build/check-background.log
-if [ "${CHECK_BG:-1}" = 1 ]; then
-	# its own heavy-job lock: the rigs' boots must not wait for it, nor it for them
-	( export HEAVY_LOCK=${HEAVY_LOCK:-/tmp/xen-netrs-heavy.lock}.bg
-	  renice -n 19 -p "$BASHPID" >/dev/null; ionice -c 3 -p "$BASHPID" 2>/dev/null || true
-	  background ) > "$bglog" 2>&1 &
-	bgpid=$!
-else
-	background
-	bgpid=
-fi
-wait_images417() {
-	while [ ! -e "$img417" ]; do
-		[ -n "$bgpid" ] && kill -0 "$bgpid" 2>/dev/null || break
-		sleep 5
-	done
-}
 ref=${CHECK_REFERENCE:-0}
 # The rig's own FPU-state self-test (selftests/rig/README.md: the TCG XSAVE bug): FPU/AVX
 # register state survives vCPU switches under the QEMU/Xen flags the rig uses. It tests the
@@ -124,15 +101,14 @@ last=${CHECK_PAIRS:-$pairs}; last=${last##* }
 # garbage, event and watch storms, grants not owned, an RX stall under a flood; and frontends
 # without SG/GSO/checksum offload or without rx-notify, which must still be served); dom0 disables
 # only that vif and keeps serving the domU's healthy vif and a second domU; then the guest-TX
-# data-path cases again with the backend reloaded in map mode (tx_mode=1). All of it took 27 min
-# beside the other lane: two steps, one per lane (run.py --cases patterns), the xenstore cases
-# (xs-*, about 8 min) in lane 2, the others (about 20 min) in lane 1. run.py shortens the
-# backend's RX stall and drain timeouts for this scenario (the rx-stall case, XSA-392).
-hostile_front() { # "" (lane 1) or xs (lane 2)
-	local cases='!xs-*' tag=()
-	[ "$1" = xs ] && cases='xs-*' tag=(--tag xs)
-	case " $ready " in *" back "*) step "hostile-front${1:+-$1}" python3 selftests/rig/run.py hostile-front \
-		--front c --back rs --cases "$cases" "${tag[@]}";; esac
+# data-path cases again with the backend reloaded in map mode (tx_mode=1). One step in lane 1:
+# each case in one netpeer.py process in the domU, the toolstack's attach/detach beside the
+# cases (guest/scen_hostile.py; about 11 s a case, 25 before, when the xenstore cases had to run
+# in lane 2 for the lanes to end together). run.py shortens the backend's RX stall and drain
+# timeouts for this scenario (the rx-stall case, XSA-392).
+hostile_front() {
+	case " $ready " in *" back "*) step hostile-front python3 selftests/rig/run.py hostile-front \
+		--front c --back rs;; esac
 }
 # The Rust backend's user-visible features (guest/scen_back.py, about 4 min): ethtool -S and
 # module parameters with the C names, rate=, 2 and 4 queues, guest to guest with a second domU.
@@ -166,13 +142,11 @@ pair_steps() { # front/back
 	[ "$pair" = c/c ] || step "features-$pair" python3 selftests/rig/run.py features --front "${pair%/*}" --back "${pair#*/}"
 }
 
-# Lane 1: the PV MMU switches, the hostile frontend but its xenstore cases, then the first
-# pairing (rs/c), with xl save / xl restore on Xen 4.20 unless it is also the last pairing (which
-# runs it on 4.17 below): the frontend against the C backend across a restore; the backend's
-# features.
+# Lane 1: the hostile frontend, then the first pairing (rs/c), with xl save / xl restore on Xen
+# 4.20 unless it is also the last pairing (which runs it on 4.17 below): the frontend against the
+# C backend across a restore; the backend's features.
 lane1() {
-	pvmmu_off
-	hostile_front ""
+	hostile_front
 	local pair
 	for pair in ${CHECK_PAIRS:-$pairs}; do
 		pair_steps "$pair"
@@ -183,16 +157,15 @@ lane1() {
 	back_features
 }
 
-# Lane 2: the hostile backend, the hostile frontend's xenstore cases, the other pairings (c/rs,
-# rs/rs) and the PV-superpage runs.
+# Lane 2: the PV MMU switches, the hostile backend, the other pairings (c/rs, rs/rs) and the
+# PV-superpage runs.
 lane2() {
+	pvmmu_off
 	hostile_back
-	hostile_front xs
 	local k=0 pair
 	for pair in ${CHECK_PAIRS:-$pairs}; do
 		[ $((k++)) = 0 ] || pair_steps "$pair"
 	done
-	wait_images417
 	# PV superpages (issue 6): our patched Xen 4.17 with pv-superpages: dom0 and domU map kernel
 	# text/rodata with 2 MiB pages (census, revert and split checks required), the domU its direct
 	# map too (its default, patches/0104: 2 MiB entries present before and after the traffic;
@@ -224,11 +197,6 @@ else
 	wait "$lane2pid"
 	echo "=== lane 2 (run beside the steps above)"
 	cat "$lane2log"
-fi
-if [ -n "$bgpid" ]; then
-	wait "$bgpid"
-	echo "=== background (images 4.17, rustdoc, static: run beside the lanes)"
-	cat "$bglog"
 fi
 
 echo
